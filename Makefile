@@ -1,0 +1,29 @@
+# make test: installs what the tests need on a fresh Debian machine, then runs
+# every check. Under it TLSEDGE_REQUIRE_TOOLS=1 turns a missing tool into a
+# failure instead of a skip, and TLSEDGE_LONG=1 runs the long tests.
+GO ?= go
+DEB_PACKAGES := curl openssl
+
+.PHONY: test deps fmt vet gotest build
+
+test: deps fmt vet gotest
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+gotest:
+	TLSEDGE_REQUIRE_TOOLS=1 TLSEDGE_LONG=1 $(GO) test -race -count=1 -timeout 60m ./...
+
+build:
+	$(GO) build -o tlsedge .

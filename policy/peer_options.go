@@ -1,0 +1,4 @@
+package policy
+
+// PeerOptions are the peercreds_* options of one server (or mount).
+type PeerOptions struct{}

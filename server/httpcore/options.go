@@ -1,0 +1,34 @@
+package httpcore
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Options configure a Core. Fields with an `opt` tag are user-facing options:
+// the server package turns each into a flag (--kebab-name), a config-file key
+// (server.name) and a README row, from the tags alone. `default` is written in
+// flag syntax; sizes take bytes or units (500KiB), durations plain seconds or Go
+// durations (1.5s).
+type Options struct {
+	ThreadPool           int           `opt:"thread_pool" default:"10" group:"Pool" help:"workers kept ready to run handlers"`
+	ThreadPoolMax        int           `opt:"thread_pool_max" default:"-1" group:"Pool" help:"most workers the pool grows to on demand (-1: no limit)"`
+	AcceptedQueueSize    int           `opt:"accepted_queue_size" default:"-1" group:"Pool" help:"parsed requests that may wait for a worker (-1: no limit)"`
+	AcceptedQueueTimeout time.Duration `opt:"accepted_queue_timeout" default:"10s" group:"Pool" help:"longest a request waits for a worker before a 503"`
+	MaxConnections       int           `opt:"max_connections" default:"10000" group:"Pool" help:"open connections allowed; past it new ones get a fast 503"`
+
+	SocketTimeout        time.Duration `opt:"socket_timeout" default:"10s" group:"Timeouts" help:"wait for the first byte and between keep-alive requests"`
+	RequestHeaderTimeout time.Duration `opt:"request_header_timeout" default:"10s" group:"Timeouts" help:"time to receive a whole request head (slowloris bound)"`
+	MinRequestBodyRate   int64         `opt:"min_request_body_rate" default:"1KiB" unit:"bytes" group:"Timeouts" help:"slowest request body upload tolerated, bytes per second"`
+	WriteTimeout         time.Duration `opt:"write_timeout" default:"30s" group:"Timeouts" help:"longest a single response write may block (slow readers)"`
+
+	MaxRequestHeaderSize int64  `opt:"max_request_header_size" default:"500KiB" unit:"bytes" group:"Limits" help:"largest request head; larger gets 431"`
+	MaxRequestBodySize   int64  `opt:"max_request_body_size" default:"100MiB" unit:"bytes" group:"Limits" help:"largest request body; larger gets 413 (0: no limit)"`
+	ProtocolVersion      string `opt:"protocol_version" default:"HTTP/1.1" group:"HTTP" help:"highest HTTP version used in responses (HTTP/1.0 or HTTP/1.1)"`
+	ServerName           string `opt:"server_name" default:"tlsedge" group:"HTTP" help:"value of the Server response header (empty: none)"`
+	Statistics           bool   `opt:"statistics" default:"false" group:"HTTP" help:"keep request, byte and worker statistics"`
+
+	Handler http.Handler `opt:"-"` // serves every request; nil answers 404
+	Logger  *slog.Logger `opt:"-"` // nil discards
+}

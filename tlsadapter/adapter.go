@@ -1,0 +1,112 @@
+// Package tlsadapter is the SSL adapter registry: it turns accepted connections
+// into served connections (plain, certificate files, the local development CA,
+// ACME-managed certificates, or a user's own adapter), sniffing plain HTTP sent
+// to a TLS port and running handshakes under policy.
+package tlsadapter
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Adapter wraps the accepted connections of one server.
+// Implementations must be safe for concurrent use.
+type Adapter interface {
+	// Scheme is "https" for TLS adapters and "http" for plain ones.
+	Scheme() string
+	// Wrap turns raw into the connection HTTP is served on. It runs in the
+	// connection's own goroutine, never in the accept loop, and must honour
+	// ctx and its own handshake timeout. The returned state is nil for plain
+	// connections. On error Wrap has answered the client where that helps
+	// (a plain HTTP request on a TLS port) and closed raw.
+	Wrap(ctx context.Context, raw net.Conn) (net.Conn, *tls.ConnectionState, error)
+	// Reload re-reads certificates and settings: parse and check everything,
+	// then swap; on failure the adapter keeps serving what it had.
+	Reload(ctx context.Context) error
+	// Close stops background work (file watchers, ACME maintenance).
+	Close() error
+}
+
+// Params is what a Factory gets to build an Adapter for one server.
+type Params struct {
+	Options Options      // the server's ssl_* (and acme_*) options
+	Logger  *slog.Logger // never nil
+	// Hosts are the names the server is configured for (socket_host when it is
+	// a name, and the names clients are expected to ask for).
+	Hosts []string
+	// Port is the server's TCP port (0 for UNIX sockets).
+	Port int
+	// DataDir is tlsedge's per-user data directory (local CA, ACME storage).
+	DataDir string
+	// TLSConfig is the seeds' ssl_context: a whole *tls.Config from a library
+	// user. Adapters that honour it use it as their base; nil otherwise.
+	TLSConfig *tls.Config
+}
+
+// Factory builds an Adapter.
+type Factory func(ctx context.Context, p Params) (Adapter, error)
+
+// ErrUnknownModule is returned by Registry.New for a name nobody registered.
+var ErrUnknownModule = errors.New("tlsadapter: unknown ssl_module")
+
+// Registry maps ssl_module names to factories. It is a value: build one with
+// NewRegistry and register your own adapters on it.
+type Registry struct {
+	mu        sync.RWMutex
+	factories map[string]Factory
+}
+
+// NewRegistry returns a registry holding the adapters tlsedge ships.
+func NewRegistry() *Registry {
+	r := &Registry{factories: map[string]Factory{}}
+	for name, f := range builtinFactories() {
+		r.Register(name, f)
+	}
+	return r
+}
+
+// Register adds or replaces the factory for name.
+func (r *Registry) Register(name string, f Factory) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.factories[name] = f
+}
+
+// Names lists the registered module names, sorted.
+func (r *Registry) Names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.factories))
+	for n := range r.factories {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Has reports whether name is registered.
+func (r *Registry) Has(name string) bool {
+	return slices.Contains(r.Names(), name)
+}
+
+// New builds the adapter named name.
+func (r *Registry) New(ctx context.Context, name string, p Params) (Adapter, error) {
+	r.mu.RLock()
+	f, ok := r.factories[name]
+	r.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w %q (registered: %s)", ErrUnknownModule, name, strings.Join(r.Names(), ", "))
+	}
+	if p.Logger == nil {
+		p.Logger = slog.New(slog.DiscardHandler)
+	}
+	return f(ctx, p)
+}

@@ -1,0 +1,8 @@
+package tlsadapter
+
+// builtinFactories are the adapters every Registry starts with.
+func builtinFactories() map[string]Factory {
+	return map[string]Factory{
+		"none": newNone,
+	}
+}
