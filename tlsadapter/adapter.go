@@ -42,6 +42,9 @@ type Params struct {
 	// Hosts are the names the server is configured for (socket_host when it is
 	// a name, and the names clients are expected to ask for).
 	Hosts []string
+	// Host is the server's socket_host ("" for UNIX sockets); adapters that
+	// open listeners of their own (ACME http-01) bind to it.
+	Host string
 	// Port is the server's TCP port (0 for UNIX sockets).
 	Port int
 	// DataDir is tlsedge's per-user data directory (local CA, ACME storage).
