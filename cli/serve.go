@@ -186,16 +186,25 @@ func printBanner(w io.Writer, e *server.Engine) {
 		if s.Scheme() == "" {
 			continue
 		}
+		caFile := ""
+		if ca, ok := s.Adapter().(tlsadapter.CAFiler); ok {
+			caFile = ca.CAFile()
+		}
+		curl := "curl"
+		if caFile != "" {
+			curl += " --cacert " + shellQuote(caFile)
+		}
 		if s.Config().SocketFile != "" {
 			fmt.Fprintf(w, "tlsedge is serving %s on the UNIX socket %s\n", s.Scheme(), base)
-			fmt.Fprintf(w, "  try:      curl --unix-socket %s %s://localhost/\n", shellQuote(base), s.Scheme())
-			continue
+			curl += " --unix-socket " + shellQuote(base) + " " + s.Scheme() + "://localhost/"
+		} else {
+			fmt.Fprintf(w, "tlsedge is serving %s/\n", base)
+			curl += " " + base + "/"
 		}
-		fmt.Fprintf(w, "tlsedge is serving %s/\n", base)
-		if ca, ok := s.Adapter().(tlsadapter.CAFiler); ok {
-			fmt.Fprintf(w, "  local CA: %s (trust it to verify this server)\n", ca.CAFile())
-			fmt.Fprintf(w, "  try:      curl --cacert %s %s/\n", shellQuote(ca.CAFile()), base)
+		if caFile != "" {
+			fmt.Fprintf(w, "  local CA: %s (trust it to verify this server)\n", caFile)
 		}
+		fmt.Fprintf(w, "  try:      %s\n", curl)
 	}
 }
 

@@ -243,6 +243,9 @@ func parseList(s string) (Value, error) {
 		}
 		v.List = append(v.List, item)
 		rest = strings.TrimSpace(rest)
+		if rest == "" {
+			return Value{}, errors.New("list has no closing ]")
+		}
 		if strings.HasPrefix(rest, ",") {
 			rest = strings.TrimSpace(rest[1:])
 		} else if !strings.HasPrefix(rest, "]") {
