@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-		"net/http"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"

@@ -1,8 +1,8 @@
 package httpcore
 
 import (
-	"bytes"
 	"bufio"
+	"bytes"
 	"errors"
 	"net/http"
 	"net/url"
