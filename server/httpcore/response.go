@@ -219,6 +219,14 @@ func (w *response) commit(final bool) {
 	if c.shutting.Load() {
 		w.closeAfter = true
 	}
+	if b, ok := w.req.Body.(*body); ok && !b.done {
+		// Decide now, while Connection: close can still be said, whether
+		// the unread rest of the body will be drained or the connection
+		// closed (as net/http does).
+		if b.err != nil || b.expectContinue && !b.continueSent || !b.chunked && b.left > maxDrain {
+			w.closeAfter = true
+		}
+	}
 	if allowed && len(out) > 0 {
 		if _, ok := hdr["Content-Type"]; !ok {
 			hdr["Content-Type"] = []string{http.DetectContentType(out)}
