@@ -271,6 +271,12 @@ func (cn *conn) close() {
 // rejectAndClose sends a core-generated error response and closes the
 // connection gracefully enough that the client can read it.
 func (cn *conn) rejectAndClose(rerr *rejectError, proto string) {
+	cn.writeReject(rerr, proto)
+	cn.lingerClose()
+}
+
+// writeReject sends a core-generated error response; the caller closes.
+func (cn *conn) writeReject(rerr *rejectError, proto string) {
 	c := cn.core
 	if c.st != nil {
 		c.st.reject(rerr.status, rerr.reason)
@@ -282,7 +288,6 @@ func (cn *conn) rejectAndClose(rerr *rejectError, proto string) {
 	bw := cn.bufs.bw
 	bw.Write(c.rejectBytes(rerr, proto))
 	bw.Flush()
-	cn.lingerClose()
 }
 
 // lingerClose half-closes the connection and discards what the client is

@@ -341,7 +341,7 @@ func (w *response) finish(bd *body, panicked bool) bool {
 		}
 		if rerr != nil {
 			cn.bufs.out = cn.bufs.out[:0]
-			cn.rejectAndClose(rerr, "")
+			cn.writeReject(rerr, "")
 			return false
 		}
 	}
