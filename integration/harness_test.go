@@ -21,8 +21,10 @@ import (
 	"time"
 )
 
-// binary is the tlsedge binary built once for the whole package.
-var binary string
+// binary is the tlsedge binary built once for the whole package, with the
+// race detector; plainBinary is built without it, for tests that measure
+// memory or speed (the race detector multiplies both).
+var binary, plainBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "tlsedge-bin-")
@@ -30,12 +32,14 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "tlsedge")
-	build := exec.Command("go", "build", "-race", "-o", binary, "tlsedge")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building tlsedge:", err)
-		os.Exit(1)
+	binary, plainBinary = filepath.Join(dir, "tlsedge"), filepath.Join(dir, "tlsedge-plain")
+	for _, b := range [][]string{{"-race", "-o", binary}, {"-o", plainBinary}} {
+		build := exec.Command("go", append(append([]string{"build"}, b...), "tlsedge")...)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building tlsedge:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -73,13 +77,21 @@ func (s *syncBuffer) String() string {
 // given) and returns once it logs that every server is serving.
 func start(t testing.TB, args ...string) *proc {
 	t.Helper()
-	p := launch(t, nil, args...)
+	p := launch(t, binary, nil, args...)
+	p.waitServing()
+	return p
+}
+
+// startPlain is start with the binary built without the race detector.
+func startPlain(t testing.TB, args ...string) *proc {
+	t.Helper()
+	p := launch(t, plainBinary, nil, args...)
 	p.waitServing()
 	return p
 }
 
 // launch runs tlsedge without waiting for it.
-func launch(t testing.TB, extraFiles []*os.File, args ...string) *proc {
+func launch(t testing.TB, bin string, extraFiles []*os.File, args ...string) *proc {
 	t.Helper()
 	if !hasArg(args, "--data-dir") {
 		args = append(args, "--data-dir", t.TempDir())
@@ -87,7 +99,7 @@ func launch(t testing.TB, extraFiles []*os.File, args ...string) *proc {
 	if !hasArg(args, "--log-format") {
 		args = append(args, "--log-format", "json")
 	}
-	cmd := exec.Command(binary, args...)
+	cmd := exec.Command(bin, args...)
 	p := &proc{t: t, cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	cmd.ExtraFiles = extraFiles

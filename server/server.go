@@ -213,8 +213,11 @@ func isTemporary(err error) bool {
 		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EINTR)
 }
 
-// serveConn runs in the connection's own goroutine: it wraps the connection
-// with the SSL adapter (sniffing, handshake) and hands it to the core.
+// serveConn runs in a short-lived goroutine of its own: it wraps the
+// connection with the SSL adapter (sniffing, handshake), then hands it to the
+// core on a fresh goroutine and returns. The handshake grows a goroutine's
+// stack to tens of kilobytes, and a grown stack stays with its goroutine, so
+// serving from a new one keeps an idle keep-alive connection small.
 func (s *Server) serveConn(r *run, l *listener, raw net.Conn) {
 	defer r.conns.Done()
 	if tc, ok := raw.(*net.TCPConn); ok && !s.cfg.Nodelay {
@@ -228,7 +231,11 @@ func (s *Server) serveConn(r *run, l *listener, raw net.Conn) {
 		return
 	}
 	info.TLS = state
-	r.core.ServeConn(conn, info)
+	r.conns.Add(1)
+	go func() {
+		defer r.conns.Done()
+		r.core.ServeConn(conn, info)
+	}()
 }
 
 // Stop stops accepting, lets in-flight requests finish within
