@@ -8,8 +8,9 @@ import (
 	"testing"
 )
 
-// TestCrossCompile builds this package (not its tests) for every OS it has (or deliberately
-// lacks) an implementation for, so a change that only compiles on Linux is
+// TestCrossCompile builds this package and its users in tlsedge (policy,
+// control; not their tests) for every OS peercred has, or deliberately lacks,
+// an implementation for, so a change that only compiles on Linux is
 // caught on a Linux CI machine. Builds are cached, so reruns are fast.
 func TestCrossCompile(t *testing.T) {
 	if testing.Short() {
@@ -32,7 +33,7 @@ func TestCrossCompile(t *testing.T) {
 	}
 	for _, tt := range targets {
 		t.Run(tt.goos+"/"+tt.goarch, func(t *testing.T) {
-			cmd := exec.Command(goTool, "build", ".")
+			cmd := exec.Command(goTool, "build", "tlsedge/peercred", "tlsedge/policy", "tlsedge/control")
 			cmd.Env = append(os.Environ(), "GOOS="+tt.goos, "GOARCH="+tt.goarch, "CGO_ENABLED=0")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Errorf("go build for %s/%s: %v\n%s", tt.goos, tt.goarch, err, out)
