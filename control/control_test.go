@@ -338,6 +338,7 @@ func TestOptionsValidate(t *testing.T) {
 	}{
 		{"off", control.Options{}, nil},
 		{"on", control.Options{ControlSocket: "/run/tlsedge.ctl", ControlAllowUID: []string{"1000"}, ControlAllowGID: []string{" 27"}}, nil},
+		{"empty abstract name", control.Options{ControlSocket: "@"}, []string{"needs a name after @"}},
 		{"lists without socket", control.Options{ControlAllowUID: []string{"1"}}, []string{"control_socket is empty"}},
 		{"bad values", control.Options{ControlSocket: "/" + strings.Repeat("x", 120), ControlAllowUID: []string{"root"}, ControlAllowGID: []string{"-4"}},
 			[]string{"control_socket: ", `control_allow_uid: "root"`, `control_allow_gid: "-4"`}},

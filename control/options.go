@@ -22,6 +22,9 @@ func (o *Options) Enabled() bool { return o.ControlSocket != "" }
 func (o *Options) Validate() error {
 	var errs []error
 	if o.ControlSocket != "" {
+		if o.ControlSocket == "@" {
+			errs = append(errs, errors.New("control_socket: an abstract socket needs a name after @"))
+		}
 		if strings.ContainsRune(o.ControlSocket, 0) {
 			errs = append(errs, errors.New("control_socket: contains a NUL byte"))
 		}

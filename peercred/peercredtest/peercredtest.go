@@ -65,8 +65,8 @@ func RequireRoot(t testing.TB) {
 
 // SelfCommand returns a command that runs the current test binary as uid and
 // gid, in helper mode: Main will call helpers[helper] with args instead of
-// running tests. The binary is first copied into a Dir, because the go test
-// build directory is private to root.
+// running tests. The binary is first linked (or, across filesystems,
+// copied) into a Dir, because the go test build directory is private to root.
 func SelfCommand(t testing.TB, uid, gid uint32, helper string, args ...string) *exec.Cmd {
 	t.Helper()
 	RequireRoot(t)
@@ -75,7 +75,11 @@ func SelfCommand(t testing.TB, uid, gid uint32, helper string, args ...string) *
 		t.Fatalf("peercredtest: finding test binary: %v", err)
 	}
 	dst := filepath.Join(Dir(t), filepath.Base(self))
-	if err := copyFile(dst, self); err != nil {
+	err = os.Link(self, dst)
+	if err != nil {
+		err = copyFile(dst, self)
+	}
+	if err != nil {
 		t.Fatalf("peercredtest: copying test binary: %v", err)
 	}
 	cmd := Command(t, uid, gid, dst, args...)
