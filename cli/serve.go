@@ -166,7 +166,13 @@ func logServer(log *slog.Logger, s *server.Server) {
 	if name == "" {
 		name = "main"
 	}
-	mounts := c.Mount
+	mounts := make([]string, 0, len(c.Mount))
+	for _, m := range c.Mount {
+		if len(m) > 80 {
+			m = fmt.Sprintf("%s...(%d bytes)", m[:60], len(m))
+		}
+		mounts = append(mounts, m)
+	}
 	if len(mounts) == 0 {
 		mounts = []string{"/=welcome"}
 	}

@@ -96,7 +96,7 @@ func TestSlowClients(t *testing.T) {
 	}
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) {
-			p := start(t, "--socket-port", "0", "--config", conf)
+			p := startPlain(t, "--socket-port", "0", "--config", conf)
 			base := p.base("main")
 			ctx, cancel := context.WithCancel(context.Background())
 			var pr prober

@@ -153,6 +153,7 @@ type logLine map[string]any
 func (p *proc) logs() []logLine {
 	var out []logLine
 	sc := bufio.NewScanner(strings.NewReader(p.stderr.String()))
+	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
 	for sc.Scan() {
 		var l logLine
 		if json.Unmarshal(sc.Bytes(), &l) == nil {
