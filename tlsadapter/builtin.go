@@ -4,5 +4,6 @@ package tlsadapter
 func builtinFactories() map[string]Factory {
 	return map[string]Factory{
 		"none": newNone,
+		"acme": newACME,
 	}
 }
