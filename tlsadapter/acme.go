@@ -200,6 +200,10 @@ func newACME(ctx context.Context, p Params) (Adapter, error) {
 		a.wg.Add(1)
 		go a.obtainLoop(runCtx)
 	default:
+		if err := a.checkALPNPortFree(p); err != nil {
+			a.Close()
+			return nil, err
+		}
 		start := time.Now()
 		if err := a.main.ManageSync(ctx, o.Domains); err != nil {
 			a.Close()
@@ -209,6 +213,32 @@ func newACME(ctx context.Context, p Params) (Adapter, error) {
 		a.log.Info("acme: certificates in place before start", "names", o.Domains, "ca", o.directory(), "took", time.Since(start).Round(time.Millisecond))
 	}
 	return a, nil
+}
+
+// checkALPNPortFree catches a start-up order that cannot work: a synchronous
+// obtain by tls-alpn-01 alone while something (usually the server's own
+// listener, bound before the adapter was built) holds the probe port, so
+// no one would answer the probes. With http-01 also enabled that challenge
+// still works, so it is only a warning.
+func (a *acmeAdapter) checkALPNPortFree(p Params) error {
+	if !a.opts.challenge(ChallengeTLSALPN01) {
+		return nil
+	}
+	port := a.opts.TLSPort
+	if port == 0 {
+		port = p.Port
+	}
+	addr := net.JoinHostPort(p.Host, strconv.Itoa(port))
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		ln.Close()
+		return nil
+	}
+	if a.opts.challenge(ChallengeHTTP01) {
+		a.log.Warn("acme: tls-alpn-01 port busy during start-up; relying on http-01", "addr", addr, "err", err)
+		return nil
+	}
+	return fmt.Errorf("tlsadapter: acme: tls-alpn-01 needs %s free while start-up certificates are obtained (build the adapter before binding the listener, enable http-01, or set acme_async): %w", addr, err)
 }
 
 // issuerTemplate is the ACMEIssuer for both Configs. Every field that matters
@@ -394,7 +424,9 @@ func (a *acmeAdapter) onDemandEvent(ctx context.Context, event string, data map[
 		if renewal, _ := data["renewal"].(bool); !renewal {
 			name, _ := data["identifier"].(string)
 			if err := a.odPolicy.allowOrder(name); err != nil {
-				return err
+				// certmagic retries on-demand orders in the background of
+				// the handshake; ErrNoRetry makes the refusal immediate.
+				return certmagic.ErrNoRetry{Err: err}
 			}
 		}
 	}
