@@ -61,6 +61,10 @@ type acmeAdapter struct {
 	httpLn  net.Listener
 	httpSrv *http.Server
 
+	deferred  bool // start-up obtain waits for Start
+	startOnce sync.Once
+	startErr  error
+
 	stats        acmeCounters
 	fallbackSeen sync.Map // name -> struct{}: fallback served at least once
 	cancel       context.CancelFunc
@@ -103,8 +107,8 @@ type ACMENameState struct {
 // newACME builds the acme adapter: storage, certmagic, the http-01 listener,
 // then the start-up obtain (synchronous unless acme_async).
 func newACME(ctx context.Context, p Params) (Adapter, error) {
-	o := p.Options.ACME
-	if err := o.Validate(); err != nil {
+	o := p.Options.ACME.withDefaults()
+	if err := o.ValidateInUse(); err != nil {
 		return nil, fmt.Errorf("tlsadapter: acme options: %w", err)
 	}
 	storage, err := acmeStorageDir(o, p.DataDir)
@@ -199,46 +203,68 @@ func newACME(ctx context.Context, p Params) (Adapter, error) {
 			"names", o.Domains, "ca", o.directory(), "fallback", o.Fallback != nil)
 		a.wg.Add(1)
 		go a.obtainLoop(runCtx)
+	case a.alpnPortBusy(p):
+		// The server bound its listener before building the adapter (it
+		// must, to drop privileges or learn a free port), so tls-alpn-01
+		// probes can only be answered once it accepts: Start obtains then.
+		a.deferred = true
+		a.log.Info("acme: certificates are obtained once the server accepts, before it reports ready", "names", o.Domains, "ca", o.directory())
 	default:
-		if err := a.checkALPNPortFree(p); err != nil {
+		if err := a.obtainNow(ctx); err != nil {
 			a.Close()
 			return nil, err
 		}
-		start := time.Now()
-		if err := a.main.ManageSync(ctx, o.Domains); err != nil {
-			a.Close()
-			return nil, fmt.Errorf("tlsadapter: acme: obtaining certificates for %s from %s: %w (is the CA reachable and are the names pointed at this host? acme_async=true starts on the internal CA instead)",
-				strings.Join(o.Domains, ", "), o.directory(), err)
-		}
-		a.log.Info("acme: certificates in place before start", "names", o.Domains, "ca", o.directory(), "took", time.Since(start).Round(time.Millisecond))
 	}
 	return a, nil
 }
 
-// checkALPNPortFree catches a start-up order that cannot work: a synchronous
-// obtain by tls-alpn-01 alone while something (usually the server's own
-// listener, bound before the adapter was built) holds the probe port, so
-// no one would answer the probes. With http-01 also enabled that challenge
-// still works, so it is only a warning.
-func (a *acmeAdapter) checkALPNPortFree(p Params) error {
+// ACMEStarter is implemented by the acme adapter. A server that binds its
+// TLS listener before building adapters calls Start once its accept loops
+// run and before it reports ready: the start-up obtain may need tls-alpn-01
+// probes answered by Wrap on that very listener. Start returns the start-up
+// obtain's error (the server should stop); it is a no-op when the factory
+// already obtained (the listener was not bound yet) or with acme_async.
+type ACMEStarter interface {
+	Start(ctx context.Context) error
+}
+
+// Start runs the deferred start-up obtain once; later calls return its result.
+func (a *acmeAdapter) Start(ctx context.Context) error {
+	a.startOnce.Do(func() {
+		if a.deferred {
+			a.startErr = a.obtainNow(ctx)
+		}
+	})
+	return a.startErr
+}
+
+// obtainNow loads or obtains every acme_domains certificate, synchronously.
+func (a *acmeAdapter) obtainNow(ctx context.Context) error {
+	start := time.Now()
+	if err := a.main.ManageSync(ctx, a.opts.Domains); err != nil {
+		return fmt.Errorf("tlsadapter: acme: obtaining certificates for %s from %s: %w (is the CA reachable and are the names pointed at this host? acme_async=true starts on the internal CA instead)",
+			strings.Join(a.opts.Domains, ", "), a.opts.directory(), err)
+	}
+	a.log.Info("acme: certificates in place before start", "names", a.opts.Domains, "ca", a.opts.directory(), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// alpnPortBusy reports whether tls-alpn-01 is enabled and its probe port is
+// already bound (by the server's own listener, as a rule).
+func (a *acmeAdapter) alpnPortBusy(p Params) bool {
 	if !a.opts.challenge(ChallengeTLSALPN01) {
-		return nil
+		return false
 	}
 	port := a.opts.TLSPort
 	if port == 0 {
 		port = p.Port
 	}
-	addr := net.JoinHostPort(p.Host, strconv.Itoa(port))
-	ln, err := net.Listen("tcp", addr)
-	if err == nil {
-		ln.Close()
-		return nil
+	ln, err := net.Listen("tcp", net.JoinHostPort(p.Host, strconv.Itoa(port)))
+	if err != nil {
+		return true
 	}
-	if a.opts.challenge(ChallengeHTTP01) {
-		a.log.Warn("acme: tls-alpn-01 port busy during start-up; relying on http-01", "addr", addr, "err", err)
-		return nil
-	}
-	return fmt.Errorf("tlsadapter: acme: tls-alpn-01 needs %s free while start-up certificates are obtained (build the adapter before binding the listener, enable http-01, or set acme_async): %w", addr, err)
+	ln.Close()
+	return false
 }
 
 // issuerTemplate is the ACMEIssuer for both Configs. Every field that matters

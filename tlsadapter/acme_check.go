@@ -33,8 +33,8 @@ type ACMECheck struct {
 // acme_domains as found in storage. It never places an order. The error is
 // for options that cannot be checked at all; failed checks are results.
 func CheckACME(ctx context.Context, p Params) ([]ACMECheck, error) {
-	o := p.Options.ACME
-	if err := o.Validate(); err != nil {
+	o := p.Options.ACME.withDefaults()
+	if err := o.ValidateInUse(); err != nil {
 		return nil, fmt.Errorf("tlsadapter: acme options: %w", err)
 	}
 	dir, err := acmeStorageDir(o, p.DataDir)

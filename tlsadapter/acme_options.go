@@ -30,20 +30,24 @@ const (
 
 // ACMEOptions are the acme_* options used by the acme SSL module. Tags as in
 // Options: each `opt` field becomes a flag, a config key and a README row.
-// The zero value is not usable on its own (no domains, no on-demand); the
-// server fills each field from its `default` tag first.
+//
+// Every server carries these options whatever its ssl_module, so the zero
+// value is valid and each zero field means its documented default (the
+// `default` tags say the same for the flag table). What only matters when
+// the module runs (a name to manage, on-demand rules) is checked by
+// ValidateInUse, which the acme factory and CheckACME call.
 type ACMEOptions struct {
 	Domains []string `opt:"acme_domains" group:"ACME" help:"names to obtain certificates for before the server reports ready (comma-separated)"`
 	Email   string   `opt:"acme_email" group:"ACME" help:"contact address given to the CA for expiry and incident mail (recommended)"`
-	CA      string   `opt:"acme_ca" default:"https://acme-v02.api.letsencrypt.org/directory" group:"ACME" help:"ACME directory URL of the CA (default: Let's Encrypt production)"`
+	CA      string   `opt:"acme_ca" default:"https://acme-v02.api.letsencrypt.org/directory" group:"ACME" help:"ACME directory URL of the CA (default: Let's Encrypt production)"` // "" means Let's Encrypt production
 	Staging bool     `opt:"acme_staging" default:"false" group:"ACME" help:"use Let's Encrypt's staging CA instead of production (untrusted certificates, generous limits)"`
 	CARoot  string   `opt:"acme_ca_root" group:"ACME" help:"PEM file of roots trusted for the CA's own HTTPS (private CAs such as step-ca or pebble)"`
 	EABKID  string   `opt:"acme_eab_kid" group:"ACME" help:"external account binding key ID, for CAs that require one"`
 	EABHMAC string   `opt:"acme_eab_hmac" group:"ACME" help:"external account binding HMAC key (base64url), with acme_eab_kid"`
 	Storage string   `opt:"acme_storage" group:"ACME" help:"directory for ACME accounts, keys and certificates (default: DATA_DIR/acme; dirs 0700, keys 0600)"`
 
-	Challenges []string `opt:"acme_challenges" default:"http-01,tls-alpn-01" group:"ACME" help:"challenge types to answer: http-01, tls-alpn-01 (at least one)"`
-	HTTPPort   int      `opt:"acme_http_port" default:"80" group:"ACME" help:"port of the plain HTTP listener answering http-01 and redirecting everything else to HTTPS"`
+	Challenges []string `opt:"acme_challenges" default:"http-01,tls-alpn-01" group:"ACME" help:"challenge types to answer: http-01, tls-alpn-01"`                          // empty means both
+	HTTPPort   int      `opt:"acme_http_port" default:"80" group:"ACME" help:"port of the plain HTTP listener answering http-01 and redirecting everything else to HTTPS"` // 0 means 80
 	TLSPort    int      `opt:"acme_tls_port" default:"0" group:"ACME" help:"port tls-alpn-01 probes arrive on when a load balancer forwards them elsewhere (0: the server's port)"`
 
 	RenewWindow   Percent       `opt:"acme_renew_window" default:"33%" group:"ACME" help:"renew when this share of a certificate's lifetime remains (1%-99%)"`
@@ -98,11 +102,21 @@ func (p Percent) String() string { b, _ := p.MarshalText(); return string(b) }
 // Validate returns every problem with the acme_* options at once (errors.Join),
 // each naming its key. It does not touch the network; files it names must exist.
 func (o *ACMEOptions) Validate() error {
+	return errors.Join(o.check(false)...)
+}
+
+// ValidateInUse is Validate plus what the acme module needs to run: at least
+// one name or on-demand, and on-demand rules that can allow something.
+func (o *ACMEOptions) ValidateInUse() error {
+	return errors.Join(o.check(true)...)
+}
+
+func (o *ACMEOptions) check(inUse bool) []error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
 	}
-	if len(o.Domains) == 0 && !o.OnDemand {
+	if inUse && len(o.Domains) == 0 && !o.OnDemand {
 		bad("acme_domains", "at least one name is required unless acme_on_demand is on")
 	}
 	for _, d := range o.Domains {
@@ -113,7 +127,7 @@ func (o *ACMEOptions) Validate() error {
 	if o.Email != "" && !strings.Contains(o.Email, "@") {
 		bad("acme_email", "%q is not an email address", o.Email)
 	}
-	if u, err := url.Parse(o.CA); o.CA == "" || err != nil || u.Scheme != "https" || u.Host == "" {
+	if u, err := url.Parse(o.CA); o.CA != "" && (err != nil || u.Scheme != "https" || u.Host == "") {
 		bad("acme_ca", "%q is not an https:// directory URL", o.CA)
 	}
 	if o.Staging && o.CA != "" && o.CA != LetsEncryptProduction && o.CA != LetsEncryptStaging {
@@ -132,30 +146,27 @@ func (o *ACMEOptions) Validate() error {
 			bad("acme_eab_hmac", "not base64url: %v", err)
 		}
 	}
-	if len(o.Challenges) == 0 {
-		bad("acme_challenges", "at least one of http-01, tls-alpn-01 is required")
-	}
 	for _, c := range o.Challenges {
 		if c != ChallengeHTTP01 && c != ChallengeTLSALPN01 {
 			bad("acme_challenges", "unknown challenge %q (want http-01 or tls-alpn-01)", c)
 		}
 	}
-	if o.HTTPPort < 0 || o.HTTPPort > 65535 || (o.HTTPPort == 0 && o.challenge(ChallengeHTTP01)) {
-		bad("acme_http_port", "%d is not a port (1-65535; http-01 needs one)", o.HTTPPort)
+	if o.HTTPPort < 0 || o.HTTPPort > 65535 {
+		bad("acme_http_port", "%d is not a port (1-65535; 0 means 80)", o.HTTPPort)
 	}
 	if o.TLSPort < 0 || o.TLSPort > 65535 {
 		bad("acme_tls_port", "%d is not a port (0-65535)", o.TLSPort)
 	}
-	if o.RenewWindow < 0.01 || o.RenewWindow > 0.99 {
+	if o.RenewWindow != 0 && (o.RenewWindow < 0.01 || o.RenewWindow > 0.99) {
 		bad("acme_renew_window", "%s is outside 1%%-99%%", o.RenewWindow)
 	}
-	if o.RenewInterval < time.Second {
+	if o.RenewInterval != 0 && o.RenewInterval < time.Second {
 		bad("acme_renew_interval", "%s is shorter than 1s", o.RenewInterval)
 	}
-	if o.Async && o.RetryInterval < time.Second {
+	if o.RetryInterval != 0 && o.RetryInterval < time.Second {
 		bad("acme_retry_interval", "%s is shorter than 1s", o.RetryInterval)
 	}
-	if o.OnDemand && len(o.OnDemandAllow) == 0 && o.OnDemandAsk == "" {
+	if inUse && o.OnDemand && len(o.OnDemandAllow) == 0 && o.OnDemandAsk == "" {
 		// Fail closed: on-demand with no rule would let anyone make us place
 		// orders for any name pointed at this host.
 		bad("acme_on_demand", "needs acme_on_demand_allow or acme_on_demand_ask")
@@ -168,10 +179,36 @@ func (o *ACMEOptions) Validate() error {
 			bad("acme_on_demand_ask", "%q is not an http(s) URL", o.OnDemandAsk)
 		}
 	}
-	if o.OnDemand && o.OnDemandRate < 1 {
-		bad("acme_on_demand_rate", "%d: at least 1 order per minute", o.OnDemandRate)
+	if o.OnDemandRate < 0 {
+		bad("acme_on_demand_rate", "%d: at least 1 order per minute (0 means 10)", o.OnDemandRate)
 	}
-	return errors.Join(errs...)
+	return errs
+}
+
+// withDefaults returns o with each zero field set to its documented default.
+func (o ACMEOptions) withDefaults() ACMEOptions {
+	if o.CA == "" {
+		o.CA = LetsEncryptProduction
+	}
+	if len(o.Challenges) == 0 {
+		o.Challenges = []string{ChallengeHTTP01, ChallengeTLSALPN01}
+	}
+	if o.HTTPPort == 0 {
+		o.HTTPPort = 80
+	}
+	if o.RenewWindow == 0 {
+		o.RenewWindow = 0.33
+	}
+	if o.RenewInterval == 0 {
+		o.RenewInterval = 10 * time.Minute
+	}
+	if o.RetryInterval == 0 {
+		o.RetryInterval = time.Minute
+	}
+	if o.OnDemandRate == 0 {
+		o.OnDemandRate = 10
+	}
+	return o
 }
 
 // directory is the directory URL in effect after acme_staging.

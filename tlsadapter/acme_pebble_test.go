@@ -107,14 +107,7 @@ func startACMEServer(t testing.TB, port int, o ACMEOptions) (*acmeTestServer, er
 	if port == 0 {
 		port = integration.FreePort(t)
 	}
-	p := Params{
-		Options: Options{SSLModule: "acme", ACME: o},
-		Logger:  slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Host:    "127.0.0.1",
-		Port:    port,
-		DataDir: t.TempDir(),
-	}
-	ad, err := NewRegistry().New(context.Background(), "acme", p)
+	ad, err := newTestAdapter(t, port, o)
 	if err != nil {
 		return nil, err
 	}
@@ -123,11 +116,27 @@ func startACMEServer(t testing.TB, port int, o ACMEOptions) (*acmeTestServer, er
 		ad.Close()
 		t.Fatal(err)
 	}
-	s := &acmeTestServer{a: ad.(*acmeAdapter), ln: ln, port: port, logf: t.Logf}
+	return serveACME(t, ad, ln), nil
+}
+
+func newTestAdapter(t testing.TB, port int, o ACMEOptions) (Adapter, error) {
+	p := Params{
+		Options: Options{SSLModule: "acme", ACME: o},
+		Logger:  slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Host:    "127.0.0.1",
+		Port:    port,
+		DataDir: t.TempDir(),
+	}
+	return NewRegistry().New(context.Background(), "acme", p)
+}
+
+// serveACME accepts on ln with adapter ad until the test ends.
+func serveACME(t testing.TB, ad Adapter, ln net.Listener) *acmeTestServer {
+	s := &acmeTestServer{a: ad.(*acmeAdapter), ln: ln, port: ln.Addr().(*net.TCPAddr).Port, logf: t.Logf}
 	s.wg.Add(1)
 	go s.serve()
 	t.Cleanup(s.close)
-	return s, nil
+	return s
 }
 
 func (s *acmeTestServer) serve() {
@@ -515,5 +524,42 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
+	}
+}
+
+// TestACMEStartAfterAccept is the server's order: bind the listener, build
+// the adapter (which cannot obtain yet: tls-alpn-01 probes would hit a socket
+// nobody accepts on), accept, then Start, which obtains before "ready".
+func TestACMEStartAfterAccept(t *testing.T) {
+	pb := integration.StartPebble(t, integration.PebbleConfig{})
+	o := pebbleOptions(t, pb, ChallengeTLSALPN01)
+	o.Domains = []string{"bound.example.com"}
+	ln, err := net.Listen("tcp", integration.HostPort(pb.TLSPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad, err := newTestAdapter(t, pb.TLSPort, o)
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	if pb.Orders() != 0 {
+		t.Fatal("the factory placed an order though the probe port was not accepting")
+	}
+	s := serveACME(t, ad, ln)
+	if err := ad.(ACMEStarter).Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.get("bound.example.com", pb.Roots(t)); err != nil {
+		t.Fatal(err)
+	}
+	if s.probes.Load() == 0 {
+		t.Error("no tls-alpn-01 probe reached Wrap")
+	}
+	if err := ad.(ACMEStarter).Start(context.Background()); err != nil {
+		t.Errorf("second Start: %v", err)
+	}
+	if pb.Orders() != 1 {
+		t.Errorf("orders %d, want 1", pb.Orders())
 	}
 }
