@@ -29,6 +29,28 @@ type Options struct {
 	ServerName           string `opt:"server_name" default:"tlsedge" group:"HTTP" help:"value of the Server response header (empty: none)"`
 	Statistics           bool   `opt:"statistics" default:"false" group:"HTTP" help:"keep request, byte and worker statistics"`
 
-	Handler http.Handler `opt:"-"` // serves every request; nil answers 404
-	Logger  *slog.Logger `opt:"-"` // nil discards
+	Handler     http.Handler `opt:"-"` // serves every request; nil answers 404
+	Logger      *slog.Logger `opt:"-"` // nil discards
+	BindAddress string       `opt:"-"` // the listener's address, reported as a label in Stats; "" if unknown
+}
+
+// DefaultOptions returns Options holding every documented default (the same
+// values as the `default` tags), for library users and tests that set only
+// what they change. The server package fills its Options from the tags.
+func DefaultOptions() Options {
+	return Options{
+		ThreadPool:           10,
+		ThreadPoolMax:        -1,
+		AcceptedQueueSize:    -1,
+		AcceptedQueueTimeout: 10 * time.Second,
+		MaxConnections:       10000,
+		SocketTimeout:        10 * time.Second,
+		RequestHeaderTimeout: 10 * time.Second,
+		MinRequestBodyRate:   1 << 10,
+		WriteTimeout:         30 * time.Second,
+		MaxRequestHeaderSize: 500 << 10,
+		MaxRequestBodySize:   100 << 20,
+		ProtocolVersion:      "HTTP/1.1",
+		ServerName:           "tlsedge",
+	}
 }

@@ -1,0 +1,212 @@
+package httpcore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// Core serves accepted connections: HTTP/1.x with its own engine, h2 (when
+// TLS ALPN chose it) with golang.org/x/net/http2, both through one handler,
+// one worker pool and one set of figures. A Core is safe for concurrent use;
+// its Options are frozen by New.
+type Core struct {
+	opts    Options
+	handler http.Handler
+	log     *slog.Logger
+	started time.Time
+
+	pool *pool
+	st   *counters // nil when statistics are off
+	g    gauges
+
+	proto   string // protocol_version
+	bufPool sync.Pool
+	date    atomic.Pointer[dateEntry]
+
+	shutting atomic.Bool
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	closed   bool
+	drained  chan struct{} // closed when conns empties after shutdown starts
+	h2srv    *http2.Server
+	h2base   *http.Server // carries the h2 limits; its Shutdown sends GOAWAY
+}
+
+// New validates o and returns a Core ready for ServeConn.
+func New(o Options) (*Core, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	c := &Core{
+		opts:    o,
+		handler: o.Handler,
+		log:     o.Logger,
+		started: time.Now(),
+		conns:   make(map[*conn]struct{}),
+		proto:   o.ProtocolVersion,
+	}
+	if c.handler == nil {
+		c.handler = http.NotFoundHandler()
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Statistics {
+		c.st = newCounters()
+	}
+	c.pool = newPool(o.ThreadPool, o.ThreadPoolMax, o.AcceptedQueueSize, o.AcceptedQueueTimeout)
+	if err := c.initH2(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// validate reports every problem at once, each naming its option key.
+func (o *Options) validate() error {
+	var errs []error
+	bad := func(key, msg string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(msg, args...)))
+	}
+	if o.ThreadPool < 1 {
+		bad("thread_pool", "must be >= 1, got %d", o.ThreadPool)
+	}
+	if o.ThreadPoolMax != -1 && o.ThreadPoolMax < max(o.ThreadPool, 1) {
+		bad("thread_pool_max", "must be -1 (no limit) or >= thread_pool, got %d", o.ThreadPoolMax)
+	}
+	if o.AcceptedQueueSize < -1 {
+		bad("accepted_queue_size", "must be -1 (no limit) or >= 0, got %d", o.AcceptedQueueSize)
+	}
+	if o.AcceptedQueueTimeout < 0 {
+		bad("accepted_queue_timeout", "must be >= 0, got %s", o.AcceptedQueueTimeout)
+	}
+	if o.MaxConnections < 1 {
+		bad("max_connections", "must be >= 1, got %d", o.MaxConnections)
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"socket_timeout", o.SocketTimeout}, {"request_header_timeout", o.RequestHeaderTimeout}, {"write_timeout", o.WriteTimeout}} {
+		if d.v <= 0 {
+			bad(d.key, "must be > 0, got %s", d.v)
+		}
+	}
+	if o.MinRequestBodyRate < 0 {
+		bad("min_request_body_rate", "must be >= 0, got %d", o.MinRequestBodyRate)
+	}
+	if o.MaxRequestHeaderSize < 256 {
+		bad("max_request_header_size", "must be >= 256 bytes, got %d", o.MaxRequestHeaderSize)
+	}
+	if o.MaxRequestBodySize < 0 {
+		bad("max_request_body_size", "must be >= 0 (0: no limit), got %d", o.MaxRequestBodySize)
+	}
+	if o.ProtocolVersion != "HTTP/1.0" && o.ProtocolVersion != "HTTP/1.1" {
+		bad("protocol_version", "must be HTTP/1.0 or HTTP/1.1, got %q", o.ProtocolVersion)
+	}
+	for _, r := range o.ServerName {
+		if r < 0x20 || r > 0x7e {
+			bad("server_name", "must be printable ASCII, got %q", o.ServerName)
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// track registers cn for Shutdown and Close; it refuses once shutting down.
+func (c *Core) track(cn *conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.shutting.Load() || c.closed {
+		return false
+	}
+	c.conns[cn] = struct{}{}
+	return true
+}
+
+func (c *Core) untrack(cn *conn) {
+	c.mu.Lock()
+	delete(c.conns, cn)
+	if len(c.conns) == 0 && c.drained != nil {
+		close(c.drained)
+		c.drained = nil
+	}
+	c.mu.Unlock()
+}
+
+// Shutdown stops reading new requests, closes idle keep-alive connections at
+// once and waits for in-flight requests to finish. It returns ctx.Err() if ctx
+// ends first; the caller then calls Close.
+func (c *Core) Shutdown(ctx context.Context) error {
+	c.mu.Lock()
+	c.shutting.Store(true)
+	c.pool.close()
+	var done chan struct{}
+	if len(c.conns) > 0 {
+		if c.drained == nil {
+			c.drained = make(chan struct{})
+		}
+		done = c.drained
+	}
+	for cn := range c.conns {
+		if cn.state.CompareAndSwap(stateIdle, stateClosing) {
+			cn.nc.Close()
+		}
+	}
+	h2 := c.h2base
+	c.mu.Unlock()
+	if h2 != nil {
+		// Sends GOAWAY on every h2 connection; each ends when its streams do.
+		go h2.Shutdown(ctx)
+	}
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close force-closes every connection. Handlers still running see their
+// writes fail.
+func (c *Core) Close() error {
+	c.mu.Lock()
+	c.shutting.Store(true)
+	c.closed = true
+	c.pool.close()
+	for cn := range c.conns {
+		cn.state.Store(stateClosing)
+		cn.nc.Close()
+		cn.cancel()
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// appendDate appends the current time in IMF-fixdate, formatted at most
+// once a second.
+func (c *Core) appendDate(b []byte) []byte {
+	now := time.Now()
+	sec := now.Unix()
+	if d := c.date.Load(); d != nil && d.sec == sec {
+		return append(b, d.text...)
+	}
+	d := &dateEntry{sec: sec, text: now.UTC().AppendFormat(nil, http.TimeFormat)}
+	c.date.Store(d)
+	return append(b, d.text...)
+}
+
+type dateEntry struct {
+	sec  int64
+	text []byte
+}
