@@ -39,7 +39,7 @@ const (
 type ACMEOptions struct {
 	Domains []string `opt:"acme_domains" group:"ACME" help:"names to obtain certificates for before the server reports ready (comma-separated)"`
 	Email   string   `opt:"acme_email" group:"ACME" help:"contact address given to the CA for expiry and incident mail (recommended)"`
-	CA      string   `opt:"acme_ca" default:"https://acme-v02.api.letsencrypt.org/directory" group:"ACME" help:"ACME directory URL of the CA (default: Let's Encrypt production)"` // "" means Let's Encrypt production
+	CA      string   `opt:"acme_ca" default:"https://acme-v02.api.letsencrypt.org/directory" group:"ACME" help:"ACME directory URL of the CA"` // "" means Let's Encrypt production
 	Staging bool     `opt:"acme_staging" default:"false" group:"ACME" help:"use Let's Encrypt's staging CA instead of production (untrusted certificates, generous limits)"`
 	CARoot  string   `opt:"acme_ca_root" group:"ACME" help:"PEM file of roots trusted for the CA's own HTTPS (private CAs such as step-ca or pebble)"`
 	EABKID  string   `opt:"acme_eab_kid" group:"ACME" help:"external account binding key ID, for CAs that require one"`
