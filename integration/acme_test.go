@@ -29,10 +29,11 @@ func acmeArgs(pb *Pebble, port int, challenges string, names ...string) []string
 }
 
 // acmeGet does one HTTPS request for name at 127.0.0.1:port, verifying
-// against roots, and returns the served leaf.
+// against roots (nil: no verification, to look at what is served), and
+// returns the served leaf.
 func acmeGet(port int, name string, roots *x509.CertPool) (*x509.Certificate, int, error) {
 	tr := &http.Transport{
-		TLSClientConfig:   &tls.Config{RootCAs: roots},
+		TLSClientConfig:   &tls.Config{RootCAs: roots, InsecureSkipVerify: roots == nil},
 		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, network, HostPort(port))
@@ -131,5 +132,96 @@ func TestACMEBinaryCADown(t *testing.T) {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("error output does not mention %q:\n%s", want, stderr)
 		}
+	}
+}
+
+// Renewal through certmagic's maintenance in the running binary: one-minute
+// certificates with a 90% window are due six seconds after issue. Clients
+// keep connecting throughout; not one request may fail.
+func TestACMEBinaryRenewal(t *testing.T) {
+	pb := StartPebble(t, PebbleConfig{Validity: time.Minute})
+	port := freePort(t)
+	start(t, append(acmeArgs(pb, port, "http-01", "renew-bin.example.com"),
+		"--acme-renew-window", "90%", "--acme-renew-interval", "1s")...)
+	roots := pb.Roots(t)
+	serials := map[string]bool{}
+	var requests, failed int
+	deadline := time.Now().Add(45 * time.Second)
+	for len(serials) < 3 && time.Now().Before(deadline) {
+		leaf, code, err := acmeGet(port, "renew-bin.example.com", roots)
+		requests++
+		if err != nil || code != 200 {
+			failed++
+			t.Errorf("request %d: %d %v", requests, code, err)
+			continue
+		}
+		serials[leaf.SerialNumber.Text(16)] = true
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("%d requests, %d failed, %d certificates served", requests, failed, len(serials))
+	if len(serials) < 3 {
+		t.Errorf("served %d distinct certificates, want the first and two renewals", len(serials))
+	}
+}
+
+// On-demand in the binary: an allowed name is issued at its first handshake
+// (tls-alpn-01 answered on the serving listener), a refused one fails the
+// handshake and pebble sees no order for it.
+func TestACMEBinaryOnDemand(t *testing.T) {
+	pb := StartPebble(t, PebbleConfig{})
+	args := []string{
+		"--socket-host", "127.0.0.1", "--socket-port", strconv.Itoa(pb.TLSPort),
+		"--ssl-module", "acme",
+		"--acme-on-demand", "--acme-on-demand-allow", "*.od.example.com",
+		"--acme-ca", pb.Directory, "--acme-ca-root", pb.RootFile,
+		"--acme-challenges", "tls-alpn-01",
+	}
+	start(t, args...)
+	if pb.Orders() != 0 {
+		t.Fatalf("%d orders before any handshake", pb.Orders())
+	}
+	if _, code, err := acmeGet(pb.TLSPort, "shop.od.example.com", pb.Roots(t)); err != nil || code != 200 {
+		t.Fatalf("allowed name: %d %v", code, err)
+	}
+	if pb.Orders() != 1 {
+		t.Fatalf("orders %d after the allowed name, want 1", pb.Orders())
+	}
+	if _, _, err := acmeGet(pb.TLSPort, "evil.example.net", nil); err == nil {
+		t.Error("refused name completed a request")
+	}
+	if pb.Orders() != 1 {
+		t.Errorf("orders %d after the refused name, want still 1", pb.Orders())
+	}
+}
+
+// With acme_async a CA outage at start-up does not stop tlsedge: it serves
+// (the internal CA's certificate once the server wires acme's Fallback) and
+// picks up the real certificate when the CA comes back.
+func TestACMEBinaryAsyncRecovers(t *testing.T) {
+	pb := StartPebble(t, PebbleConfig{})
+	pb.Stop()
+	port := freePort(t)
+	p := start(t, append(acmeArgs(pb, port, "http-01", "async-bin.example.com"),
+		"--acme-async", "--acme-retry-interval", "1s")...)
+	if !strings.Contains(p.stderr.String(), "internal CA") {
+		t.Error("the log does not say the internal CA's certificate is served meanwhile")
+	}
+	if leaf, _, err := acmeGet(port, "async-bin.example.com", nil); err == nil {
+		t.Logf("during the outage: served %q", leaf.Issuer.CommonName)
+	} else {
+		t.Logf("during the outage: %v (acme Fallback not wired to the internal CA yet)", err)
+	}
+	pb.Start()
+	roots := pb.Roots(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, code, err := acmeGet(port, "async-bin.example.com", roots)
+		if err == nil && code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ACME certificate 30s after the CA came back: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
