@@ -140,8 +140,10 @@ func TestACMEBinaryCADown(t *testing.T) {
 // keep connecting throughout; not one request may fail.
 func TestACMEBinaryRenewal(t *testing.T) {
 	pb := StartPebble(t, PebbleConfig{Validity: time.Minute})
-	port := freePort(t)
-	start(t, append(acmeArgs(pb, port, "http-01", "renew-bin.example.com"),
+	port := pb.TLSPort // tls-alpn-01 probes arrive here
+	// Both challenges: the start-up obtain uses http-01 (the listener is not
+	// accepting yet), renewals may use either.
+	start(t, append(acmeArgs(pb, port, "http-01,tls-alpn-01", "renew-bin.example.com"),
 		"--acme-renew-window", "90%", "--acme-renew-interval", "1s")...)
 	roots := pb.Roots(t)
 	serials := map[string]bool{}
@@ -161,6 +163,9 @@ func TestACMEBinaryRenewal(t *testing.T) {
 	t.Logf("%d requests, %d failed, %d certificates served", requests, failed, len(serials))
 	if len(serials) < 3 {
 		t.Errorf("served %d distinct certificates, want the first and two renewals", len(serials))
+	}
+	if strings.Contains(pb.Log(), "set INVALID") {
+		t.Error("pebble saw a failed validation")
 	}
 }
 

@@ -160,7 +160,7 @@ func newACME(ctx context.Context, p Params) (Adapter, error) {
 		Logger:             zl,
 	})
 	fs := &certmagic.FileStorage{Path: storage}
-	newConfig := func(onDemand *certmagic.OnDemandConfig, onEvent func(context.Context, string, map[string]any) error) (*certmagic.Config, *certmagic.ACMEIssuer) {
+	newConfig := func(onDemand *certmagic.OnDemandConfig, onEvent func(context.Context, string, map[string]any) error, httpOnly bool) (*certmagic.Config, *certmagic.ACMEIssuer) {
 		cfg := certmagic.New(a.cache, certmagic.Config{
 			RenewalWindowRatio: float64(o.RenewWindow),
 			OnEvent:            onEvent,
@@ -170,11 +170,13 @@ func newACME(ctx context.Context, p Params) (Adapter, error) {
 			OCSP:               certmagic.OCSPConfig{DisableStapling: !o.OCSPStapling},
 			Logger:             zl,
 		})
-		iss := certmagic.NewACMEIssuer(cfg, a.issuerTemplate(p, roots))
+		tmpl := a.issuerTemplate(p, roots)
+		tmpl.DisableTLSALPNChallenge = tmpl.DisableTLSALPNChallenge || httpOnly
+		iss := certmagic.NewACMEIssuer(cfg, tmpl)
 		cfg.Issuers = []certmagic.Issuer{iss}
 		return cfg, iss
 	}
-	a.main, a.issuer = newConfig(nil, a.onEvent)
+	a.main, a.issuer = newConfig(nil, a.onEvent, false)
 	if len(o.Domains) > 0 {
 		// Clients without SNI (by IP address) get the first domain's certificate.
 		a.main.DefaultServerName = strings.ToLower(o.Domains[0])
@@ -182,7 +184,7 @@ func newACME(ctx context.Context, p Params) (Adapter, error) {
 	mainCfg.Store(a.main)
 	if o.OnDemand {
 		a.odPolicy = newOnDemandPolicy(odRules, o.OnDemandAsk, o.OnDemandRate, a.log)
-		a.onDemand, _ = newConfig(&certmagic.OnDemandConfig{DecisionFunc: a.odPolicy.decide}, a.onDemandEvent)
+		a.onDemand, _ = newConfig(&certmagic.OnDemandConfig{DecisionFunc: a.odPolicy.decide}, a.onDemandEvent, false)
 	}
 	a.serve, a.probe = a.tlsConfigs(p.TLSConfig)
 
@@ -195,6 +197,7 @@ func newACME(ctx context.Context, p Params) (Adapter, error) {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
+	alpnBusy := len(o.Domains) > 0 && !o.Async && a.alpnPortBusy(p)
 	switch {
 	case len(o.Domains) == 0:
 		a.log.Info("acme: on-demand only; certificates are obtained at first handshake", "ca", o.directory())
@@ -203,14 +206,25 @@ func newACME(ctx context.Context, p Params) (Adapter, error) {
 			"names", o.Domains, "ca", o.directory(), "fallback", o.Fallback != nil)
 		a.wg.Add(1)
 		go a.obtainLoop(runCtx)
-	case a.alpnPortBusy(p):
+	case alpnBusy && !o.challenge(ChallengeHTTP01):
 		// The server bound its listener before building the adapter (it
 		// must, to drop privileges or learn a free port), so tls-alpn-01
 		// probes can only be answered once it accepts: Start obtains then.
 		a.deferred = true
 		a.log.Info("acme: certificates are obtained once the server accepts, before it reports ready", "names", o.Domains, "ca", o.directory())
+	case alpnBusy:
+		// Same, but http-01 is enabled and answered by our own listener:
+		// obtain now with http-01 alone rather than let the CA time out on
+		// a tls-alpn-01 probe nobody accepts (and count a failed
+		// validation). The certificate lands in the shared cache; renewals
+		// later use main, with both challenges.
+		startCfg, _ := newConfig(nil, a.onEvent, true)
+		if err := a.obtainNow(ctx, startCfg); err != nil {
+			a.Close()
+			return nil, err
+		}
 	default:
-		if err := a.obtainNow(ctx); err != nil {
+		if err := a.obtainNow(ctx, a.main); err != nil {
 			a.Close()
 			return nil, err
 		}
@@ -232,20 +246,22 @@ type ACMEStarter interface {
 func (a *acmeAdapter) Start(ctx context.Context) error {
 	a.startOnce.Do(func() {
 		if a.deferred {
-			a.startErr = a.obtainNow(ctx)
+			a.startErr = a.obtainNow(ctx, a.main)
 		}
 	})
 	return a.startErr
 }
 
-// obtainNow loads or obtains every acme_domains certificate, synchronously.
-func (a *acmeAdapter) obtainNow(ctx context.Context) error {
+// obtainNow loads or obtains every acme_domains certificate through cfg,
+// synchronously.
+func (a *acmeAdapter) obtainNow(ctx context.Context, cfg *certmagic.Config) error {
 	start := time.Now()
-	if err := a.main.ManageSync(ctx, a.opts.Domains); err != nil {
+	if err := cfg.ManageSync(ctx, a.opts.Domains); err != nil {
 		return fmt.Errorf("tlsadapter: acme: obtaining certificates for %s from %s: %w (is the CA reachable and are the names pointed at this host? acme_async=true starts on the internal CA instead)",
 			strings.Join(a.opts.Domains, ", "), a.opts.directory(), err)
 	}
-	a.log.Info("acme: certificates in place before start", "names", a.opts.Domains, "ca", a.opts.directory(), "took", time.Since(start).Round(time.Millisecond))
+	a.log.Info("acme: certificates in place before start", "names", a.opts.Domains, "ca", a.opts.directory(),
+		"storage", a.storage, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

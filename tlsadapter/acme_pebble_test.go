@@ -398,6 +398,9 @@ func TestACMERenewal(t *testing.T) {
 	if len(serials) < 3 {
 		t.Errorf("served %d distinct certificates, want an original and two renewals", len(serials))
 	}
+	if strings.Contains(pb.Log(), "set INVALID") {
+		t.Error("pebble saw a failed validation")
+	}
 	// Server-side failures are not requests: pebble validates from several
 	// perspectives and drops the connections it no longer needs (EOF).
 	t.Logf("%d server-side handshake failures (abandoned validation probes)", s.failures.Load())
@@ -558,6 +561,39 @@ func TestACMEStartAfterAccept(t *testing.T) {
 	}
 	if err := ad.(ACMEStarter).Start(context.Background()); err != nil {
 		t.Errorf("second Start: %v", err)
+	}
+	if pb.Orders() != 1 {
+		t.Errorf("orders %d, want 1", pb.Orders())
+	}
+}
+
+// With http-01 enabled too, a bound-but-not-accepting listener does not hold
+// the start-up back: the factory obtains by http-01 alone (no tls-alpn-01
+// probe is left to time out), and Start has nothing left to do.
+func TestACMEBoundListenerUsesHTTP01(t *testing.T) {
+	pb := integration.StartPebble(t, integration.PebbleConfig{})
+	o := pebbleOptions(t, pb, ChallengeHTTP01, ChallengeTLSALPN01)
+	o.Domains = []string{"both.example.com"}
+	ln, err := net.Listen("tcp", integration.HostPort(pb.TLSPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ad, err := newTestAdapter(t, pb.TLSPort, o)
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	t.Logf("factory took %s", time.Since(start))
+	s := serveACME(t, ad, ln)
+	if pb.Orders() != 1 || strings.Contains(pb.Log(), "set INVALID") || !strings.Contains(pb.Log(), "Attempting to validate w/ HTTP") {
+		t.Fatalf("orders %d; want one order validated by http-01 alone", pb.Orders())
+	}
+	if err := ad.(ACMEStarter).Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.get("both.example.com", pb.Roots(t)); err != nil {
+		t.Fatal(err)
 	}
 	if pb.Orders() != 1 {
 		t.Errorf("orders %d, want 1", pb.Orders())
