@@ -20,6 +20,8 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/mholt/acmez/v3"
 	"github.com/mholt/acmez/v3/acme"
+
+	"tlsedge/certs"
 )
 
 // acmeHandshakeTimeout bounds Wrap's handshake. On-demand issuance runs inside
@@ -129,6 +131,10 @@ func newACME(ctx context.Context, p Params) (Adapter, error) {
 	odRules, err := compileAllow(o.OnDemandAllow)
 	if err != nil {
 		return nil, fmt.Errorf("tlsadapter: acme_on_demand_allow: %w", err)
+	}
+
+	if o.Async && o.Fallback == nil && p.DataDir != "" {
+		o.Fallback = devCAFallback(p, o.Domains)
 	}
 
 	a := &acmeAdapter{
@@ -624,6 +630,21 @@ func nameState(name string, leaf *x509.Certificate, window float64, now time.Tim
 		st.State = "renewal due"
 	}
 	return st
+}
+
+// devCAFallback is acme_async's default Fallback: one leaf for every
+// acme_domains name from the internal module's development CA (the same CA
+// under the same data directory, so a developer who trusts it sees a
+// verifiable site during the wait). A CA that cannot be opened is logged and
+// leaves no fallback: handshakes then fail until the ACME certificate lands.
+func devCAFallback(p Params, names []string) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	ca, err := certs.OpenDevCA(DevCADir(p.DataDir))
+	if err != nil {
+		p.Logger.Warn("acme: internal CA unavailable; no certificate is served until the ACME one arrives", "err", err)
+		return nil
+	}
+	names = append([]string(nil), names...)
+	return func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return ca.Certificate(names...) }
 }
 
 // acmeStorageDir is acme_storage, or DATA_DIR/acme.

@@ -62,8 +62,8 @@ type ACMEOptions struct {
 	OnDemandRate  int      `opt:"acme_on_demand_rate" default:"10" group:"ACME" help:"most on-demand certificate orders per minute; more are refused at the handshake"`
 
 	// Fallback serves a handshake for one of Domains while its ACME
-	// certificate is not there yet (acme_async). The server wires it to the
-	// internal development CA; nil fails such handshakes instead.
+	// certificate is not there yet (acme_async). Nil means a leaf from the
+	// internal module's development CA under the data directory.
 	Fallback func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) `opt:"-"`
 }
 
