@@ -175,3 +175,12 @@ func parseLeafPEM(data []byte) (*x509.Certificate, error) {
 		}
 	}
 }
+
+// String is the check as `tlsedge check` prints it: "ok" or "FAIL", what, detail.
+func (c ACMECheck) String() string {
+	status := "ok  "
+	if !c.OK {
+		status = "FAIL"
+	}
+	return fmt.Sprintf("%s acme %s: %s", status, c.What, c.Detail)
+}
