@@ -116,11 +116,10 @@ func (c *Config) Validate() error {
 		add("shutdown_timeout", "must be above 0 (seconds, or a duration like 5s)")
 	}
 	for _, m := range c.Mount {
-		if _, _, err := splitMount(m); err != nil {
+		if _, _, err := httpcore.ParseMount(m); err != nil {
 			add("mount", "%v", err)
 		}
 	}
-	errs = append(errs, c.validateCore()...)
 	for _, v := range []any{&c.Core, &c.TLS, &c.TLS.ACME, &c.Peer} {
 		if v, ok := v.(interface{ Validate() error }); ok {
 			if err := v.Validate(); err != nil {
@@ -129,44 +128,6 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (c *Config) validateCore() []error {
-	var errs []error
-	add := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s%s: %s", c.keyPrefix(), key, fmt.Sprintf(format, args...)))
-	}
-	o := &c.Core
-	if o.ThreadPool < 1 {
-		add("thread_pool", "%d workers; use 1 or more", o.ThreadPool)
-	}
-	if o.ThreadPoolMax != -1 && o.ThreadPoolMax < o.ThreadPool {
-		add("thread_pool_max", "%d is below thread_pool (%d); use -1 (no limit) or at least thread_pool", o.ThreadPoolMax, o.ThreadPool)
-	}
-	if o.AcceptedQueueSize < -1 {
-		add("accepted_queue_size", "%d; use -1 (no limit), 0 (no queue) or more", o.AcceptedQueueSize)
-	}
-	if o.MaxConnections < 1 {
-		add("max_connections", "%d; use 1 or more", o.MaxConnections)
-	}
-	for key, d := range map[string]time.Duration{"socket_timeout": o.SocketTimeout, "request_header_timeout": o.RequestHeaderTimeout, "write_timeout": o.WriteTimeout, "accepted_queue_timeout": o.AcceptedQueueTimeout} {
-		if d <= 0 {
-			add(key, "must be above 0")
-		}
-	}
-	if o.MaxRequestHeaderSize < 1024 {
-		add("max_request_header_size", "%d bytes cannot hold a request head; use at least 1KiB", o.MaxRequestHeaderSize)
-	}
-	if o.MaxRequestBodySize < 0 {
-		add("max_request_body_size", "negative; use 0 for no limit or a size like 100MiB")
-	}
-	if o.ProtocolVersion != "HTTP/1.1" && o.ProtocolVersion != "HTTP/1.0" {
-		add("protocol_version", "%q; use HTTP/1.1 or HTTP/1.0", o.ProtocolVersion)
-	}
-	if strings.ContainsAny(o.ServerName, "\r\n\x00") {
-		add("server_name", "must not contain line breaks or NUL")
-	}
-	return errs
 }
 
 // prefixErrors splits a joined error and prefixes each line that names a key.
@@ -186,18 +147,6 @@ func (c *Config) keyPrefix() string {
 		return ""
 	}
 	return "server." + c.Name + "."
-}
-
-// splitMount splits PREFIX=TARGET.
-func splitMount(spec string) (prefix, target string, err error) {
-	prefix, target, ok := strings.Cut(spec, "=")
-	switch {
-	case !ok || target == "":
-		return "", "", fmt.Errorf("%q: want PREFIX=TARGET, like /=text:hello", spec)
-	case !strings.HasPrefix(prefix, "/"):
-		return "", "", fmt.Errorf("%q: the prefix must start with /", spec)
-	}
-	return prefix, target, nil
 }
 
 // DefaultDataDir is tlsedge's per-user data directory: $XDG_DATA_HOME/tlsedge,

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,13 +19,6 @@ import (
 
 // ErrServerClosed is returned by Wait after Stop.
 var ErrServerClosed = errors.New("server: stopped")
-
-// connServer serves accepted, wrapped connections: the request core.
-type connServer interface {
-	ServeConn(c net.Conn, info *httpcore.ConnInfo)
-	Shutdown(ctx context.Context) error
-	Close() error
-}
 
 // Server is one listening server: the seeds' ServerAdapter and the HTTP
 // server it drives, in one value. Its methods are safe for concurrent use.
@@ -44,7 +36,7 @@ type Server struct {
 type run struct {
 	lns     []*listener
 	adapter tlsadapter.Adapter
-	core    connServer
+	core    *httpcore.Core
 	ctx     context.Context // cancelled on stop: in-flight handshakes end
 	cancel  context.CancelFunc
 	loops   sync.WaitGroup // accept loops
@@ -150,7 +142,7 @@ func (s *Server) start(ctx context.Context) (*run, error) {
 		closeAll()
 		return nil, fmt.Errorf("%sssl_module %s: %w", s.cfg.keyPrefix(), s.cfg.TLS.SSLModule, err)
 	}
-	core, err := newCore(&s.cfg, handler, s.log)
+	core, err := newCore(&s.cfg, handler, s.log, lns[0].Addr())
 	if err != nil {
 		adapter.Close()
 		closeAll()
@@ -200,6 +192,7 @@ func (s *Server) acceptLoop(r *run, l *listener) {
 				}
 				continue
 			}
+			r.core.CountSocketError()
 			r.errOnce.Do(func() { r.err = fmt.Errorf("accept on %s: %w", l.Addr(), err) })
 			s.log.Error("accept failed; listener stopped", "listener", l.Addr().String(), "err", err)
 			return
@@ -208,6 +201,7 @@ func (s *Server) acceptLoop(r *run, l *listener) {
 			s.log.Info("accept recovered", "listener", l.Addr().String())
 			backoff = 0
 		}
+		r.core.CountAccept()
 		r.conns.Add(1)
 		go s.serveConn(r, l, c)
 	}
@@ -376,6 +370,17 @@ func (s *Server) Base() string {
 	return s.Scheme() + "://" + net.JoinHostPort(host, strconv.Itoa(ta.Port))
 }
 
+// Stats returns a snapshot of the request core's figures; the zero value when
+// stopped.
+func (s *Server) Stats() httpcore.Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running == nil {
+		return httpcore.Stats{}
+	}
+	return s.running.core.Stats()
+}
+
 // Adapter returns the running SSL adapter, or nil when stopped.
 func (s *Server) Adapter() tlsadapter.Adapter {
 	s.mu.Lock()
@@ -384,36 +389,6 @@ func (s *Server) Adapter() tlsadapter.Adapter {
 		return nil
 	}
 	return s.running.adapter
-}
-
-// buildHandler assembles the mount table.
-func buildHandler(c *Config) (http.Handler, error) {
-	mux := newMountTable()
-	for prefix, h := range c.Handlers {
-		mux.mount(prefix, h)
-	}
-	for _, spec := range c.Mount {
-		prefix, target, err := splitMount(spec)
-		if err != nil {
-			return nil, fmt.Errorf("%smount: %w", c.keyPrefix(), err)
-		}
-		h, err := resolveTarget(c, target)
-		if err != nil {
-			return nil, fmt.Errorf("%smount %s: %w", c.keyPrefix(), spec, err)
-		}
-		mux.mount(prefix, h)
-	}
-	return mux, nil
-}
-
-func resolveTarget(c *Config, target string) (http.Handler, error) {
-	if body, ok := strings.CutPrefix(target, "text:"); ok {
-		return textHandler(body), nil
-	}
-	if c.Targets == nil {
-		return nil, fmt.Errorf("unknown target %q: use text:BODY", target)
-	}
-	return c.Targets(target)
 }
 
 // Check builds what Start would (mount table, SSL adapter) without binding a

@@ -208,7 +208,7 @@ func TestValidateErrorsNameTheServer(t *testing.T) {
 	c.SocketPort = -1
 	c.Core.ThreadPool = 0
 	err := c.Validate()
-	for _, want := range []string{"server.api.socket_port:", "server.api.thread_pool:"} {
+	for _, want := range []string{"server.api.socket_port:", "server.api.thread_pool: must be >= 1"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want %q", err, want)
 		}

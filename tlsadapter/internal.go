@@ -46,7 +46,7 @@ func newInternal(_ context.Context, p Params) (Adapter, error) {
 	}
 	base.MinVersion = max(base.MinVersion, tls.VersionTLS12)
 	if len(base.NextProtos) == 0 {
-		base.NextProtos = []string{"http/1.1"}
+		base.NextProtos = []string{"h2", "http/1.1"}
 	}
 	base.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 		return a.ca.Certificate(a.names...)
