@@ -208,8 +208,11 @@ func newACME(ctx context.Context, p Params) (Adapter, error) {
 	case len(o.Domains) == 0:
 		a.log.Info("acme: on-demand only; certificates are obtained at first handshake", "ca", o.directory())
 	case o.Async:
-		a.log.Info("acme: starting before certificates are in place; the internal CA's certificate is served until they arrive",
-			"names", o.Domains, "ca", o.directory(), "fallback", o.Fallback != nil)
+		msg := "acme: starting before certificates are in place; the internal CA's certificate is served until they arrive"
+		if o.Fallback == nil {
+			msg = "acme: starting before certificates are in place; handshakes for them fail until they arrive (no fallback)"
+		}
+		a.log.Info(msg, "names", o.Domains, "ca", o.directory())
 		a.wg.Add(1)
 		go a.obtainLoop(runCtx)
 	case alpnBusy && !o.challenge(ChallengeHTTP01):
