@@ -338,7 +338,7 @@ func (a *acmeAdapter) tlsConfigs(base *tls.Config) (serve, probe *tls.Config) {
 		serve.MinVersion = tls.VersionTLS12
 	}
 	if len(serve.NextProtos) == 0 {
-		serve.NextProtos = []string{"http/1.1"}
+		serve.NextProtos = []string{"h2", "http/1.1"} // as the internal module
 	}
 	// acme-tls/1 is never negotiated on an ordinary connection: an app must
 	// not see it, and a probe that does not have the exact RFC 8737 shape is
