@@ -5,5 +5,6 @@ func builtinFactories() map[string]Factory {
 	return map[string]Factory{
 		"none":     newNone,
 		"internal": newInternal,
+		"acme":     newACME,
 	}
 }
