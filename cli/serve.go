@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"tlsedge/control"
 	"tlsedge/server"
 	"tlsedge/tlsadapter"
 )
@@ -104,9 +105,28 @@ func serveForeground(ctx context.Context, o *Options, stdout, stderr io.Writer, 
 	if err != nil {
 		return err
 	}
-	drop := func() error { return dropPrivileges(o.Process.User, o.Process.Group, log) }
-	if err := e.Start(ctx, drop); err != nil {
+	ctlStop := make(chan struct{}, 1)
+	var ctlServer *control.Server
+	// Between binding and serving: the control socket is bound too, then
+	// root is given up.
+	beforeServe := func() error {
+		if o.Process.Control.Enabled() {
+			cs, err := startControl(o, e, log, ctlStop)
+			if err != nil {
+				return err
+			}
+			ctlServer = cs
+		}
+		return dropPrivileges(o.Process.User, o.Process.Group, log)
+	}
+	if err := e.Start(ctx, beforeServe); err != nil {
+		if ctlServer != nil {
+			ctlServer.Close()
+		}
 		return err
+	}
+	if ctlServer != nil {
+		defer ctlServer.Close()
 	}
 	stop := func() error {
 		sdNotify("STOPPING=1")
@@ -149,6 +169,9 @@ func serveForeground(ctx context.Context, o *Options, stdout, stderr io.Writer, 
 			}
 		case <-ctx.Done():
 			log.Info("stopping")
+			return stop()
+		case <-ctlStop:
+			log.Info("stopping (control socket)")
 			return stop()
 		case err := <-waitErr:
 			stop()
