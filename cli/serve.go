@@ -225,7 +225,12 @@ func printBanner(w io.Writer, e *server.Engine) {
 		}
 		if s.Config().SocketFile != "" {
 			fmt.Fprintf(w, "tlsedge is serving %s on the UNIX socket %s\n", s.Scheme(), base)
-			curl += " --unix-socket " + shellQuote(base) + " " + s.Scheme() + "://localhost/"
+			if name, ok := strings.CutPrefix(base, "@"); ok {
+				curl += " --abstract-unix-socket " + shellQuote(name)
+			} else {
+				curl += " --unix-socket " + shellQuote(base)
+			}
+			curl += " " + s.Scheme() + "://localhost/"
 		} else {
 			fmt.Fprintf(w, "tlsedge is serving %s/\n", base)
 			curl += " " + base + "/"

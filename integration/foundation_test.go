@@ -154,6 +154,18 @@ func TestListenerKinds(t *testing.T) {
 		if code, body := get(t, unixClient(name), "http://localhost/"); code != 200 || body != "abstract" {
 			t.Fatalf("%d %q", code, body)
 		}
+		// The printed curl line works as printed for abstract names too.
+		curl := testenv.RequireTool(t, "curl", "curl")
+		var line string
+		for l := range strings.SplitSeq(p.stdout.String(), "\n") {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(l), "try:"); ok {
+				line = strings.TrimSpace(rest)
+			}
+		}
+		out, err := exec.Command("sh", "-c", strings.Replace(line, "curl", curl+" -sS", 1)).CombinedOutput()
+		if err != nil || string(out) != "abstract" {
+			t.Fatalf("printed line %q: %v %s", line, err, out)
+		}
 	})
 	t.Run("TLS on a unix socket", func(t *testing.T) {
 		sock := filepath.Join(t.TempDir(), "tls.sock")
