@@ -93,7 +93,7 @@ type Store struct {
 	log     *slog.Logger
 	current atomic.Pointer[Set]
 	mu      sync.Mutex // serializes reloads
-	onSwap  func(*Set)
+	onLoad  func(*Set, error)
 }
 
 // NewStore loads and checks cfg's files. It fails when any check reports an
@@ -111,9 +111,9 @@ func NewStore(cfg Config, log *slog.Logger) (*Store, error) {
 	return s, nil
 }
 
-// OnSwap registers f to run after each successful reload (before NewStore
-// returns it never runs). Call it before Watch.
-func (s *Store) OnSwap(f func(*Set)) { s.onSwap = f }
+// OnReload registers f to run after each reload attempt with the new Set or
+// the error that kept the old one. Call it before Watch or Reload.
+func (s *Store) OnReload(f func(*Set, error)) { s.onLoad = f }
 
 // Current returns the Set in use.
 func (s *Store) Current() *Set { return s.current.Load() }
@@ -138,14 +138,14 @@ func (s *Store) Reload() error {
 	set, err := s.build()
 	if err != nil {
 		s.log.Warn("certificate reload failed; keeping the current certificates", "err", err)
-		return err
+	} else {
+		s.current.Store(set)
+		s.log.Info("certificates reloaded", "pairs", len(set.Pairs))
 	}
-	s.current.Store(set)
-	s.log.Info("certificates reloaded", "pairs", len(set.Pairs))
-	if s.onSwap != nil {
-		s.onSwap(set)
+	if s.onLoad != nil {
+		s.onLoad(set, err)
 	}
-	return nil
+	return err
 }
 
 // fileStamp identifies one version of a file without reading it.

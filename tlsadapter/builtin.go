@@ -3,6 +3,7 @@ package tlsadapter
 // builtinFactories are the adapters every Registry starts with.
 func builtinFactories() map[string]Factory {
 	return map[string]Factory{
-		"none": newNone,
+		"none":    newNone,
+		"builtin": newBuiltin,
 	}
 }

@@ -1,0 +1,105 @@
+package tlsadapter
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"tlsedge/certs"
+)
+
+// files is the builtin adapter: certificates from PEM files, reloaded on
+// SIGHUP and when the files change.
+type files struct {
+	*Wrapper
+	store  *certs.Store
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+	closed sync.Once
+}
+
+// CertsConfig turns the ssl_* options into the certs package's Config: what
+// the builtin adapter loads and what `tlsedge check` checks.
+func CertsConfig(o Options, hosts []string) certs.Config {
+	cfg := certs.Config{
+		PasswordFile: o.SSLPrivateKeyPasswordFile,
+		TrustBundle:  o.SSLTrustedCertificate,
+		Hosts:        hosts,
+	}
+	for _, f := range o.pairFiles() {
+		cfg.Pairs = append(cfg.Pairs, certs.PairFiles{Cert: f[0], Key: f[1], Chain: f[2]})
+	}
+	return cfg
+}
+
+// storeSource adapts a certs.Store to CertSource.
+type storeSource struct{ s *certs.Store }
+
+func (s storeSource) Certificate(h *tls.ClientHelloInfo) (*tls.Certificate, bool, error) {
+	c, known := s.s.Current().Certificate(h)
+	return c, known, nil
+}
+
+func (s storeSource) HasName(host string) bool { return s.s.Current().HasName(host) }
+
+func newBuiltin(ctx context.Context, p Params) (Adapter, error) {
+	if err := p.Options.Validate(); err != nil {
+		return nil, err
+	}
+	if len(p.Options.SSLCertificate) == 0 {
+		if p.TLSConfig != nil && (len(p.TLSConfig.Certificates) > 0 || p.TLSConfig.GetCertificate != nil) {
+			w, err := NewWrapper(p, nil)
+			if err != nil {
+				return nil, err
+			}
+			return &files{Wrapper: w, stop: func() {}}, nil
+		}
+		return nil, fmt.Errorf("ssl_certificate: %w (ssl_module builtin serves certificate files)", certs.ErrNoCertificate)
+	}
+	store, err := certs.NewStore(CertsConfig(p.Options, p.Hosts), p.Logger)
+	if err != nil {
+		return nil, err
+	}
+	w, err := NewWrapper(p, storeSource{store})
+	if err != nil {
+		return nil, err
+	}
+	store.OnReload(func(_ *certs.Set, err error) { w.CountReload(err) })
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	a := &files{Wrapper: w, store: store, stop: stop}
+	if iv := p.Options.SSLReloadInterval; iv >= 0 {
+		if iv == 0 {
+			iv = time.Second
+		}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			store.Watch(wctx, iv)
+		}()
+	}
+	return a, nil
+}
+
+// Reload implements Adapter: certificates and ssl_client_ca are parsed and
+// checked, then swapped in; on failure the current ones stay.
+func (a *files) Reload(context.Context) error {
+	var errs []error
+	if a.store != nil {
+		errs = append(errs, a.store.Reload())
+	}
+	errs = append(errs, a.ReloadPolicy())
+	return errors.Join(errs...)
+}
+
+// Close implements Adapter.
+func (a *files) Close() error {
+	a.closed.Do(func() {
+		a.stop()
+		a.wg.Wait()
+		_ = a.Wrapper.Close()
+	})
+	return nil
+}
