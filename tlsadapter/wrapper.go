@@ -327,7 +327,7 @@ func (w *Wrapper) Wrap(ctx context.Context, raw net.Conn) (net.Conn, *tls.Connec
 	if err != nil {
 		reason := sc.reason
 		if reason == "" {
-			reason = classifyError(hctx, err)
+			reason = classifyError(ctx, err)
 		}
 		w.stats.fail(reason)
 		w.rl.log1(ctx, slog.LevelDebug, "tls handshake failed", "remote_addr", remote, "reason", reason, "err", err)
