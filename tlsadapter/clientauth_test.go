@@ -35,7 +35,7 @@ func TestMTLSMatrix(t *testing.T) {
 	ok := func(v string) outcome { return outcome{verify: v} }
 	fail := func(r string) outcome { return outcome{reason: r} }
 	want := map[policy.ClientAuth]map[allowKind]map[clientKind]outcome{
-		policy.ClientAuthNone: {noList: {trusted: ok("NONE"), untrusted: ok("NONE"), absent: ok("NONE")}},
+		policy.ClientAuthNone:    {noList: {trusted: ok("NONE"), untrusted: ok("NONE"), absent: ok("NONE")}},
 		policy.ClientAuthRequest: {noList: {trusted: ok("GENEROUS"), untrusted: ok("GENEROUS"), absent: ok("NONE")}},
 		policy.ClientAuthRequire: {noList: {trusted: ok("GENEROUS"), untrusted: ok("GENEROUS"), absent: fail(ReasonNoClientCert)}},
 		policy.ClientAuthVerifyIfGiven: {
