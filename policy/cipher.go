@@ -242,7 +242,7 @@ func ParseCipherString(s string) (CipherSelection, error) {
 		default:
 			var added, kept []*entry
 			for _, e := range order {
-				if !e.active && !e.banned && match(e.s) {
+				if !e.active && !e.banned && !e.s.insecure && match(e.s) {
 					e.active = true
 					added = append(added, e)
 				} else {
