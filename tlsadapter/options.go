@@ -11,8 +11,9 @@ import (
 
 // Options are the ssl_* options of one server. Tags as in httpcore.Options:
 // each `opt` field becomes a flag, a config key and a README row. Every
-// default is written here, in the tags, and nowhere else; the zero value of a
-// field means the same as its default.
+// default is written here, in the tags; the server package applies them.
+// For library users building Options in Go, a zero value means its default
+// too, except the bools whose default is true (SSLSessionTickets): set those.
 type Options struct {
 	SSLModule string `opt:"ssl_module" default:"internal" group:"TLS" help:"SSL adapter: internal (local dev CA), builtin (certificate files), acme, none (plain HTTP), or one you registered"`
 
@@ -102,7 +103,7 @@ var curveIDs = map[string]uint16{
 
 // Validate checks every option that can be checked without reading files and
 // returns all problems at once, each naming its key.
-func (o *Options) Validate() error {
+func (o Options) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
@@ -154,14 +155,14 @@ func (o *Options) Validate() error {
 }
 
 // HSTS returns the HSTS settings for policy.HSTS.
-func (o *Options) HSTS() policy.HSTSOptions { return o.hsts() }
+func (o Options) HSTS() policy.HSTSOptions { return o.hsts() }
 
-func (o *Options) hsts() policy.HSTSOptions {
+func (o Options) hsts() policy.HSTSOptions {
 	return policy.HSTSOptions{MaxAge: o.SSLHSTSMaxAge, IncludeSubDomains: o.SSLHSTSIncludeSubdomains, Preload: o.SSLHSTSPreload}
 }
 
 // Warnings are legal settings `tlsedge check` should point out.
-func (o *Options) Warnings() []string {
+func (o Options) Warnings() []string {
 	var w []string
 	if o.SSLMinVersion.Deprecated() {
 		w = append(w, fmt.Sprintf("ssl_min_version: %s enables deprecated TLS versions (RFC 8996); use 1.2 unless old clients need it", o.SSLMinVersion))
@@ -180,7 +181,7 @@ func (o *Options) Warnings() []string {
 }
 
 // certConfigPairs pairs certificates, keys and chains by position.
-func (o *Options) pairFiles() [][3]string {
+func (o Options) pairFiles() [][3]string {
 	var out [][3]string
 	for i, c := range o.SSLCertificate {
 		var key, chain string

@@ -86,7 +86,7 @@ func NewWrapper(p Params, src CertSource) (*Wrapper, error) {
 // buildPolicy makes the per-connection config from the options; it reads
 // ssl_client_ca, so it is redone on reload.
 func (w *Wrapper) buildPolicy() (*tls.Config, error) {
-	o := &w.opts
+	o := w.opts
 	alpn := o.SSLALPN
 	if len(alpn) == 0 {
 		alpn = defaultALPN
