@@ -79,7 +79,7 @@ func (s *server) handle(ctx context.Context, raw net.Conn) {
 		return
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
 	br := bufio.NewReader(conn)
 	for {
 		line, err := br.ReadString('\n')
@@ -149,13 +149,14 @@ func newBuiltinT(t testing.TB, o Options, hosts ...string) Adapter {
 
 // get makes one HTTPS request with cfg and returns the body.
 func get(addr string, cfg *tls.Config) (string, *tls.ConnectionState, error) {
-	d := &net.Dialer{Timeout: 5 * time.Second}
+	// Generous: under -race on a busy machine a handshake can take seconds.
+	d := &net.Dialer{Timeout: 30 * time.Second}
 	c, err := tls.DialWithDialer(d, "tcp", addr, cfg)
 	if err != nil {
 		return "", nil, err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		return "", nil, err
 	}

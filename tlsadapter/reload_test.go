@@ -51,8 +51,11 @@ func TestReloadUnderLoad(t *testing.T) {
 	for i := range leaves {
 		leaves[i] = ca.Leaf(t, "a.test")
 	}
-	const clients, perClient = 100, 5
-	var failures atomic.Int64
+	// 500 requests, 50 at a time, each on a new connection with a full
+	// handshake; a swap happens after every 80 completed requests, so all
+	// five land while requests are in flight.
+	const clients, perClient = 50, 10
+	var failures, done atomic.Int64
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for range clients {
@@ -65,12 +68,15 @@ func TestReloadUnderLoad(t *testing.T) {
 					failures.Add(1)
 					t.Log(err)
 				}
+				done.Add(1)
 			}
 		}()
 	}
 	close(start)
-	for _, l := range leaves {
-		time.Sleep(5 * time.Millisecond)
+	for i, l := range leaves {
+		for done.Load() < int64(80*(i+1)) {
+			time.Sleep(time.Millisecond)
+		}
 		replaceFiles(t, l, certPath, keyPath)
 		if err := ad.Reload(t.Context()); err != nil {
 			t.Fatal(err)
