@@ -204,3 +204,16 @@ func TestSSLVars(t *testing.T) {
 		t.Errorf("plain: %v", v)
 	}
 }
+
+func TestClientCertificate(t *testing.T) {
+	leaf := leafWith(t, func(c *x509.Certificate) { c.Subject.CommonName = "alice" })
+	if l, v := ClientCertificate(nil); l != nil || v {
+		t.Error("nil state")
+	}
+	if l, v := ClientCertificate(&tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}); l != leaf || v {
+		t.Error("unverified")
+	}
+	if _, v := ClientCertificate(&tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}, VerifiedChains: [][]*x509.Certificate{{leaf}}}); !v {
+		t.Error("verified")
+	}
+}
