@@ -59,6 +59,9 @@ type Config struct {
 	ExpiryWarning time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Watch are further files whose change triggers a reload (the client
+	// CA bundle, say); the Store does not read them itself.
+	Watch []string
 }
 
 func (c *Config) now() time.Time {

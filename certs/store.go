@@ -184,6 +184,9 @@ func (s *Store) Files() []string {
 	}
 	add(s.cfg.PasswordFile)
 	add(s.cfg.TrustBundle)
+	for _, f := range s.cfg.Watch {
+		add(f)
+	}
 	return files
 }
 

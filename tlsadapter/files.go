@@ -3,7 +3,6 @@ package tlsadapter
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -59,7 +58,11 @@ func newBuiltin(ctx context.Context, p Params) (Adapter, error) {
 		}
 		return nil, fmt.Errorf("ssl_certificate: %w (ssl_module builtin serves certificate files)", certs.ErrNoCertificate)
 	}
-	store, err := certs.NewStore(CertsConfig(p.Options, p.Hosts), p.Logger)
+	cfg := CertsConfig(p.Options, p.Hosts)
+	if p.Options.SSLClientCA != "" {
+		cfg.Watch = append(cfg.Watch, p.Options.SSLClientCA)
+	}
+	store, err := certs.NewStore(cfg, p.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +70,12 @@ func newBuiltin(ctx context.Context, p Params) (Adapter, error) {
 	if err != nil {
 		return nil, err
 	}
-	store.OnReload(func(_ *certs.Set, err error) { w.CountReload(err) })
+	store.OnReload(func(_ *certs.Set, err error) {
+		if err == nil {
+			err = w.ReloadPolicy() // ssl_client_ca may have changed too
+		}
+		w.CountReload(err)
+	})
 	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	a := &files{Wrapper: w, store: store, stop: stop}
 	if iv := p.Options.SSLReloadInterval; iv >= 0 {
@@ -86,12 +94,17 @@ func newBuiltin(ctx context.Context, p Params) (Adapter, error) {
 // Reload implements Adapter: certificates and ssl_client_ca are parsed and
 // checked, then swapped in; on failure the current ones stay.
 func (a *files) Reload(context.Context) error {
-	var errs []error
 	if a.store != nil {
-		errs = append(errs, a.store.Reload())
+		// OnReload rereads the policy and counts the outcome; the second
+		// read here only reports a bad ssl_client_ca to the caller.
+		if err := a.store.Reload(); err != nil {
+			return err
+		}
+		return a.ReloadPolicy()
 	}
-	errs = append(errs, a.ReloadPolicy())
-	return errors.Join(errs...)
+	err := a.ReloadPolicy()
+	a.CountReload(err)
+	return err
 }
 
 // Close implements Adapter.
