@@ -32,7 +32,10 @@ const (
 	ReasonOther              = "other"
 )
 
-var reasons = []string{
+// reasons orders the counters; numReasons must match its length.
+const numReasons = 13
+
+var reasons = [numReasons]string{
 	ReasonPlaintext, ReasonNotTLS, ReasonSSLv2, ReasonUnsupportedVersion, ReasonNoSharedCipher,
 	ReasonUnknownSNI, ReasonBadSNI, ReasonNoClientCert, ReasonBadClientCert, ReasonPolicyDenied,
 	ReasonTimeout, ReasonEOF, ReasonOther,
@@ -58,7 +61,7 @@ type StatsReporter interface {
 type counters struct {
 	handshakes, resumed     atomic.Uint64
 	reloads, reloadFailures atomic.Uint64
-	failures                [13]atomic.Uint64 // indexed like reasons
+	failures                [numReasons]atomic.Uint64 // indexed like reasons
 	tls12, tls13, tlsOld    atomic.Uint64
 }
 

@@ -264,8 +264,9 @@ func (c *sniffConn) mark(reason string) {
 	}
 }
 
-// errNotTLS and friends are what Wrap returns when it refused a connection
-// before any handshake.
+// ErrPlaintext and ErrNotTLS are what Wrap returns (wrapped or bare) when it
+// refused a connection before any handshake; the server need not log them,
+// the adapter already counted and logged them rate-limited.
 var (
 	ErrPlaintext = errors.New("tlsadapter: plain HTTP request on a TLS port")
 	ErrNotTLS    = errors.New("tlsadapter: not a TLS connection")
