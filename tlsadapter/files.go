@@ -3,7 +3,6 @@ package tlsadapter
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"sync"
 	"time"
 
@@ -45,18 +44,17 @@ func (s storeSource) Certificate(h *tls.ClientHelloInfo) (*tls.Certificate, bool
 func (s storeSource) HasName(host string) bool { return s.s.Current().HasName(host) }
 
 func newBuiltin(ctx context.Context, p Params) (Adapter, error) {
+	if len(p.Options.SSLCertificate) == 0 && p.TLSConfig != nil &&
+		(len(p.TLSConfig.Certificates) > 0 || p.TLSConfig.GetCertificate != nil) {
+		// A library user's whole tls.Config, certificates included.
+		w, err := NewWrapper(p, nil)
+		if err != nil {
+			return nil, err
+		}
+		return &files{Wrapper: w, stop: func() {}}, nil
+	}
 	if err := p.Options.Validate(); err != nil {
 		return nil, err
-	}
-	if len(p.Options.SSLCertificate) == 0 {
-		if p.TLSConfig != nil && (len(p.TLSConfig.Certificates) > 0 || p.TLSConfig.GetCertificate != nil) {
-			w, err := NewWrapper(p, nil)
-			if err != nil {
-				return nil, err
-			}
-			return &files{Wrapper: w, stop: func() {}}, nil
-		}
-		return nil, fmt.Errorf("ssl_certificate: %w (ssl_module builtin serves certificate files)", certs.ErrNoCertificate)
 	}
 	cfg := CertsConfig(p.Options, p.Hosts)
 	if p.Options.SSLClientCA != "" {

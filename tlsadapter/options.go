@@ -108,6 +108,9 @@ func (o Options) Validate() error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
+	if o.SSLModule == "builtin" && len(o.SSLCertificate) == 0 {
+		bad("ssl_certificate", "ssl_module builtin needs at least one certificate file (or use ssl_module internal for a local development CA)")
+	}
 	if n, k := len(o.SSLCertificate), len(o.SSLPrivateKey); k != 0 && k != n {
 		bad("ssl_private_key", "%d keys for %d certificates; give one per ssl_certificate, in the same order (or none when the certificate files hold the keys)", k, n)
 	}

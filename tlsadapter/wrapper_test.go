@@ -29,6 +29,7 @@ func TestBadSNINeverReachesTheSource(t *testing.T) {
 	a := ca.Leaf(t, "a.test")
 	src := &countingSource{cert: &a.TLS}
 	o := builtinOpts()
+	o.SSLModule = "counting" // a module of its own, as internal and acme are
 	o.SSLRejectUnknownSNI = true
 	w, err := NewWrapper(Params{Options: o, Logger: testLogger(t)}, src)
 	if err != nil {
