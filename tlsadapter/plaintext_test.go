@@ -72,7 +72,7 @@ func TestPlaintext400(t *testing.T) {
 			}
 		})
 	}
-	waitStat(t, ad, func(st TLSStats) bool { return st.Failures[ReasonPlaintext] == uint64(len(reqs)) })
+	waitStat(t, ad, func(st TLSStats) bool { return st.Plaintext == uint64(len(reqs)) })
 }
 
 func TestPlaintextRedirect(t *testing.T) {

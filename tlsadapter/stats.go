@@ -46,6 +46,7 @@ type TLSStats struct {
 	Handshakes     uint64            // completed handshakes
 	Resumed        uint64            // of which resumed sessions
 	Failures       map[string]uint64 // failed or refused connections by reason (every reason present)
+	Plaintext      uint64            // plain HTTP requests answered on the TLS port (also Failures["plaintext"])
 	Reloads        uint64            // successful certificate reloads
 	ReloadFailures uint64            // reloads that kept the old certificates
 	Versions       map[string]uint64 // completed handshakes by protocol ("TLSv1.3")
@@ -85,6 +86,7 @@ func (c *counters) snapshot() TLSStats {
 	for i, r := range reasons {
 		s.Failures[r] = c.failures[i].Load()
 	}
+	s.Plaintext = s.Failures[ReasonPlaintext]
 	return s
 }
 
