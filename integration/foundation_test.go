@@ -519,7 +519,7 @@ func TestVersionAndHelp(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("--help exit %d", code)
 	}
-	for _, want := range []string{"Usage:", "\nProcess:", "\nListener:", "\nTLS:", "\nPool:", "--socket-port int", "--max-request-body-size size", "(default 100MiB)", "--ssl-certificate string"} {
+	for _, want := range []string{"Usage:", "\nProcess:", "\nListener:", "\nTLS:", "\nPool:", "--socket-port int", "--max-request-body-size size", "(default 100MiB)", "--ssl-certificate list"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("--help lacks %q", want)
 		}

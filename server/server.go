@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"tlsedge/certs"
 	"tlsedge/peercred"
 	"tlsedge/policy"
 	"tlsedge/server/httpcore"
@@ -141,7 +142,7 @@ func (s *Server) start(ctx context.Context) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	handler = identityGuard(handler, peers)
+	handler = policy.HSTS(identityGuard(handler, peers), s.cfg.TLS.HSTS())
 	lns, err := listen(ctx, &s.cfg)
 	if err != nil {
 		return nil, err
@@ -457,14 +458,48 @@ func (s *Server) Check(ctx context.Context) ([]string, error) {
 		Options: s.cfg.TLS, Logger: s.log, Hosts: s.hosts(), Host: s.cfg.SocketHost, Port: s.cfg.SocketPort,
 		DataDir: s.cfg.DataDir, TLSConfig: s.cfg.TLSConfig,
 	}
-	if s.cfg.TLS.SSLModule == "acme" {
-		return s.checkACME(ctx, p)
+	var lines []string
+	if s.cfg.TLS.SSLModule != "none" {
+		lines = s.tlsReport()
 	}
-	a, err := s.cfg.Registry.New(ctx, s.cfg.TLS.SSLModule, p)
-	if err != nil {
-		return nil, fmt.Errorf("%sssl_module %s: %w", s.cfg.keyPrefix(), s.cfg.TLS.SSLModule, err)
+	var errs []error
+	switch s.cfg.TLS.SSLModule {
+	case "acme":
+		more, err := s.checkACME(ctx, p)
+		return append(lines, more...), err
+	case "builtin":
+		if len(s.cfg.TLS.SSLCertificate) > 0 {
+			findings := certs.Check(tlsadapter.CertsConfig(s.cfg.TLS, s.hosts()))
+			for _, f := range findings {
+				lines = append(lines, s.cfg.keyPrefix()+f.String())
+			}
+			if err := certs.FindingsError(findings); err != nil {
+				errs = append(errs, fmt.Errorf("%s%w", s.cfg.keyPrefix(), err))
+			}
+		}
 	}
-	return nil, a.Close()
+	if len(errs) == 0 {
+		a, err := s.cfg.Registry.New(ctx, s.cfg.TLS.SSLModule, p)
+		if err != nil {
+			return lines, fmt.Errorf("%sssl_module %s: %w", s.cfg.keyPrefix(), s.cfg.TLS.SSLModule, err)
+		}
+		errs = append(errs, a.Close())
+	}
+	return lines, errors.Join(errs...)
+}
+
+// tlsReport describes the TLS policy: the suites offered and any warning.
+func (s *Server) tlsReport() []string {
+	name := s.displayName()
+	var lines []string
+	if suites, err := policy.CipherSuites(s.cfg.TLS.SSLCiphers); err == nil {
+		lines = append(lines, fmt.Sprintf("server %s: TLS 1.2 suites: %s", name, strings.Join(policy.CipherSuiteNames(suites), ", ")))
+		lines = append(lines, fmt.Sprintf("server %s: TLS 1.3 suites: %s", name, strings.Join(policy.TLS13CipherSuiteNames(), ", ")))
+	}
+	for _, w := range s.cfg.TLS.Warnings() {
+		lines = append(lines, fmt.Sprintf("server %s: warning: %s%s", name, s.cfg.keyPrefix(), w))
+	}
+	return lines
 }
 
 func (s *Server) checkACME(ctx context.Context, p tlsadapter.Params) ([]string, error) {

@@ -234,7 +234,7 @@ func TestSessionResumption(t *testing.T) {
 
 func TestUnknownModuleListsNames(t *testing.T) {
 	_, err := NewRegistry().New(t.Context(), "nope", Params{})
-	if !errors.Is(err, ErrUnknownModule) || !strings.Contains(err.Error(), "builtin, none") {
+	if !errors.Is(err, ErrUnknownModule) || !strings.Contains(err.Error(), "acme, builtin, internal, none") {
 		t.Fatalf("err = %v", err)
 	}
 }
