@@ -318,3 +318,19 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+func TestCombinedFileAndECParameters(t *testing.T) {
+	ca := testenv.NewCA(t, "comb")
+	dir := t.TempDir()
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	sec1, _ := x509.MarshalECPrivateKey(ecKey)
+	leaf := issueWith(t, ca, ecKey, nil, "a.test")
+	// What `openssl ecparam -genkey` writes, appended to the certificate, as
+	// haproxy-style combined files hold it.
+	params := &pem.Block{Type: "EC PARAMETERS", Bytes: []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}}
+	combined := write(t, dir, "combined.pem", certBlock(leaf), certBlock(ca.Cert), params, &pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1})
+	p, err := LoadPair(PairFiles{Cert: combined}, nil)
+	if err != nil || !p.KeyMatches() || len(p.Chain) != 2 || p.Origins[1] != (Origin{File: combined, Index: 2}) {
+		t.Fatalf("combined file: %v", err)
+	}
+}

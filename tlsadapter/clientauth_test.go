@@ -3,6 +3,7 @@ package tlsadapter
 import (
 	"crypto/tls"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -111,5 +112,45 @@ func TestAllowListNeedsVerification(t *testing.T) {
 	o.SSLClientAuth = policy.ClientAuthRequireAndVerify
 	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "ssl_client_ca") {
 		t.Errorf("verify without a CA: err = %v", err)
+	}
+}
+
+// Resumed sessions go through the same allow-list check, and a reloaded
+// ssl_client_ca applies to the next handshake.
+func TestClientAuthResumptionAndCAReload(t *testing.T) {
+	serverCA := testenv.NewCA(t, "srv")
+	srv := serverCA.Leaf(t, "a.test")
+	oldCA, newCA := testenv.NewCA(t, "old"), testenv.NewCA(t, "new")
+	alice := oldCA.Leaf(t, "alice")
+	dir := t.TempDir()
+	caFile := dir + "/clients.pem"
+	if err := os.WriteFile(caFile, oldCA.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := builtinOpts(srv.CertFile, srv.KeyFile)
+	o.SSLClientAuth = policy.ClientAuthRequireAndVerify
+	o.SSLClientCA = caFile
+	o.SSLClientAllow = []string{"cn:alice"}
+	ad := newBuiltinT(t, o)
+	s := serve(t, ad)
+	cfg := clientCfg(serverCA, "a.test")
+	cfg.Certificates = []tls.Certificate{alice.TLS}
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	for i := range 2 {
+		body, cs, err := get(s.addr, cfg)
+		if err != nil || cs.DidResume != (i == 1) || !strings.Contains(body, "SSL_CLIENT_VERIFY=SUCCESS") {
+			t.Fatalf("round %d: err %v body %q", i, err, body)
+		}
+	}
+	if err := os.WriteFile(caFile, newCA.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := ad.Reload(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	cfg.ClientSessionCache = nil
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &alice.TLS, nil }
+	if _, _, err := get(s.addr, cfg); err == nil {
+		t.Fatal("a client of the old CA was accepted after ssl_client_ca changed")
 	}
 }

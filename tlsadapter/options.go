@@ -183,7 +183,7 @@ func (o Options) Warnings() []string {
 	return w
 }
 
-// certConfigPairs pairs certificates, keys and chains by position.
+// pairFiles pairs certificates, keys and chains by position.
 func (o Options) pairFiles() [][3]string {
 	var out [][3]string
 	for i, c := range o.SSLCertificate {

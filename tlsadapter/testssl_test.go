@@ -107,7 +107,8 @@ func TestTestSSL(t *testing.T) {
 	byID := map[string]string{}
 	for _, f := range findings {
 		byID[f.ID] = f.Finding
-		if f.Severity == "HIGH" || f.Severity == "CRITICAL" {
+		// The test CA is in no trust store: certificate trust findings are expected.
+		if (f.Severity == "HIGH" || f.Severity == "CRITICAL") && !strings.HasPrefix(f.ID, "cert_") && f.ID != "cert" {
 			t.Errorf("%s %s: %s", f.Severity, f.ID, f.Finding)
 		}
 	}
@@ -116,9 +117,12 @@ func TestTestSSL(t *testing.T) {
 			t.Errorf("%s: %q", id, byID[id])
 		}
 	}
+	// IDs as testssl.sh 3.0.8 (Debian 12) writes them.
 	for id, want := range map[string]string{
-		"secure_client_renego": "not vulnerable", "HSTS": "31536000", "cipherlist_OBSOLETED": "not offered",
-		"cipherlist_3DES_IDEA": "not offered", "cipherlist_AVERAGE": "not offered",
+		"secure_client_renego": "not vulnerable", "HSTS_time": "365 days", "HSTS_subdomains": "includes subdomains",
+		"cipherlist_NULL": "not offered", "cipherlist_aNULL": "not offered", "cipherlist_EXPORT": "not offered",
+		"cipherlist_LOW": "not offered", "cipherlist_3DES_IDEA": "not offered", "cipherlist_AVERAGE": "not offered",
+		"cipherlist_STRONG": "offered",
 	} {
 		if !strings.Contains(byID[id], want) {
 			t.Errorf("%s: %q, want %q", id, byID[id], want)
