@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"tlsedge/certs"
 	"tlsedge/peercred"
 	"tlsedge/policy"
 	"tlsedge/server/httpcore"
@@ -460,46 +459,23 @@ func (s *Server) Check(ctx context.Context) ([]string, error) {
 	}
 	var lines []string
 	if s.cfg.TLS.SSLModule != "none" {
-		lines = s.tlsReport()
+		report := tlsadapter.Check(s.cfg.TLS, s.hosts())
+		for l := range strings.SplitSeq(strings.TrimSpace(report.String()), "\n") {
+			lines = append(lines, fmt.Sprintf("server %s: %s", s.displayName(), l))
+		}
+		if !report.OK() {
+			return lines, fmt.Errorf("%sTLS settings or certificates have errors (listed above)", s.cfg.keyPrefix())
+		}
 	}
-	var errs []error
-	switch s.cfg.TLS.SSLModule {
-	case "acme":
+	if s.cfg.TLS.SSLModule == "acme" {
 		more, err := s.checkACME(ctx, p)
 		return append(lines, more...), err
-	case "builtin":
-		if len(s.cfg.TLS.SSLCertificate) > 0 {
-			findings := certs.Check(tlsadapter.CertsConfig(s.cfg.TLS, s.hosts()))
-			for _, f := range findings {
-				lines = append(lines, s.cfg.keyPrefix()+f.String())
-			}
-			if err := certs.FindingsError(findings); err != nil {
-				errs = append(errs, fmt.Errorf("%s%w", s.cfg.keyPrefix(), err))
-			}
-		}
 	}
-	if len(errs) == 0 {
-		a, err := s.cfg.Registry.New(ctx, s.cfg.TLS.SSLModule, p)
-		if err != nil {
-			return lines, fmt.Errorf("%sssl_module %s: %w", s.cfg.keyPrefix(), s.cfg.TLS.SSLModule, err)
-		}
-		errs = append(errs, a.Close())
+	a, err := s.cfg.Registry.New(ctx, s.cfg.TLS.SSLModule, p)
+	if err != nil {
+		return lines, fmt.Errorf("%sssl_module %s: %w", s.cfg.keyPrefix(), s.cfg.TLS.SSLModule, err)
 	}
-	return lines, errors.Join(errs...)
-}
-
-// tlsReport describes the TLS policy: the suites offered and any warning.
-func (s *Server) tlsReport() []string {
-	name := s.displayName()
-	var lines []string
-	if suites, err := policy.CipherSuites(s.cfg.TLS.SSLCiphers); err == nil {
-		lines = append(lines, fmt.Sprintf("server %s: TLS 1.2 suites: %s", name, strings.Join(policy.CipherSuiteNames(suites), ", ")))
-		lines = append(lines, fmt.Sprintf("server %s: TLS 1.3 suites: %s", name, strings.Join(policy.TLS13CipherSuiteNames(), ", ")))
-	}
-	for _, w := range s.cfg.TLS.Warnings() {
-		lines = append(lines, fmt.Sprintf("server %s: warning: %s%s", name, s.cfg.keyPrefix(), w))
-	}
-	return lines
+	return lines, a.Close()
 }
 
 func (s *Server) checkACME(ctx context.Context, p tlsadapter.Params) ([]string, error) {
