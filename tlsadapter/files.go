@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"sync"
-	"time"
 
 	"tlsedge/certs"
 )
@@ -76,10 +75,7 @@ func newBuiltin(ctx context.Context, p Params) (Adapter, error) {
 	})
 	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	a := &files{Wrapper: w, store: store, stop: stop}
-	if iv := p.Options.SSLReloadInterval; iv >= 0 {
-		if iv == 0 {
-			iv = time.Second
-		}
+	if iv := p.Options.SSLReloadInterval; iv > 0 {
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()

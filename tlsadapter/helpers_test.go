@@ -133,7 +133,7 @@ func builtinOpts(files ...string) Options {
 		SSLSessionTickets:           true,
 		SSLSessionTicketKeyRotation: 24 * time.Hour,
 		SSLHandshakeTimeout:         10 * time.Second,
-		SSLReloadInterval:           -1,
+		SSLReloadInterval:           0,
 	}
 	for i := 0; i+1 < len(files); i += 2 {
 		o.SSLCertificate = append(o.SSLCertificate, files[i])

@@ -23,7 +23,7 @@ type Options struct {
 	SSLPrivateKeyPasswordFile string        `opt:"ssl_private_key_password_file" group:"TLS" help:"file whose first line decrypts encrypted private keys"`
 	SSLTrustedCertificate     string        `opt:"ssl_trusted_certificate" group:"TLS" help:"PEM roots the served chains must verify to (checked at start, reload and tlsedge check)"`
 	SSLRejectUnknownSNI       bool          `opt:"ssl_reject_unknown_sni" default:"false" group:"TLS" help:"answer a server name no certificate covers with an unrecognized_name alert instead of the default certificate"`
-	SSLReloadInterval         time.Duration `opt:"ssl_reload_interval" default:"1s" group:"TLS" help:"how often certificate files are checked for changes (0 means 1s; a negative value turns file watching off, SIGHUP still reloads)"`
+	SSLReloadInterval         time.Duration `opt:"ssl_reload_interval" default:"1s" group:"TLS" help:"how often certificate files are checked for changes (0: never; SIGHUP still reloads)"`
 
 	SSLCiphers    string            `opt:"ssl_ciphers" group:"TLS" help:"OpenSSL-style cipher string for TLS 1.2, e.g. ECDHE+AESGCM:!SHA1 (default: AEAD with forward secrecy only; TLS 1.3 suites are fixed)"`
 	SSLMinVersion policy.TLSVersion `opt:"ssl_min_version" default:"1.2" group:"TLS" help:"lowest TLS version accepted: 1.0, 1.1, 1.2 or 1.3 (1.0 and 1.1 are deprecated)"`
