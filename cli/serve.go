@@ -43,13 +43,12 @@ func (nopCloser) Close() error { return nil }
 
 // engine builds the servers the options describe.
 func buildEngine(o *Options, log *slog.Logger) (*server.Engine, error) {
-	dataDir := o.Process.DataDir
-	if dataDir == "" {
+	if o.Process.DataDir == "" {
 		d, err := server.DefaultDataDir()
 		if err != nil {
 			return nil, err
 		}
-		dataDir = d
+		o.Process.DataDir = d
 	}
 	reg := tlsadapter.NewRegistry()
 	inherited, err := systemdListeners(o)
@@ -58,7 +57,7 @@ func buildEngine(o *Options, log *slog.Logger) (*server.Engine, error) {
 	}
 	e := &server.Engine{}
 	for i, c := range o.Servers() {
-		c.Registry, c.DataDir, c.Logger = reg, dataDir, log
+		c.Registry, c.DataDir, c.Logger = reg, o.Process.DataDir, log
 		if len(c.Mount) == 0 && len(c.Handlers) == 0 {
 			c.Handlers = map[string]http.Handler{"/": welcomeHandler()}
 		}
@@ -117,7 +116,7 @@ func serveForeground(ctx context.Context, o *Options, stdout, stderr io.Writer, 
 			}
 			ctlServer = cs
 		}
-		return dropPrivileges(o.Process.User, o.Process.Group, log)
+		return dropPrivileges(o.Process.User, o.Process.Group, o.Process.DataDir, log)
 	}
 	if err := e.Start(ctx, beforeServe); err != nil {
 		if ctlServer != nil {

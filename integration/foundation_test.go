@@ -460,6 +460,12 @@ func TestPrivilegeDrop(t *testing.T) {
 	if code, body := get(t, httpsClient(t, p.caFile()), p.base("main")+"/"); code != 200 || body != "unprivileged" {
 		t.Fatalf("%d %q", code, body)
 	}
+	// The data directory (where renewed certificates are written) now
+	// belongs to the unprivileged user.
+	fi, err := os.Stat(filepath.Join(dir, "ca", "ca-key.pem"))
+	if err != nil || fi.Sys().(*syscall.Stat_t).Uid != 65534 {
+		t.Fatalf("CA key owner after --user nobody: %v %v", fi.Sys(), err)
+	}
 }
 
 func TestSystemdSocketActivationAndNotify(t *testing.T) {
