@@ -193,10 +193,7 @@ func (s *static) redirectSlash(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "" || r.URL.Path == "/" {
 		target = "./"
 	}
-	if q := r.URL.RawQuery; q != "" {
-		target += "?" + q
-	}
-	w.Header().Set("Location", (&url.URL{Path: target}).String())
+	w.Header().Set("Location", (&url.URL{Path: target, RawQuery: r.URL.RawQuery}).String())
 	w.WriteHeader(http.StatusMovedPermanently)
 }
 
