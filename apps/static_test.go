@@ -46,8 +46,14 @@ func staticTree(t *testing.T) (root string) {
 			t.Fatal(err)
 		}
 	}
-	// The stale sibling is older than its original and must not be served.
-	os.Chtimes(filepath.Join(root, "style.css.gz"), old, old)
+	// Siblings made by gzip -k carry their original's mtime; the stale one
+	// is older than its original and must not be served.
+	now := time.Now().Truncate(time.Second)
+	for name, mt := range map[string]time.Time{"app.js": now, "app.js.gz": now, "app.js.br": now, "style.css": now, "style.css.gz": old} {
+		if err := os.Chtimes(filepath.Join(root, name), mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for link, to := range map[string]string{
 		"root/link-out":    "../outside/secret.txt",
 		"root/link-abs":    filepath.Join(outside, "secret.txt"),
