@@ -1,6 +1,7 @@
 package apps
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -29,6 +30,11 @@ type Env struct {
 	// SSL_* variables) to proxied requests. Nil adds none. Either way clients'
 	// own X-SSL-* headers are removed first.
 	TLSHeaders HeaderHook
+
+	// UpstreamTLS configures connections to https:// upstreams (roots,
+	// client certificate). It is cloned; an empty ServerName becomes the
+	// upstream's host. Nil means the system roots and TLS 1.2 or later.
+	UpstreamTLS *tls.Config
 
 	// Metrics, when set, is what a status: mount shows and serves at
 	// /metrics. Nil gives the status: mount its own, fed by Stats only.

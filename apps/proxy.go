@@ -79,12 +79,19 @@ func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy,
 		}
 		return c, nil
 	}
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if env.UpstreamTLS != nil {
+		tlsConf = env.UpstreamTLS.Clone()
+	}
+	if tlsConf.ServerName == "" {
+		tlsConf.ServerName = u.Hostname()
+	}
 	tr := &http.Transport{
 		// Never route through an HTTP_PROXY from the environment: the upstream
 		// is named by the mount.
 		Proxy:                 nil,
 		DialContext:           dial,
-		TLSClientConfig:       &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12},
+		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   connectTimeout,
 		ResponseHeaderTimeout: env.Options.responseTimeout(),
 		ExpectContinueTimeout: time.Second,

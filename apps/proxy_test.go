@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -20,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"tlsedge/internal/testenv"
 	"tlsedge/peercred"
 )
 
@@ -164,6 +167,41 @@ func TestProxyUnixUpstreamAndPeerCreds(t *testing.T) {
 	}
 }
 
+func TestProxyHTTPSUpstream(t *testing.T) {
+	ca := testenv.NewCA(t, "upstream")
+	leaf := ca.Leaf(t, "127.0.0.1")
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{leaf.TLS}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := strings.Replace(serveOn(t, ln, echoHeaders(), nil), "http://", "https://", 1)
+	tests := []struct {
+		name string
+		conf *tls.Config
+		want int
+	}{
+		{"trusted CA", &tls.Config{RootCAs: ca.Pool}, 200},
+		{"system roots", nil, 502},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			front := serveTCP(t, mustNew(t, up+"/base", Env{UpstreamTLS: tt.conf}))
+			resp, err := http.Get(front + "/x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d: %s", resp.StatusCode, b)
+			}
+			if tt.want == 200 && !strings.Contains(string(b), `"uri":"/base/x"`) {
+				t.Errorf("upstream saw %s", b)
+			}
+		})
+	}
+}
+
 func TestProxyKeepAlivePooling(t *testing.T) {
 	var conns atomic.Int32
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -231,8 +269,14 @@ func (pattern) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// TestProxyStreams100MiBEachWay sends 100 MiB up and down through the proxy
+// (16 MiB unless TLSEDGE_LONG=1) and checks that the heap stays small: a
+// proxy that buffered a body would hold it whole.
 func TestProxyStreams100MiBEachWay(t *testing.T) {
-	const size = 100 << 20
+	size := 16 << 20
+	if os.Getenv("TLSEDGE_LONG") == "1" {
+		size = 100 << 20
+	}
 	const heapLimit = 32 << 20
 	up := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == "POST" {
@@ -245,7 +289,7 @@ func TestProxyStreams100MiBEachWay(t *testing.T) {
 			return
 		}
 		w.Header().Set("Content-Length", strconv.Itoa(size))
-		io.CopyN(w, pattern{}, size)
+		io.CopyN(w, pattern{}, int64(size))
 	})
 	for _, tr := range []string{"tcp", "unix"} {
 		t.Run(tr, func(t *testing.T) {
@@ -258,7 +302,7 @@ func TestProxyStreams100MiBEachWay(t *testing.T) {
 			stop := heapWatch()
 
 			// Upload, chunked: the proxy cannot know the size.
-			resp, err := http.Post(front+"/up", "application/octet-stream", io.LimitReader(pattern{}, size))
+			resp, err := http.Post(front+"/up", "application/octet-stream", io.LimitReader(pattern{}, int64(size)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -274,7 +318,7 @@ func TestProxyStreams100MiBEachWay(t *testing.T) {
 			}
 			n, err := io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if err != nil || n != size {
+			if err != nil || n != int64(size) {
 				t.Errorf("downloaded %d bytes (%v), want %d", n, err, size)
 			}
 			if peak := stop(); peak > heapLimit {
