@@ -98,8 +98,12 @@ func (m *Metrics) Wrap(h http.Handler) http.Handler {
 		}
 		defer func() {
 			m.inFlight.Add(-1)
-			m.latency.Observe(time.Since(start).Seconds())
 			code := rec.finalStatus()
+			// An upgraded connection (WebSocket) lives as long as its
+			// session; its length is not a response latency.
+			if code != http.StatusSwitchingProtocols {
+				m.latency.Observe(time.Since(start).Seconds())
+			}
 			if code < 0 || code >= len(m.byStatus) {
 				code = 0
 			}

@@ -26,8 +26,9 @@ type Options struct {
 	// mount's root. False refuses them (404); symlinks inside the root always work.
 	DirFollowSymlinks bool `opt:"dir_follow_symlinks" default:"false" group:"Apps" help:"follow symlinks that leave a dir: mount's root"`
 
-	// ProxyConnectTimeout bounds dialing an upstream. Zero means 5s.
-	ProxyConnectTimeout time.Duration `opt:"proxy_connect_timeout" default:"5s" group:"Apps" help:"longest wait to connect to an upstream (then 502)"`
+	// ProxyConnectTimeout bounds dialing an upstream (and its TLS handshake);
+	// running out answers 504, a refused connection 502. Zero means 5s.
+	ProxyConnectTimeout time.Duration `opt:"proxy_connect_timeout" default:"5s" group:"Apps" help:"longest wait to connect to an upstream (then 504)"`
 
 	// ProxyResponseTimeout bounds the wait for an upstream's response head once
 	// the request is sent; the body then streams without a limit. Zero means 60s.
