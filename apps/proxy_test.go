@@ -373,7 +373,35 @@ func wsEchoServer() http.Handler {
 }
 
 func TestProxyWebSocketEcho(t *testing.T) {
-	front := serveTCP(t, mustNew(t, serveTCP(t, wsEchoServer()), Env{}))
+	for _, wrapped := range []bool{false, true} {
+		t.Run(fmt.Sprintf("middleware=%v", wrapped), func(t *testing.T) {
+			var h http.Handler = mustNew(t, serveTCP(t, wsEchoServer()), Env{})
+			buf := &logBuf{}
+			m := NewMetrics(Sources{})
+			if wrapped {
+				// As the server wires them: access log outside, metrics inside.
+				al, err := NewAccessLog(Options{AccessLog: "-"}, buf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h = al.Wrap(m.Wrap(h))
+			}
+			wsEcho(t, serveTCP(t, h))
+			if wrapped {
+				if l := waitLine(t, buf); !strings.Contains(l, `"GET /chat HTTP/1.1" 101 `) {
+					t.Errorf("access log: %q", l)
+				}
+				if s := m.Snapshot(); s.ByStatus["101"] != 1 || s.Latency.Count != 0 {
+					t.Errorf("metrics: %+v", s)
+				}
+			}
+		})
+	}
+}
+
+// wsEcho runs a WebSocket handshake and three echoes against front, then
+// closes the connection.
+func wsEcho(t *testing.T, front string) {
 	c, err := net.DialTimeout("tcp", strings.TrimPrefix(front, "http://"), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
