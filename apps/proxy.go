@@ -19,11 +19,13 @@ import (
 	"tlsedge/server/httpcore"
 )
 
-// StatusError is what the proxy looks for on a request-body read error to
-// answer with the client's fault instead of blaming the upstream. The request
-// core's body reader returns such errors (413 for an oversized body, 408 or
-// 400 for a slow or malformed upload); *http.MaxBytesError is recognised too
-// and means 413. Any other body read error means 400.
+// StatusError is what the proxy looks for in a request-body read error to
+// answer with the client's fault instead of blaming the upstream: a body
+// reader that knows the right answer (408 for an upload that stalled, 400
+// for broken chunking) returns an error with this method, found through
+// errors.As. *http.MaxBytesError, which the core and http.MaxBytesReader
+// return for an oversized body, means 413. Any other body read error means
+// 400. Only 4xx statuses are taken from the error.
 type StatusError interface {
 	error
 	HTTPStatus() int
@@ -72,7 +74,7 @@ func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy,
 			return nil, err
 		}
 		if sendProxyHeader {
-			if err := writeProxyHeader(c, ctx, connectTimeout); err != nil {
+			if err := writeProxyHeader(ctx, c, connectTimeout); err != nil {
 				c.Close()
 				return nil, fmt.Errorf("apps: sending PROXY header: %w", err)
 			}
@@ -133,7 +135,8 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	if pr.Out.Host == "" {
 		pr.Out.Host = p.upstream.Host
 	}
-	p.setForwarded(pr)
+	pe := clientAddrs(pr.In)
+	p.setForwarded(pr, pe)
 	stripReserved(pr.Out.Header)
 	p.identity(pr.In, pr.Out.Header)
 	if p.tlsHook != nil {
@@ -142,7 +145,7 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
 		pr.Out.Body = &watchedBody{ReadCloser: pr.Out.Body}
 	}
-	ctx := context.WithValue(pr.Out.Context(), clientAddrKey{}, clientAddrs(pr.In))
+	ctx := context.WithValue(pr.Out.Context(), clientAddrKey{}, pe)
 	pr.Out = pr.Out.WithContext(ctx)
 }
 
@@ -198,8 +201,7 @@ func addrPort(a net.Addr) netip.AddrPort {
 // own copies survive only if its address is in trusted_proxies; then its
 // chain is extended. Anyone else's are replaced, so a client cannot claim to
 // be someone else.
-func (p *proxy) setForwarded(pr *httputil.ProxyRequest) {
-	pe := clientAddrs(pr.In)
+func (p *proxy) setForwarded(pr *httputil.ProxyRequest, pe peer) {
 	trusted := p.trust.trusts(pe.addr.Addr(), pe.unixPeer)
 	in, out := pr.In.Header, pr.Out.Header
 	proto := "http"

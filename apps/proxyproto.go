@@ -37,7 +37,7 @@ func proxyV2Header(pe peer) []byte {
 
 // writeProxyHeader sends the header for the client found in ctx (put there
 // by the proxy's rewrite) as the first bytes on c.
-func writeProxyHeader(c net.Conn, ctx context.Context, timeout time.Duration) error {
+func writeProxyHeader(ctx context.Context, c net.Conn, timeout time.Duration) error {
 	pe, _ := ctx.Value(clientAddrKey{}).(peer)
 	if err := c.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
 		return err
