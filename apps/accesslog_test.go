@@ -1,6 +1,7 @@
 package apps
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"tlsedge/internal/testenv"
 	"tlsedge/peercred"
 )
 
@@ -119,4 +121,52 @@ func waitLine(t *testing.T, buf *logBuf) string {
 	}
 	t.Fatal("no access log line")
 	return ""
+}
+
+// TestAccessLogTLS checks the TLS fields: version, cipher, SNI, and the
+// verified client certificate's CN as the user.
+func TestAccessLogTLS(t *testing.T) {
+	ca := testenv.NewCA(t, "log")
+	server := ca.Leaf(t, "localhost")
+	client := ca.Leaf(t, "client-7")
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{server.TLS},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    ca.Pool,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := &logBuf{}
+	al, err := NewAccessLog(Options{AccessLog: "stderr"}, buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.Replace(serveOn(t, ln, al.Wrap(http.NotFoundHandler()), nil), "http://", "https://", 1)
+	addr = strings.Replace(addr, "127.0.0.1", "localhost", 1)
+	tests := []struct {
+		name  string
+		certs []tls.Certificate
+		want  string
+	}{
+		{"anonymous", nil, `^127\.0\.0\.1 - - \[.*\] "GET /t HTTP/1.1" 404 19 "-" "Go-http-client/1.1" dur=\S+ tls=TLSv1.3 cipher=TLS_\w+ sni=localhost\n$`},
+		{"client certificate", []tls.Certificate{client.TLS}, `^127\.0\.0\.1 - client-7 \[.*\] "GET /t HTTP/1.1" 404 .* sni=localhost\n$`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			buf.mu.Lock()
+			buf.buf.Reset()
+			buf.mu.Unlock()
+			c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool, Certificates: tt.certs}}}
+			resp, err := c.Get(addr + "/t")
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if l := waitLine(t, buf); !regexp.MustCompile(tt.want).MatchString(l) {
+				t.Errorf("line %q does not match %s", l, tt.want)
+			}
+		})
+	}
 }
