@@ -13,7 +13,7 @@
 # otherwise (sendfile does not apply under TLS without kTLS), tlsedge its
 # defaults plus the flags below and TLSEDGE_ARGS.
 #
-# Environment: CONNS, TLSEDGE_ARGS (extra flags), NGINX (binary, default
+# Environment: CONNS, THREADS (wrk threads, default 1), TLSEDGE_ARGS (extra flags), NGINX (binary, default
 # /usr/sbin/nginx), KEEP=1 keeps the work directory.
 # Needs: wrk, nginx, openssl, curl (Debian packages of the same names).
 set -euo pipefail
@@ -21,6 +21,7 @@ set -euo pipefail
 bin=${1:?usage: bench/static.sh /path/to/tlsedge [seconds]}
 secs=${2:-10}
 conns=${CONNS:-8}
+threads=${THREADS:-1}
 nginx=${NGINX:-/usr/sbin/nginx}
 for tool in wrk openssl curl "$nginx"; do
 	command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y wrk nginx openssl curl" >&2; exit 2; }
@@ -75,11 +76,11 @@ wait_up() {
 # run NAME PORT PIDS_FUNC: warm up, then measure; prints one result line.
 run() {
 	local name=$1 port=$2 pidsfn=$3
-	wrk -t1 -c"$conns" -d2s "https://127.0.0.1:$port/1m.bin" >/dev/null
+	wrk -t"$threads" -c"$conns" -d2s "https://127.0.0.1:$port/1m.bin" >/dev/null
 	local ps before after out reqs mib
 	ps=$($pidsfn)
 	before=$(cpu_ticks $ps)
-	out=$(wrk -t1 -c"$conns" -d"${secs}s" "https://127.0.0.1:$port/1m.bin")
+	out=$(wrk -t"$threads" -c"$conns" -d"${secs}s" "https://127.0.0.1:$port/1m.bin")
 	after=$(cpu_ticks $ps)
 	reqs=$(awk '/requests in/ {print $1}' <<<"$out")
 	echo "$out" >"$work/$name.wrk"
@@ -131,7 +132,7 @@ wait_up "$port_tls" || { cat "$work/tlsedge.log" >&2; exit 1; }
 ngx_pids() { echo "$ngx_master $(pgrep -P "$ngx_master" | tr '\n' ' ')"; }
 tls_pids() { echo "$tls_pid"; }
 
-echo "1 MiB static file over HTTPS: wrk -t1 -c$conns, ${secs}s each, $ncpu CPUs, $(uname -r)"
+echo "1 MiB static file over HTTPS: wrk -t$threads -c$conns, ${secs}s each, $ncpu CPUs, $(uname -r)"
 echo "tlsedge: $("$bin" version 2>/dev/null | head -1 || echo "$bin")"
 echo "nginx:   $("$nginx" -v 2>&1)"
 echo
