@@ -53,6 +53,11 @@ const targetHelp = "http://HOST:PORT[/base], https://HOST:PORT[/base], unix:/pat
 
 // New returns the handler for a mount target (text: targets are the
 // server's own). Errors name the target and what is allowed.
+//
+// Proxy and dir: handlers hold resources (idle upstream connections, the
+// open root directory) and implement io.Closer: a server that replaces its
+// mount table on reload should Close the handlers it retires once their
+// requests are done.
 func New(target string, env Env) (http.Handler, error) {
 	if err := env.Options.Validate(); err != nil {
 		return nil, err

@@ -43,6 +43,7 @@ type proxy struct {
 	tlsHook  HeaderHook
 	log      *slog.Logger
 	rp       *httputil.ReverseProxy
+	tr       *http.Transport
 }
 
 // newProxy builds the proxy for target. network and addr say where to dial
@@ -107,6 +108,7 @@ func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy,
 		// connections must not carry another client's request.
 		DisableKeepAlives: sendProxyHeader,
 	}
+	p.tr = tr
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:      p.rewrite,
 		Transport:    tr,
@@ -121,6 +123,12 @@ func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy,
 
 func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.rp.ServeHTTP(w, r)
+}
+
+// Close drops the idle upstream connections; requests in flight finish.
+func (p *proxy) Close() error {
+	p.tr.CloseIdleConnections()
+	return nil
 }
 
 // rewrite turns the inbound request into the upstream one. ReverseProxy has

@@ -226,6 +226,10 @@ func TestProxyKeepAlivePooling(t *testing.T) {
 	if n := conns.Load(); n != 1 {
 		t.Errorf("upstream saw %d connections for 20 sequential requests, want 1", n)
 	}
+	h := mustNew(t, "http://"+ln.Addr().String(), Env{})
+	if c, ok := h.(io.Closer); !ok || c.Close() != nil {
+		t.Errorf("proxy handler is not an io.Closer")
+	}
 }
 
 // heapWatch samples HeapInuse until stopped and returns the peak.

@@ -68,6 +68,14 @@ func newStatic(dir string, env Env) (*static, error) {
 	return s, nil
 }
 
+// Close releases the root directory; requests after it fail.
+func (s *static) Close() error {
+	if s.root == nil {
+		return nil
+	}
+	return s.root.Close()
+}
+
 // cleanPath checks the request path and returns it relative to the root
 // ("." for the root itself). r.URL.Path is already percent-decoded once, so
 // "%2e%2e" and "%2f" arrive here as ".." and "/"; a double-encoded
