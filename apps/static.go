@@ -197,8 +197,16 @@ func (s *static) openError(w http.ResponseWriter, r *http.Request, rel string, e
 }
 
 func (s *static) redirectSlash(w http.ResponseWriter, r *http.Request) {
-	target := path.Base(r.URL.Path) + "/"
-	if r.URL.Path == "" || r.URL.Path == "/" {
+	// The mount prefix itself ("/static" mounted at /static) arrives with an
+	// empty path; the segment to repeat is then the last one the client sent.
+	p := r.URL.Path
+	if p == "" {
+		if u, err := url.ParseRequestURI(r.RequestURI); err == nil {
+			p = u.Path
+		}
+	}
+	target := path.Base(p) + "/"
+	if p == "" || p == "/" {
 		target = "./"
 	}
 	w.Header().Set("Location", (&url.URL{Path: target, RawQuery: r.URL.RawQuery}).String())

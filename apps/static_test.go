@@ -203,6 +203,20 @@ func TestStaticServing(t *testing.T) {
 			}
 		})
 	}
+	t.Run("under a prefix", func(t *testing.T) {
+		mux := http.NewServeMux()
+		mux.Handle("/static/", http.StripPrefix("/static", mustNew(t, "dir:"+root, Env{})))
+		mux.Handle("/static", http.StripPrefix("/static", mustNew(t, "dir:"+root, Env{})))
+		pre := strings.TrimPrefix(serveTCP(t, mux), "http://")
+		for target, want := range map[string]string{"/static": "static/", "/static/sub": "sub/"} {
+			if status, h, _ := rawGet(t, pre, target); status != 301 || h.Get("Location") != want {
+				t.Errorf("%s: %d %q, want 301 %q", target, status, h.Get("Location"), want)
+			}
+		}
+		if status, _, body := rawGet(t, pre, "/static/"); status != 200 || body != "<h1>home</h1>" {
+			t.Errorf("/static/: %d %q", status, body)
+		}
+	})
 	t.Run("listing", func(t *testing.T) {
 		status, _, body := rawGet(t, listing, "/sub/")
 		if status != 200 || !strings.Contains(body, `href="./file.txt"`) || !strings.Contains(body, "&lt;b&gt;&amp;.txt") || strings.Contains(body, "<b>&") {
