@@ -2,7 +2,7 @@
 # every check. Under it TLSEDGE_REQUIRE_TOOLS=1 turns a missing tool into a
 # failure instead of a skip, and TLSEDGE_LONG=1 runs the long tests.
 GO ?= go
-DEB_PACKAGES := curl openssl
+DEB_PACKAGES := curl openssl util-linux wrk nghttp2-client slowhttptest testssl.sh
 
 .PHONY: test deps fmt vet gotest build
 
@@ -13,7 +13,7 @@ deps:
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+		$$SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq $$missing; \
 	fi
 
 fmt:

@@ -3,6 +3,8 @@ package tlsadapter
 // builtinFactories are the adapters every Registry starts with.
 func builtinFactories() map[string]Factory {
 	return map[string]Factory{
-		"none": newNone,
+		"none":     newNone,
+		"internal": newInternal,
+		"acme":     newACME,
 	}
 }

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // Core serves accepted connections: HTTP/1.x with its own engine, h2 (when
@@ -26,11 +28,17 @@ type Core struct {
 	st   *counters // nil when statistics are off
 	g    gauges
 
+	proto   string // protocol_version
+	bufPool sync.Pool
+	date    atomic.Pointer[dateEntry]
+
+	shutting atomic.Bool
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
-	shutting bool
 	closed   bool
 	drained  chan struct{} // closed when conns empties after shutdown starts
+	h2srv    *http2.Server
+	h2base   *http.Server // carries the h2 limits; its Shutdown sends GOAWAY
 }
 
 // New validates o and returns a Core ready for ServeConn.
@@ -44,6 +52,7 @@ func New(o Options) (*Core, error) {
 		log:     o.Logger,
 		started: time.Now(),
 		conns:   make(map[*conn]struct{}),
+		proto:   o.ProtocolVersion,
 	}
 	if c.handler == nil {
 		c.handler = http.NotFoundHandler()
@@ -55,6 +64,9 @@ func New(o Options) (*Core, error) {
 		c.st = newCounters()
 	}
 	c.pool = newPool(o.ThreadPool, o.ThreadPoolMax, o.AcceptedQueueSize, o.AcceptedQueueTimeout)
+	if err := c.initH2(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -108,22 +120,93 @@ func (o *Options) validate() error {
 	return errors.Join(errs...)
 }
 
-// ServeConn serves conn until it is finished, then closes it. It takes
-// ownership of conn; for TLS it must be an already-handshaken *tls.Conn and
-// info.TLS its state. It is called on the connection's own goroutine.
-func (c *Core) ServeConn(conn net.Conn, info *ConnInfo) {
-	_ = info
-	conn.Close()
+// track registers cn for Shutdown and Close; it refuses once shutting down.
+func (c *Core) track(cn *conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.shutting.Load() || c.closed {
+		return false
+	}
+	c.conns[cn] = struct{}{}
+	return true
+}
+
+func (c *Core) untrack(cn *conn) {
+	c.mu.Lock()
+	delete(c.conns, cn)
+	if len(c.conns) == 0 && c.drained != nil {
+		close(c.drained)
+		c.drained = nil
+	}
+	c.mu.Unlock()
 }
 
 // Shutdown stops reading new requests, closes idle keep-alive connections at
 // once and waits for in-flight requests to finish. It returns ctx.Err() if ctx
 // ends first; the caller then calls Close.
 func (c *Core) Shutdown(ctx context.Context) error {
+	c.mu.Lock()
+	c.shutting.Store(true)
+	c.pool.close()
+	var done chan struct{}
+	if len(c.conns) > 0 {
+		if c.drained == nil {
+			c.drained = make(chan struct{})
+		}
+		done = c.drained
+	}
+	for cn := range c.conns {
+		if cn.state.CompareAndSwap(stateIdle, stateClosing) {
+			cn.nc.Close()
+		}
+	}
+	h2 := c.h2base
+	c.mu.Unlock()
+	if h2 != nil {
+		// Sends GOAWAY on every h2 connection; each ends when its streams do.
+		go h2.Shutdown(ctx)
+	}
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close force-closes every connection. Handlers still running see their
+// writes fail.
+func (c *Core) Close() error {
+	c.mu.Lock()
+	c.shutting.Store(true)
+	c.closed = true
+	c.pool.close()
+	for cn := range c.conns {
+		cn.state.Store(stateClosing)
+		cn.nc.Close()
+		cn.cancel()
+	}
+	c.mu.Unlock()
 	return nil
 }
 
-// Close force-closes every connection.
-func (c *Core) Close() error { return nil }
+// appendDate appends the current time in IMF-fixdate, formatted at most
+// once a second.
+func (c *Core) appendDate(b []byte) []byte {
+	now := time.Now()
+	sec := now.Unix()
+	if d := c.date.Load(); d != nil && d.sec == sec {
+		return append(b, d.text...)
+	}
+	d := &dateEntry{sec: sec, text: now.UTC().AppendFormat(nil, http.TimeFormat)}
+	c.date.Store(d)
+	return append(b, d.text...)
+}
 
-type conn struct{}
+type dateEntry struct {
+	sec  int64
+	text []byte
+}

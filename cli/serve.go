@@ -1,0 +1,230 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"tlsedge/server"
+	"tlsedge/tlsadapter"
+)
+
+// newLogger builds the process logger from the logging options.
+func newLogger(p *Process, stderr io.Writer) (*slog.Logger, io.Closer, error) {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(p.LogLevel)) // validated by Load
+	w, closer := stderr, io.Closer(nopCloser{})
+	if p.LogFile != "" {
+		f, err := os.OpenFile(p.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return nil, nil, fmt.Errorf("log_file: %w", err)
+		}
+		w, closer = f, f
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if p.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), closer, nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), closer, nil
+}
+
+type nopCloser struct{}
+
+func (nopCloser) Close() error { return nil }
+
+// engine builds the servers the options describe.
+func buildEngine(o *Options, log *slog.Logger) (*server.Engine, error) {
+	dataDir := o.Process.DataDir
+	if dataDir == "" {
+		d, err := server.DefaultDataDir()
+		if err != nil {
+			return nil, err
+		}
+		dataDir = d
+	}
+	reg := tlsadapter.NewRegistry()
+	inherited, err := systemdListeners(o)
+	if err != nil {
+		return nil, err
+	}
+	e := &server.Engine{}
+	for i, c := range o.Servers() {
+		c.Registry, c.DataDir, c.Logger = reg, dataDir, log
+		if len(c.Mount) == 0 && len(c.Handlers) == 0 {
+			c.Handlers = map[string]http.Handler{"/": welcomeHandler()}
+		}
+		c.Listeners = inherited[i]
+		s, err := server.New(c)
+		if err != nil {
+			return nil, err
+		}
+		e.Subscribe(s)
+	}
+	return e, nil
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := Load(args, stdout)
+	if err != nil {
+		return err
+	}
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	if o.Process.Daemonize && !isDaemonChild() {
+		return daemonize(stderr)
+	}
+	ready := newReadyReporter() // tells a daemonizing parent how start-up went
+	err = serveForeground(ctx, o, stdout, stderr, ready)
+	ready.fail(err)
+	return err
+}
+
+func serveForeground(ctx context.Context, o *Options, stdout, stderr io.Writer, ready *readyReporter) error {
+	log, closer, err := newLogger(&o.Process, stderr)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+
+	// Signals are caught before anything binds, so none is lost in start-up.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	e, err := buildEngine(o, log)
+	if err != nil {
+		return err
+	}
+	drop := func() error { return dropPrivileges(o.Process.User, o.Process.Group, log) }
+	if err := e.Start(ctx, drop); err != nil {
+		return err
+	}
+	stop := func() error {
+		sdNotify("STOPPING=1")
+		return e.Stop(context.WithoutCancel(ctx))
+	}
+	if o.Process.Pidfile != "" {
+		if err := writePidfile(o.Process.Pidfile); err != nil {
+			stop()
+			return err
+		}
+		defer os.Remove(o.Process.Pidfile)
+	}
+	for _, s := range e.Servers() {
+		logServer(log, s)
+	}
+	var banner strings.Builder
+	printBanner(&banner, e)
+	fmt.Fprint(stdout, banner.String())
+	sdNotify("READY=1\nMAINPID=" + strconv.Itoa(os.Getpid()))
+	ready.ok(banner.String())
+
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- e.Wait(ctx) }()
+	for {
+		select {
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGHUP:
+				log.Info("reloading (SIGHUP)")
+				sdNotify("RELOADING=1")
+				if err := e.Reload(ctx); err != nil {
+					log.Error("reload failed; still serving the previous certificates", "err", err)
+				} else {
+					log.Info("reloaded")
+				}
+				sdNotify("READY=1")
+			default:
+				log.Info("stopping", "signal", sig.String())
+				return stop()
+			}
+		case <-ctx.Done():
+			log.Info("stopping")
+			return stop()
+		case err := <-waitErr:
+			stop()
+			if errors.Is(err, server.ErrServerClosed) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+func logServer(log *slog.Logger, s *server.Server) {
+	c := s.Config()
+	name := c.Name
+	if name == "" {
+		name = "main"
+	}
+	mounts := make([]string, 0, len(c.Mount))
+	for _, m := range c.Mount {
+		if len(m) > 80 {
+			m = fmt.Sprintf("%s...(%d bytes)", m[:60], len(m))
+		}
+		mounts = append(mounts, m)
+	}
+	if len(mounts) == 0 {
+		mounts = []string{"/=welcome"}
+	}
+	addrs := make([]string, 0)
+	for _, a := range s.Addrs() {
+		addrs = append(addrs, a.String())
+	}
+	log.Info("serving", "server", name, "base", s.Base(), "listen", strings.Join(addrs, ","),
+		"ssl_module", c.TLS.SSLModule, "mounts", strings.Join(mounts, " "))
+}
+
+// printBanner tells a person where the server is and how to reach it; with
+// the local CA, a curl line that verifies the certificate as printed.
+func printBanner(w io.Writer, e *server.Engine) {
+	for _, s := range e.Servers() {
+		base := s.Base()
+		if s.Scheme() == "" {
+			continue
+		}
+		caFile := ""
+		if ca, ok := s.Adapter().(tlsadapter.CAFiler); ok {
+			caFile = ca.CAFile()
+		}
+		curl := "curl"
+		if caFile != "" {
+			curl += " --cacert " + shellQuote(caFile)
+		}
+		if s.Config().SocketFile != "" {
+			fmt.Fprintf(w, "tlsedge is serving %s on the UNIX socket %s\n", s.Scheme(), base)
+			curl += " --unix-socket " + shellQuote(base) + " " + s.Scheme() + "://localhost/"
+		} else {
+			fmt.Fprintf(w, "tlsedge is serving %s/\n", base)
+			curl += " " + base + "/"
+		}
+		if caFile != "" {
+			fmt.Fprintf(w, "  local CA: %s (trust it to verify this server)\n", caFile)
+		}
+		fmt.Fprintf(w, "  try:      %s\n", curl)
+	}
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && !strings.ContainsAny(s, " \t\n'\"\\$`!*?[]{}()<>|&;#~") {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func writePidfile(path string) error {
+	if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return fmt.Errorf("pidfile: %w", err)
+	}
+	return nil
+}

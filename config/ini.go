@@ -1,0 +1,255 @@
+package config
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Kind is the type of a value written in a config file.
+type Kind int
+
+// The kinds of value a config file may hold, as in the seeds' Python-literal
+// values.
+const (
+	Number Kind = iota // 8443, 1.5, -1
+	String             // "text" or 'text'
+	Bool               // True or False
+	None               // None: the option's zero value
+	List               // ["a", "b"] or [1, 2]
+)
+
+// Value is one parsed value.
+type Value struct {
+	Kind Kind
+	Text string   // Number: as written; String: unquoted; Bool: "true"/"false"
+	List []string // List: each element as Text would hold it
+}
+
+// Entry is one key = value line.
+type Entry struct {
+	Section string
+	Key     string
+	Value   Value
+	Line    int
+}
+
+// File is a parsed config file.
+type File struct {
+	Path    string
+	Entries []Entry
+}
+
+// Error is a problem at a place in a config file.
+type Error struct {
+	Path string
+	Line int
+	Key  string // may be empty
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	loc := e.Path
+	if e.Line > 0 {
+		loc = fmt.Sprintf("%s:%d", e.Path, e.Line)
+	}
+	if e.Key != "" {
+		return fmt.Sprintf("%s: %s: %s", loc, e.Key, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", loc, e.Msg)
+}
+
+// MaxFileSize bounds what ReadFile reads: a config file is small, and a
+// mistaken path to a large file should fail fast rather than fill memory.
+const MaxFileSize = 1 << 20
+
+// ReadFile reads and parses the config file at path.
+func ReadFile(path string) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w (check the --config path)", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, &Error{Path: path, Msg: fmt.Sprintf("larger than %d bytes; is this the right file?", MaxFileSize)}
+	}
+	return Parse(path, data)
+}
+
+// Parse parses config file text. Errors are *Error values joined together,
+// one for each bad line.
+func Parse(path string, data []byte) (*File, error) {
+	f := &File{Path: path}
+	var errs []error
+	section := ""
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 4096), MaxFileSize)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if n == 1 {
+			line = strings.TrimPrefix(line, "\ufeff")
+		}
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		if line[0] == '[' {
+			if !strings.HasSuffix(line, "]") {
+				errs = append(errs, &Error{Path: path, Line: n, Msg: fmt.Sprintf("section header %q is missing its closing ]", line)})
+				continue
+			}
+			section = strings.TrimSpace(line[1 : len(line)-1])
+			if section != "global" {
+				errs = append(errs, &Error{Path: path, Line: n, Msg: fmt.Sprintf("unknown section [%s]: tlsedge reads only [global]", section)})
+			}
+			continue
+		}
+		key, raw, ok := strings.Cut(line, "=")
+		key = strings.TrimSpace(key)
+		if !ok || key == "" {
+			errs = append(errs, &Error{Path: path, Line: n, Msg: fmt.Sprintf("expected key = value, got %q", line)})
+			continue
+		}
+		if section == "" {
+			errs = append(errs, &Error{Path: path, Line: n, Key: key, Msg: "key before any section: put it under [global]"})
+			continue
+		}
+		if section != "global" {
+			continue // already reported at the section header
+		}
+		v, err := ParseValue(strings.TrimSpace(raw))
+		if err != nil {
+			errs = append(errs, &Error{Path: path, Line: n, Key: key, Msg: err.Error()})
+			continue
+		}
+		f.Entries = append(f.Entries, Entry{Section: section, Key: key, Value: v, Line: n})
+	}
+	if err := sc.Err(); err != nil {
+		errs = append(errs, &Error{Path: path, Msg: err.Error()})
+	}
+	return f, errors.Join(errs...)
+}
+
+const valueHelp = `use a number (8443), a quoted string ("text"), True, False, None or a list (["a", "b"])`
+
+// ParseValue parses one value as written after "=".
+func ParseValue(s string) (Value, error) {
+	switch s {
+	case "":
+		return Value{}, errors.New("missing value: " + valueHelp)
+	case "True", "true":
+		return Value{Kind: Bool, Text: "true"}, nil
+	case "False", "false":
+		return Value{Kind: Bool, Text: "false"}, nil
+	case "None":
+		return Value{Kind: None}, nil
+	}
+	if s[0] == '[' {
+		return parseList(s)
+	}
+	if s[0] == '"' || s[0] == '\'' {
+		str, rest, err := parseString(s)
+		if err != nil {
+			return Value{}, err
+		}
+		if strings.TrimSpace(rest) != "" {
+			return Value{}, fmt.Errorf("unexpected %q after the closing quote", rest)
+		}
+		return Value{Kind: String, Text: str}, nil
+	}
+	if isNumber(s) {
+		return Value{Kind: Number, Text: s}, nil
+	}
+	return Value{}, fmt.Errorf("%q is not a value: %s (strings need quotes: %q)", s, valueHelp, s)
+}
+
+func isNumber(s string) bool {
+	s = strings.ReplaceAll(s, "_", "")
+	if _, err := strconv.ParseInt(s, 0, 64); err == nil {
+		return true
+	}
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil && !strings.ContainsAny(s, "nNiI") // no NaN or Inf
+}
+
+// parseString reads a quoted string at the start of s, returning it unquoted
+// and the rest of s. Escapes: \\ \" \' \n \t.
+func parseString(s string) (string, string, error) {
+	q := s[0]
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == q:
+			return b.String(), s[i+1:], nil
+		case c == '\\' && i+1 < len(s):
+			i++
+			switch s[i] {
+			case 'n':
+				b.WriteByte('\n')
+			case 't':
+				b.WriteByte('\t')
+			case '\\', '"', '\'':
+				b.WriteByte(s[i])
+			default:
+				return "", "", fmt.Errorf(`unknown escape \%c in string (use \\, \", \', \n or \t)`, s[i])
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return "", "", fmt.Errorf("string %s has no closing %c", s, q)
+}
+
+func parseList(s string) (Value, error) {
+	v := Value{Kind: List, List: []string{}}
+	rest := strings.TrimSpace(s[1:])
+	for {
+		if rest == "" {
+			return Value{}, errors.New("list has no closing ]")
+		}
+		if rest[0] == ']' {
+			if strings.TrimSpace(rest[1:]) != "" {
+				return Value{}, fmt.Errorf("unexpected %q after the closing ]", rest[1:])
+			}
+			return v, nil
+		}
+		var item string
+		if rest[0] == '"' || rest[0] == '\'' {
+			str, r, err := parseString(rest)
+			if err != nil {
+				return Value{}, err
+			}
+			item, rest = str, r
+		} else {
+			end := strings.IndexAny(rest, ",]")
+			if end < 0 {
+				end = len(rest)
+			}
+			item, rest = strings.TrimSpace(rest[:end]), rest[end:]
+			elem, err := ParseValue(item)
+			if err != nil || elem.Kind == List || elem.Kind == None {
+				return Value{}, fmt.Errorf("list item %q: use numbers, quoted strings, True or False", item)
+			}
+			item = elem.Text
+		}
+		v.List = append(v.List, item)
+		rest = strings.TrimSpace(rest)
+		if rest == "" {
+			return Value{}, errors.New("list has no closing ]")
+		}
+		if strings.HasPrefix(rest, ",") {
+			rest = strings.TrimSpace(rest[1:])
+		} else if !strings.HasPrefix(rest, "]") {
+			return Value{}, fmt.Errorf("list items must be separated by commas near %q", rest)
+		}
+	}
+}

@@ -1,0 +1,163 @@
+package server
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"tlsedge/config"
+	"tlsedge/policy"
+	"tlsedge/server/httpcore"
+	"tlsedge/tlsadapter"
+)
+
+// Config configures one Server. Build it with NewConfig, which sets every
+// default; the zero value is not a usable configuration. A Config is copied
+// when a Server is made: later changes to it do not reach a running server.
+type Config struct {
+	SocketHost      string        `opt:"socket_host" default:"127.0.0.1" group:"Listener" help:"address or host name to listen on: IPv4, IPv6, a name (every address it resolves to), 0.0.0.0 or :: (all interfaces)"`
+	SocketPort      int           `opt:"socket_port" default:"8443" group:"Listener" help:"TCP port; 0 picks a free one and the real one is reported"`
+	SocketFile      string        `opt:"socket_file" group:"Listener" help:"UNIX socket path, or @name for a Linux abstract socket; replaces socket_host and socket_port"`
+	SocketFileMode  os.FileMode   `opt:"socket_file_mode" default:"0660" group:"Listener" help:"permissions of the UNIX socket file"`
+	SocketFileOwner string        `opt:"socket_file_owner" group:"Listener" help:"user (name or uid) to own the UNIX socket file"`
+	SocketFileGroup string        `opt:"socket_file_group" group:"Listener" help:"group (name or gid) of the UNIX socket file"`
+	SocketQueueSize int           `opt:"socket_queue_size" default:"1024" group:"Listener" help:"listen backlog: connections the kernel queues before accept (capped by net.core.somaxconn)"`
+	ShutdownTimeout time.Duration `opt:"shutdown_timeout" default:"5s" group:"Listener" help:"time in-flight requests get to finish on stop"`
+	Nodelay         bool          `opt:"nodelay" default:"true" group:"Listener" help:"set TCP_NODELAY on accepted connections"`
+	ReusePort       bool          `opt:"reuse_port" default:"false" group:"Listener" help:"set SO_REUSEPORT so several processes can share the port"`
+	Mount           []string      `opt:"mount" group:"Apps" help:"PREFIX=TARGET to serve; repeatable (text:BODY, and more as listed in the README)"`
+
+	Core httpcore.Options   // pool, timeouts, limits, statistics
+	TLS  tlsadapter.Options // ssl_* and acme_*
+	Peer policy.PeerOptions // peercreds*
+
+	// Name is the server's name in an Engine: "" for the main server, NAME for
+	// server.NAME.* keys.
+	Name string `opt:"-"`
+	// Handlers mounts Go handlers by path prefix, next to the Mount specs.
+	Handlers map[string]http.Handler `opt:"-"`
+	// Targets resolves a mount TARGET other than text:BODY. Nil allows only text:.
+	Targets func(target string) (http.Handler, error) `opt:"-"`
+	// TLSConfig is the seeds' ssl_context: a whole *tls.Config handed to the
+	// SSL adapter as its base.
+	TLSConfig *tls.Config `opt:"-"`
+	// Registry holds the SSL adapters; nil means tlsadapter.NewRegistry().
+	Registry *tlsadapter.Registry `opt:"-"`
+	// Listeners are already-open listeners to serve on instead of binding
+	// (systemd socket activation); the socket_* options are then not used.
+	Listeners []net.Listener `opt:"-"`
+	// DataDir is where the local development CA and ACME data live.
+	DataDir string `opt:"-"`
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger `opt:"-"`
+}
+
+// NewConfig returns a Config holding every default.
+func NewConfig() Config {
+	var c Config
+	if err := config.NewTable(&c).Reset(); err != nil {
+		panic(err) // a bad default tag: caught by the first test
+	}
+	return c
+}
+
+// Options returns the option table of c: setting a field writes into c.
+func (c *Config) Options() *config.Table { return config.NewTable(c) }
+
+// Validate checks every option and returns all problems joined, each naming
+// its option (prefixed with server. or server.NAME. as in a config file).
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s%s: %s", c.keyPrefix(), key, fmt.Sprintf(format, args...)))
+	}
+	unix := c.SocketFile != ""
+	switch {
+	case len(c.Listeners) > 0:
+	case unix:
+		if c.SocketFile == "@" {
+			add("socket_file", "an abstract socket needs a name after @")
+		}
+		if len(c.SocketFile) > 107 {
+			add("socket_file", "%q is longer than the 107 bytes a UNIX socket path may have; use a shorter path", c.SocketFile)
+		}
+		if c.SocketFileMode&^0o777 != 0 {
+			add("socket_file_mode", "%04o has bits beyond 0777; use permission bits only, like 0660", c.SocketFileMode)
+		}
+	default:
+		if strings.TrimSpace(c.SocketHost) == "" {
+			add("socket_host", "empty; use an address (127.0.0.1, ::1), a host name, 0.0.0.0 or ::")
+		} else if strings.ContainsAny(c.SocketHost, " /[]") && net.ParseIP(strings.Trim(c.SocketHost, "[]")) == nil {
+			add("socket_host", "%q is not an address or host name", c.SocketHost)
+		}
+		if c.SocketPort < 0 || c.SocketPort > 65535 {
+			add("socket_port", "%d is out of range; use 1-65535, or 0 for a free port", c.SocketPort)
+		}
+		if c.Peer.Peercreds {
+			add("peercreds", "needs a UNIX socket (socket_file): TCP peers have no credentials to read")
+		}
+		if c.SocketFileOwner != "" || c.SocketFileGroup != "" {
+			add("socket_file_owner", "applies only with socket_file")
+		}
+	}
+	if c.Peer.PeercredsResolve && !c.Peer.Peercreds {
+		add("peercreds_resolve", "needs peercreds = True")
+	}
+	if c.SocketQueueSize < 1 || c.SocketQueueSize > 65535 {
+		add("socket_queue_size", "%d is out of range; use 1-65535", c.SocketQueueSize)
+	}
+	if c.ShutdownTimeout <= 0 {
+		add("shutdown_timeout", "must be above 0 (seconds, or a duration like 5s)")
+	}
+	for _, m := range c.Mount {
+		if _, _, err := httpcore.ParseMount(m); err != nil {
+			add("mount", "%v", err)
+		}
+	}
+	for _, v := range []any{&c.Core, &c.TLS, &c.TLS.ACME, &c.Peer} {
+		if v, ok := v.(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				errs = append(errs, prefixErrors(c.keyPrefix(), err)...)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// prefixErrors splits a joined error and prefixes each line that names a key.
+func prefixErrors(prefix string, err error) []error {
+	if prefix == "" {
+		return []error{err}
+	}
+	var out []error
+	for line := range strings.SplitSeq(err.Error(), "\n") {
+		out = append(out, errors.New(prefix+line))
+	}
+	return out
+}
+
+func (c *Config) keyPrefix() string {
+	if c.Name == "" {
+		return ""
+	}
+	return "server." + c.Name + "."
+}
+
+// DefaultDataDir is tlsedge's per-user data directory: $XDG_DATA_HOME/tlsedge,
+// or ~/.local/share/tlsedge.
+func DefaultDataDir() (string, error) {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return d + "/tlsedge", nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("finding a data directory: %w (set XDG_DATA_HOME or --data-dir)", err)
+	}
+	return home + "/.local/share/tlsedge", nil
+}

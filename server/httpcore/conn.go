@@ -1,0 +1,451 @@
+package httpcore
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Connection states, for graceful shutdown: Shutdown closes idle
+// connections at once and lets active ones finish their request.
+const (
+	stateActive int32 = iota
+	stateIdle
+	stateClosing
+)
+
+// bufset is what a connection needs only while it is working on a request:
+// the buffered reader and writer, the head scratch and the pending response
+// body. Idle keep-alive connections hold none of it; it comes from the
+// Core's pool when a request's first byte arrives.
+type bufset struct {
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	head   []byte
+	fields []field
+	out    []byte // response body buffered before the head is committed
+}
+
+const (
+	bufSize     = 4 << 10
+	outBufSize  = 4 << 10
+	maxKeptHead = 64 << 10 // a head scratch grown past this is not pooled
+)
+
+func (c *Core) getBufs(r io.Reader, w io.Writer) *bufset {
+	if v := c.bufPool.Get(); v != nil {
+		b := v.(*bufset)
+		b.br.Reset(r)
+		b.bw.Reset(w)
+		return b
+	}
+	return &bufset{
+		br:     bufio.NewReaderSize(r, bufSize),
+		bw:     bufio.NewWriterSize(w, bufSize),
+		head:   make([]byte, 0, 1024),
+		fields: make([]field, 0, 16),
+		out:    make([]byte, 0, outBufSize),
+	}
+}
+
+func (c *Core) putBufs(b *bufset) {
+	b.br.Reset(nil)
+	b.bw.Reset(nil)
+	if cap(b.head) > maxKeptHead {
+		b.head = make([]byte, 0, 1024)
+	}
+	b.out = b.out[:0]
+	c.bufPool.Put(b)
+}
+
+// conn is one HTTP/1.x connection, served on its own goroutine.
+type conn struct {
+	core   *Core
+	nc     net.Conn
+	info   *ConnInfo
+	ctx    context.Context
+	cancel context.CancelFunc
+	remote string
+	state  atomic.Int32
+
+	bufs     *bufset // nil while idle
+	rd       connReader
+	wr       connWriter
+	h        head
+	resp     *response // the exchange in progress
+	hijacked bool
+
+	accIn, accOut int64 // byte counts already attributed to a request
+}
+
+// connReader counts bytes and hands out the first byte that waitFirstByte
+// read before the buffers existed.
+type connReader struct {
+	nc       net.Conn
+	n        int64
+	first    [1]byte
+	hasFirst bool
+}
+
+func (r *connReader) Read(p []byte) (int, error) {
+	if r.hasFirst && len(p) > 0 {
+		r.hasFirst = false
+		p[0] = r.first[0]
+		if len(p) == 1 {
+			return 1, nil
+		}
+		n, err := r.nc.Read(p[1:])
+		r.n += int64(n)
+		return n + 1, err
+	}
+	n, err := r.nc.Read(p)
+	r.n += int64(n)
+	return n, err
+}
+
+// connWriter bounds every write with write_timeout (slow readers) and
+// counts bytes.
+type connWriter struct {
+	nc      net.Conn
+	n       int64
+	timeout time.Duration
+}
+
+func (w *connWriter) Write(p []byte) (int, error) {
+	w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+	n, err := w.nc.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+// ServeConn serves conn until it is finished, then closes it. It takes
+// ownership of conn; for TLS it must be an already-handshaken *tls.Conn and
+// info.TLS its state. It is called on the connection's own goroutine and
+// returns when the connection is closed (or hijacked by a handler).
+func (c *Core) ServeConn(nc net.Conn, info *ConnInfo) {
+	if info == nil {
+		info = &ConnInfo{Transport: nc.LocalAddr().Network(), LocalAddr: nc.LocalAddr(), RemoteAddr: nc.RemoteAddr()}
+		if tc, ok := nc.(*tls.Conn); ok {
+			st := tc.ConnectionState()
+			info.TLS = &st
+		}
+	}
+	open := c.g.connsOpen.Add(1)
+	defer c.g.connsOpen.Add(-1)
+	h2 := info.TLS != nil && info.TLS.NegotiatedProtocol == "h2"
+	if open > int64(c.opts.MaxConnections) {
+		c.rejectConn(nc, h2)
+		return
+	}
+	cn := &conn{core: c, nc: nc, info: info}
+	cn.rd.nc = nc
+	cn.wr = connWriter{nc: nc, timeout: c.opts.WriteTimeout}
+	if info.RemoteAddr != nil {
+		cn.remote = info.RemoteAddr.String()
+	}
+	cn.ctx, cn.cancel = context.WithCancel(NewContext(context.Background(), info))
+	if !c.track(cn) {
+		cn.cancel()
+		nc.Close()
+		return
+	}
+	defer c.untrack(cn)
+	if h2 {
+		c.serveH2(cn)
+		return
+	}
+	cn.serve()
+}
+
+// rejectConn answers a connection past max_connections with a fast 503 and
+// closes it, without reading the request: the point is to shed load.
+func (c *Core) rejectConn(nc net.Conn, h2 bool) {
+	if c.st != nil {
+		c.st.reject(errMaxConns503.status, errMaxConns503.reason)
+	}
+	if !h2 {
+		nc.SetWriteDeadline(time.Now().Add(time.Second))
+		nc.Write(c.rejectBytes(errMaxConns503, "HTTP/1.1"))
+	}
+	nc.Close()
+}
+
+func (cn *conn) serve() {
+	c := cn.core
+	defer cn.close()
+	for {
+		if cn.bufs == nil && !cn.waitFirstByte() {
+			return
+		}
+		cn.nc.SetReadDeadline(time.Now().Add(c.opts.RequestHeaderTimeout))
+		raw, err := readHead(cn.bufs.br, cn.bufs.head, c.opts.MaxRequestHeaderSize)
+		cn.bufs.head = raw[:0]
+		if err != nil {
+			var rerr *rejectError
+			switch {
+			case err == errIdle:
+			case errors.As(err, &rerr):
+				cn.rejectAndClose(rerr, "")
+			case isTimeout(err):
+				cn.rejectAndClose(errRequestTimeout, "")
+			default:
+				if !errors.Is(err, io.EOF) {
+					c.g.socketErrors.Add(1)
+				}
+			}
+			return
+		}
+		fields, rerr := parseHead(raw, cn.bufs.fields, c.opts.MaxRequestBodySize, &cn.h)
+		cn.bufs.fields = fields[:0]
+		if rerr != nil {
+			proto := ""
+			if cn.h.minor == 0 && cn.h.proto == "HTTP/1.0" {
+				proto = "HTTP/1.0"
+			}
+			cn.rejectAndClose(rerr, proto)
+			return
+		}
+		if !cn.serveRequest() || cn.hijacked {
+			return
+		}
+		if c.shutting.Load() {
+			return
+		}
+		if cn.bufs.br.Buffered() == 0 {
+			// Nothing pipelined: go idle without buffers.
+			c.putBufs(cn.bufs)
+			cn.bufs = nil
+		}
+	}
+}
+
+// waitFirstByte is the idle phase: no worker, no buffers, one blocking
+// 1-byte read under socket_timeout. It reports whether a request started.
+func (cn *conn) waitFirstByte() bool {
+	c := cn.core
+	cn.state.Store(stateIdle)
+	c.g.connsIdle.Add(1)
+	if c.shutting.Load() {
+		c.g.connsIdle.Add(-1)
+		return false
+	}
+	cn.nc.SetReadDeadline(time.Now().Add(c.opts.SocketTimeout))
+	n, err := cn.nc.Read(cn.rd.first[:])
+	c.g.connsIdle.Add(-1)
+	if !cn.state.CompareAndSwap(stateIdle, stateActive) {
+		return false // Shutdown closed us while idle
+	}
+	if n == 0 {
+		if err != nil && !errors.Is(err, io.EOF) && !isTimeout(err) && !errors.Is(err, net.ErrClosed) {
+			c.g.socketErrors.Add(1)
+		}
+		return false
+	}
+	cn.rd.n++
+	cn.rd.hasFirst = true
+	cn.bufs = c.getBufs(&cn.rd, &cn.wr)
+	return true
+}
+
+func (cn *conn) close() {
+	cn.cancel()
+	if cn.hijacked {
+		return
+	}
+	if cn.bufs != nil {
+		cn.core.putBufs(cn.bufs)
+		cn.bufs = nil
+	}
+	cn.nc.Close()
+}
+
+// rejectAndClose sends a core-generated error response and closes the
+// connection gracefully enough that the client can read it.
+func (cn *conn) rejectAndClose(rerr *rejectError, proto string) {
+	cn.writeReject(rerr, proto)
+	cn.lingerClose()
+}
+
+// writeReject sends a core-generated error response; the caller closes.
+func (cn *conn) writeReject(rerr *rejectError, proto string) {
+	c := cn.core
+	if c.st != nil {
+		c.st.reject(rerr.status, rerr.reason)
+	}
+	c.log.Debug("request rejected", "remote_addr", cn.remote, "status", rerr.status, "reason", rerr.reason)
+	if proto == "" {
+		proto = c.proto
+	}
+	bw := cn.bufs.bw
+	bw.Write(c.rejectBytes(rerr, proto))
+	bw.Flush()
+}
+
+// lingerClose half-closes the connection and discards what the client is
+// still sending for a moment before closing: closing a TCP socket with
+// unread input makes the kernel send RST, which can destroy the response
+// before the client has read it.
+func (cn *conn) lingerClose() {
+	nc := cn.nc
+	if tc, ok := nc.(*tls.Conn); ok {
+		tc.SetWriteDeadline(time.Now().Add(time.Second))
+		tc.CloseWrite()
+		nc = tc.NetConn()
+	}
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		io.CopyN(io.Discard, nc, 256<<10)
+	}
+}
+
+// rejectBytes renders a complete core-generated response.
+func (c *Core) rejectBytes(rerr *rejectError, proto string) []byte {
+	b := make([]byte, 0, 256)
+	b = append(b, proto...)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(rerr.status), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(rerr.status)...)
+	b = append(b, "\r\nDate: "...)
+	b = c.appendDate(b)
+	if c.opts.ServerName != "" {
+		b = append(b, "\r\nServer: "...)
+		b = append(b, c.opts.ServerName...)
+	}
+	b = append(b, "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(rerr.text)+1), 10)
+	if rerr.status == http.StatusServiceUnavailable {
+		b = append(b, "\r\nRetry-After: 5"...)
+	}
+	b = append(b, "\r\nConnection: close\r\n\r\n"...)
+	b = append(b, rerr.text...)
+	b = append(b, '\n')
+	return b
+}
+
+// exchange is one request and its response, allocated together.
+type exchange struct {
+	req  http.Request
+	resp response
+	body body
+}
+
+// serveRequest runs one parsed request through admission, the handler and
+// the response, and reports whether the connection may carry another.
+func (cn *conn) serveRequest() bool {
+	c := cn.core
+	h := &cn.h
+	ex := &exchange{}
+	r := &ex.req
+	*r = http.Request{
+		Method:     h.method,
+		URL:        h.url,
+		Proto:      h.proto,
+		ProtoMajor: 1,
+		ProtoMinor: h.minor,
+		Header:     h.header,
+		Body:       http.NoBody,
+		Close:      h.close,
+		Host:       h.host,
+		RemoteAddr: cn.remote,
+		RequestURI: h.target,
+		TLS:        cn.info.TLS,
+	}
+	var bd *body
+	if h.chunked || h.contentLength > 0 {
+		bd = &ex.body
+		*bd = body{cn: cn, chunked: h.chunked, left: h.contentLength, limit: c.opts.MaxRequestBodySize, expectContinue: h.expectContinue, trailer: &r.Trailer}
+		r.Body = bd
+		r.ContentLength = h.contentLength
+		if h.chunked {
+			r.ContentLength = -1
+			r.TransferEncoding = []string{"chunked"}
+		}
+	}
+	*r = *r.WithContext(cn.ctx)
+	w := &ex.resp
+	w.init(cn, r)
+	cn.resp = w
+
+	wk, err := c.pool.acquire()
+	if err != nil {
+		rerr := errQueue503
+		switch err {
+		case errQueueTimeout:
+			rerr = errQueueTimeout503
+		case errPoolClosed:
+			rerr = errShutdown503
+		}
+		cn.rejectAndClose(rerr, "")
+		return false
+	}
+	var t0 time.Time
+	if c.st != nil {
+		t0 = time.Now()
+	}
+	panicked := cn.runHandler(w, r)
+	if cn.hijacked {
+		c.pool.release(wk)
+		return false
+	}
+	keep := w.finish(bd, panicked)
+	if c.st != nil {
+		in, out := cn.rd.n-cn.accIn, cn.wr.n-cn.accOut
+		cn.accIn, cn.accOut = cn.rd.n, cn.wr.n
+		d := time.Since(t0)
+		c.st.requests.Add(1)
+		c.st.bytesRead.Add(uint64(in))
+		c.st.bytesWritten.Add(uint64(out))
+		c.st.workNanos.Add(int64(d))
+		wk.requests.Add(1)
+		wk.bytesRead.Add(uint64(in))
+		wk.bytesWritten.Add(uint64(out))
+		wk.workNanos.Add(int64(d))
+	}
+	c.pool.release(wk)
+	if keep && bd != nil {
+		keep = bd.drain()
+	}
+	if bd != nil {
+		bd.cn = nil
+	}
+	cn.resp = nil
+	if !keep {
+		cn.lingerClose()
+	}
+	return keep
+}
+
+// runHandler calls the handler, turning a panic into a logged error. A
+// panic harms only this connection.
+func (cn *conn) runHandler(w *response, r *http.Request) (panicked bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			panicked = true
+			if v == http.ErrAbortHandler {
+				return
+			}
+			cn.core.log.Error("handler panic", "remote_addr", cn.remote, "method", r.Method, "uri", r.RequestURI, "panic", v, "stack", string(debug.Stack()))
+		}
+	}()
+	cn.core.handler.ServeHTTP(w, r)
+	return false
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,182 @@
+package httpcore
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Dispatcher is a mount table from path prefix to Handler: the Go form of
+// the seeds' WSGIPathInfoDispatcher. The longest matching prefix wins, and a
+// prefix matches whole path segments only ("/blog" serves "/blog" and
+// "/blog/x", never "/blogger"). The handler sees the path with the prefix
+// removed, the way http.StripPrefix presents it; the prefix and the original
+// path stay available through MountFromContext (and r.RequestURI is never
+// changed), so logs show what the client asked for.
+//
+// Mount every handler before serving: a Dispatcher is safe for concurrent
+// ServeHTTP calls but not for Mount concurrently with them.
+type Dispatcher struct {
+	mounts   []mountEntry // longest prefix first
+	NotFound http.Handler // answers paths no prefix matches; nil means http.NotFound
+}
+
+type mountEntry struct {
+	prefix string
+	h      http.Handler
+}
+
+// Mount is what MountFromContext reports to a mounted handler.
+type Mount struct {
+	Prefix       string // the mount prefix, e.g. "/blog" ("/" for the root)
+	OriginalPath string // r.URL.Path before the prefix was removed
+}
+
+type mountKey struct{}
+
+// MountFromContext returns the mount that dispatched the request, if any.
+func MountFromContext(ctx context.Context) (Mount, bool) {
+	m, ok := ctx.Value(mountKey{}).(*Mount)
+	if !ok || m == nil {
+		return Mount{}, false
+	}
+	return *m, true
+}
+
+// NewDispatcher returns an empty mount table.
+func NewDispatcher() *Dispatcher { return &Dispatcher{} }
+
+// Mount adds h at prefix. The prefix must start with "/"; a trailing slash
+// is ignored ("/blog/" is "/blog"). Mounting the same prefix twice is an
+// error.
+func (d *Dispatcher) Mount(prefix string, h http.Handler) error {
+	p, err := cleanPrefix(prefix)
+	if err != nil {
+		return err
+	}
+	if h == nil {
+		return fmt.Errorf("httpcore: mount %q: nil handler", prefix)
+	}
+	for _, m := range d.mounts {
+		if m.prefix == p {
+			return fmt.Errorf("httpcore: mount %q: prefix already mounted", prefix)
+		}
+	}
+	d.mounts = append(d.mounts, mountEntry{prefix: p, h: h})
+	sort.SliceStable(d.mounts, func(i, j int) bool { return len(d.mounts[i].prefix) > len(d.mounts[j].prefix) })
+	return nil
+}
+
+func cleanPrefix(prefix string) (string, error) {
+	if !strings.HasPrefix(prefix, "/") {
+		return "", fmt.Errorf("httpcore: mount prefix %q must start with \"/\"", prefix)
+	}
+	for i := 0; i < len(prefix); i++ {
+		if !isPlainPathByte(prefix[i]) && prefix[i] != '%' {
+			return "", fmt.Errorf("httpcore: mount prefix %q: invalid character %q", prefix, prefix[i])
+		}
+	}
+	if strings.Contains(prefix, "//") {
+		return "", fmt.Errorf("httpcore: mount prefix %q: empty path segment", prefix)
+	}
+	if len(prefix) > 1 {
+		prefix = strings.TrimSuffix(prefix, "/")
+	}
+	return prefix, nil
+}
+
+// Prefixes lists the mounted prefixes, longest first.
+func (d *Dispatcher) Prefixes() []string {
+	out := make([]string, len(d.mounts))
+	for i, m := range d.mounts {
+		out[i] = m.prefix
+	}
+	return out
+}
+
+// mounted is the request copy a prefixed mount hands on, allocated at once.
+type mounted struct {
+	req http.Request
+	url url.URL
+	m   Mount
+}
+
+func (d *Dispatcher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	for i := range d.mounts {
+		m := &d.mounts[i]
+		if m.prefix == "/" {
+			// The root mount strips nothing: no copy needed.
+			m.h.ServeHTTP(w, r)
+			return
+		}
+		if !strings.HasPrefix(p, m.prefix) || len(p) > len(m.prefix) && p[len(m.prefix)] != '/' {
+			continue
+		}
+		rp := ""
+		if r.URL.RawPath != "" {
+			var ok bool
+			rp, ok = strings.CutPrefix(r.URL.RawPath, m.prefix)
+			if !ok {
+				continue // the prefix matched only after unescaping
+			}
+		}
+		x := &mounted{url: *r.URL, m: Mount{Prefix: m.prefix, OriginalPath: p}}
+		x.url.Path = p[len(m.prefix):]
+		x.url.RawPath = rp
+		x.req = *r.WithContext(context.WithValue(r.Context(), mountKey{}, &x.m))
+		x.req.URL = &x.url
+		m.h.ServeHTTP(w, &x.req)
+		return
+	}
+	if d.NotFound != nil {
+		d.NotFound.ServeHTTP(w, r)
+		return
+	}
+	http.NotFound(w, r)
+}
+
+// ParseMount splits a --mount PREFIX=TARGET spec. The prefix is checked and
+// cleaned as Dispatcher.Mount does; the target must be non-empty and is
+// returned as written (its scheme, such as text:, is resolved by the caller).
+func ParseMount(spec string) (prefix, target string, err error) {
+	p, t, ok := strings.Cut(spec, "=")
+	if !ok {
+		return "", "", fmt.Errorf("mount %q: want PREFIX=TARGET", spec)
+	}
+	if t == "" {
+		return "", "", fmt.Errorf("mount %q: empty target", spec)
+	}
+	prefix, err = cleanPrefix(p)
+	if err != nil {
+		return "", "", fmt.Errorf("mount %q: %w", spec, err)
+	}
+	return prefix, t, nil
+}
+
+// Text returns the handler of a text:BODY mount: 200 with body as
+// text/plain for any method, for health checks and benchmarks. Its header
+// values are built once and shared by every response.
+func Text(body string) http.Handler {
+	return &textHandler{
+		body: []byte(body),
+		ct:   []string{"text/plain; charset=utf-8"},
+		cl:   []string{strconv.Itoa(len(body))},
+	}
+}
+
+type textHandler struct {
+	body   []byte
+	ct, cl []string
+}
+
+func (t *textHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h["Content-Type"] = t.ct
+	h["Content-Length"] = t.cl
+	w.Write(t.body)
+}

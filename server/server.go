@@ -1,0 +1,415 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"tlsedge/server/httpcore"
+	"tlsedge/tlsadapter"
+)
+
+// ErrServerClosed is returned by Wait after Stop.
+var ErrServerClosed = errors.New("server: stopped")
+
+// Server is one listening server: the seeds' ServerAdapter and the HTTP
+// server it drives, in one value. Its methods are safe for concurrent use.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex // serialises Start, Stop, Restart
+	running *run       // nil when stopped
+	ready   atomic.Bool
+	last    *run // the most recent run, for Wait
+}
+
+// run is everything one Start creates and the matching Stop tears down.
+type run struct {
+	lns     []*listener
+	adapter tlsadapter.Adapter
+	core    *httpcore.Core
+	ctx     context.Context // cancelled on stop: in-flight handshakes end
+	cancel  context.CancelFunc
+	loops   sync.WaitGroup // accept loops
+	conns   sync.WaitGroup // connection goroutines
+	done    chan struct{}  // closed when the run is fully stopped
+	errOnce sync.Once
+	err     error // first fatal accept error
+	stopped atomic.Bool
+}
+
+// New validates cfg and returns a stopped Server.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = tlsadapter.NewRegistry()
+	}
+	if !cfg.Registry.Has(cfg.TLS.SSLModule) {
+		return nil, fmt.Errorf("%sssl_module: unknown module %q; registered: %s", cfg.keyPrefix(), cfg.TLS.SSLModule, strings.Join(cfg.Registry.Names(), ", "))
+	}
+	name := cfg.Name
+	if name == "" {
+		name = "main"
+	}
+	return &Server{cfg: cfg, log: log.With("server", name)}, nil
+}
+
+// Config returns a copy of the server's configuration.
+func (s *Server) Config() Config { return s.cfg }
+
+// Listen binds the listeners and builds the SSL adapter and the request core
+// without accepting yet, so a caller can drop privileges between binding and
+// serving. Start accepts afterwards.
+func (s *Server) Listen(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running != nil {
+		return errors.New("server: already started")
+	}
+	r, err := s.start(ctx)
+	if err != nil {
+		return err
+	}
+	s.running, s.last = r, r
+	return nil
+}
+
+// Start begins accepting connections, binding first if Listen was not
+// called, and returns once the server accepts. Starting a started server
+// does nothing.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running == nil {
+		r, err := s.start(ctx)
+		if err != nil {
+			return err
+		}
+		s.running, s.last = r, r
+	}
+	r := s.running
+	if s.ready.Load() {
+		return nil
+	}
+	for _, l := range r.lns {
+		r.loops.Add(1)
+		go s.acceptLoop(r, l)
+	}
+	s.ready.Store(true)
+	return nil
+}
+
+func (s *Server) start(ctx context.Context) (*run, error) {
+	handler, err := buildHandler(&s.cfg)
+	if err != nil {
+		return nil, err
+	}
+	lns, err := listen(ctx, &s.cfg)
+	if err != nil {
+		return nil, err
+	}
+	closeAll := func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}
+	host, port := s.cfg.SocketHost, 0
+	if a, ok := lns[0].Addr().(*net.TCPAddr); ok {
+		port = a.Port
+	} else {
+		host = ""
+	}
+	adapter, err := s.cfg.Registry.New(ctx, s.cfg.TLS.SSLModule, tlsadapter.Params{
+		Options: s.cfg.TLS, Logger: s.log, Hosts: s.hosts(), Host: host, Port: port,
+		DataDir: s.cfg.DataDir, TLSConfig: s.cfg.TLSConfig,
+	})
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("%sssl_module %s: %w", s.cfg.keyPrefix(), s.cfg.TLS.SSLModule, err)
+	}
+	core, err := newCore(&s.cfg, handler, s.log, lns[0].Addr())
+	if err != nil {
+		adapter.Close()
+		closeAll()
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	return &run{lns: lns, adapter: adapter, core: core, ctx: rctx, cancel: cancel, done: make(chan struct{})}, nil
+}
+
+// hosts are the names clients are expected to use for this server.
+func (s *Server) hosts() []string {
+	h := strings.Trim(s.cfg.SocketHost, "[]")
+	if s.cfg.SocketFile != "" || h == "" {
+		return []string{"localhost"}
+	}
+	if ip := net.ParseIP(h); ip != nil && ip.IsUnspecified() {
+		return []string{"localhost"}
+	}
+	return []string{h}
+}
+
+// acceptLoop accepts connections and hands each to its own goroutine. It never
+// reads from or writes to a client, so one slow client cannot stall accepts.
+func (s *Server) acceptLoop(r *run, l *listener) {
+	defer r.loops.Done()
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if r.stopped.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if isTemporary(err) {
+				// Out of file descriptors (or a transient kernel error): back
+				// off instead of spinning, log once per episode, and resume
+				// when descriptors free up.
+				if backoff == 0 {
+					backoff = 5 * time.Millisecond
+					s.log.Warn("accept failing; backing off until it recovers", "listener", l.Addr().String(), "err", err)
+				} else {
+					backoff = min(2*backoff, time.Second)
+				}
+				select {
+				case <-time.After(backoff):
+				case <-r.ctx.Done():
+					return
+				}
+				continue
+			}
+			r.core.CountSocketError()
+			r.errOnce.Do(func() { r.err = fmt.Errorf("accept on %s: %w", l.Addr(), err) })
+			s.log.Error("accept failed; listener stopped", "listener", l.Addr().String(), "err", err)
+			return
+		}
+		if backoff != 0 {
+			s.log.Info("accept recovered", "listener", l.Addr().String())
+			backoff = 0
+		}
+		r.core.CountAccept()
+		r.conns.Add(1)
+		go s.serveConn(r, l, c)
+	}
+}
+
+func isTemporary(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EINTR)
+}
+
+// serveConn runs in a short-lived goroutine of its own: it wraps the
+// connection with the SSL adapter (sniffing, handshake), then hands it to the
+// core on a fresh goroutine and returns. The handshake grows a goroutine's
+// stack to tens of kilobytes, and a grown stack stays with its goroutine, so
+// serving from a new one keeps an idle keep-alive connection small.
+func (s *Server) serveConn(r *run, l *listener, raw net.Conn) {
+	defer r.conns.Done()
+	if tc, ok := raw.(*net.TCPConn); ok && !s.cfg.Nodelay {
+		_ = tc.SetNoDelay(false) // Go sets TCP_NODELAY by default
+	}
+	info := &httpcore.ConnInfo{Server: s.cfg.Name, Transport: l.kind, LocalAddr: raw.LocalAddr(), RemoteAddr: raw.RemoteAddr()}
+	conn, state, err := r.adapter.Wrap(r.ctx, raw)
+	if err != nil {
+		s.log.Debug("connection dropped before HTTP", "remote_addr", raw.RemoteAddr().String(), "err", err)
+		raw.Close()
+		return
+	}
+	info.TLS = state
+	r.conns.Add(1)
+	go func() {
+		defer r.conns.Done()
+		r.core.ServeConn(conn, info)
+	}()
+}
+
+// Stop stops accepting, lets in-flight requests finish within
+// shutdown_timeout (then closes what is left), and returns only once every
+// connection goroutine has ended and the sockets are released. Stopping a
+// stopped server does nothing.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.running
+	if r == nil {
+		return nil
+	}
+	s.ready.Store(false)
+	s.running = nil
+	return s.stop(ctx, r)
+}
+
+func (s *Server) stop(ctx context.Context, r *run) error {
+	r.stopped.Store(true)
+	var errs []error
+	for _, l := range r.lns {
+		if err := l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	r.loops.Wait()
+	sctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := r.core.Shutdown(sctx); err != nil {
+		s.log.Warn("shutdown_timeout reached; closing the remaining connections", "timeout", s.cfg.ShutdownTimeout.String())
+		r.core.Close()
+	}
+	r.cancel() // ends handshakes still in progress
+	r.conns.Wait()
+	if err := r.adapter.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	close(r.done)
+	return errors.Join(errs...)
+}
+
+// Restart stops the server and starts it again with the same configuration.
+func (s *Server) Restart(ctx context.Context) error {
+	if err := s.Stop(ctx); err != nil {
+		return err
+	}
+	return s.Start(ctx)
+}
+
+// Ready reports whether the server is accepting connections.
+func (s *Server) Ready() bool { return s.ready.Load() }
+
+// Wait blocks until the server has been stopped, or until ctx ends. It
+// returns ErrServerClosed after Stop, or the accept error that stopped a
+// listener.
+func (s *Server) Wait(ctx context.Context) error {
+	s.mu.Lock()
+	r := s.last
+	s.mu.Unlock()
+	if r == nil {
+		return ErrServerClosed
+	}
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if r.err != nil {
+		return r.err
+	}
+	return ErrServerClosed
+}
+
+// Reload asks the SSL adapter to re-read its certificates.
+func (s *Server) Reload(ctx context.Context) error {
+	s.mu.Lock()
+	r := s.running
+	s.mu.Unlock()
+	if r == nil {
+		return errors.New("server: not running")
+	}
+	return r.adapter.Reload(ctx)
+}
+
+// BindAddr is the address of the first listener (with the real port when
+// socket_port is 0), or nil when stopped.
+func (s *Server) BindAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running == nil {
+		return nil
+	}
+	return s.running.lns[0].Addr()
+}
+
+// Addrs lists the addresses of every listener.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running == nil {
+		return nil
+	}
+	out := make([]net.Addr, len(s.running.lns))
+	for i, l := range s.running.lns {
+		out[i] = l.Addr()
+	}
+	return out
+}
+
+// Scheme is "https" or "http", from the SSL adapter; "" when stopped.
+func (s *Server) Scheme() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running == nil {
+		return ""
+	}
+	return s.running.adapter.Scheme()
+}
+
+// Base is where the server can be reached: "https://host:port" for TCP (the
+// configured host, or localhost for a wildcard address), or the socket path.
+func (s *Server) Base() string {
+	addr := s.BindAddr()
+	if addr == nil {
+		return ""
+	}
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		if s.cfg.SocketFile != "" {
+			return s.cfg.SocketFile
+		}
+		return addr.String()
+	}
+	host := strings.Trim(s.cfg.SocketHost, "[]")
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() || len(s.cfg.Listeners) > 0 {
+		host = "localhost"
+	}
+	return s.Scheme() + "://" + net.JoinHostPort(host, strconv.Itoa(ta.Port))
+}
+
+// Stats returns a snapshot of the request core's figures; the zero value when
+// stopped.
+func (s *Server) Stats() httpcore.Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running == nil {
+		return httpcore.Stats{}
+	}
+	return s.running.core.Stats()
+}
+
+// Adapter returns the running SSL adapter, or nil when stopped.
+func (s *Server) Adapter() tlsadapter.Adapter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running == nil {
+		return nil
+	}
+	return s.running.adapter
+}
+
+// Check builds what Start would (mount table, SSL adapter) without binding a
+// socket, and reports what is wrong.
+func (s *Server) Check(ctx context.Context) error {
+	if _, err := buildHandler(&s.cfg); err != nil {
+		return err
+	}
+	a, err := s.cfg.Registry.New(ctx, s.cfg.TLS.SSLModule, tlsadapter.Params{
+		Options: s.cfg.TLS, Logger: s.log, Hosts: s.hosts(), Host: s.cfg.SocketHost, Port: s.cfg.SocketPort,
+		DataDir: s.cfg.DataDir, TLSConfig: s.cfg.TLSConfig,
+	})
+	if err != nil {
+		return fmt.Errorf("%sssl_module %s: %w", s.cfg.keyPrefix(), s.cfg.TLS.SSLModule, err)
+	}
+	return a.Close()
+}

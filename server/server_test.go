@@ -1,0 +1,229 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func plainConfig(t *testing.T, h http.Handler) Config {
+	t.Helper()
+	c := NewConfig()
+	c.SocketPort = 0
+	c.TLS.SSLModule = "none"
+	c.DataDir = t.TempDir()
+	c.Handlers = map[string]http.Handler{"/": h}
+	return c
+}
+
+func TestStartStopRestart(t *testing.T) {
+	var hits atomic.Int64
+	s, err := New(plainConfig(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		io.WriteString(w, "ok")
+	})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Ready() || s.BindAddr() != nil || s.Base() != "" {
+		t.Fatal("a new server claims to be running")
+	}
+	ctx := context.Background()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Start returned: the socket accepts at once.
+	addr := s.BindAddr().String()
+	if !s.Ready() || !strings.HasPrefix(s.Base(), "http://127.0.0.1:") {
+		t.Fatalf("Ready %v Base %q", s.Ready(), s.Base())
+	}
+	if body := mustGet(t, "http://"+addr+"/"); body != "ok" {
+		t.Fatalf("body %q", body)
+	}
+	if err := s.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Stop returned: the socket is released.
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Fatal("still accepting after Stop")
+	}
+	if err := s.Wait(ctx); !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Wait after Stop = %v", err)
+	}
+	if err := s.Stop(ctx); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+	if err := s.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(ctx)
+	if body := mustGet(t, "http://"+s.BindAddr().String()+"/"); body != "ok" || hits.Load() != 2 {
+		t.Fatalf("after Restart: %q, %d hits", body, hits.Load())
+	}
+}
+
+// Stop waits for a request in flight, within shutdown_timeout.
+func TestStopDrainsInFlight(t *testing.T) {
+	started := make(chan struct{})
+	c := plainConfig(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		time.Sleep(300 * time.Millisecond)
+		io.WriteString(w, "finished")
+	}))
+	s, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	go func() { got <- mustGet(t, "http://"+s.BindAddr().String()+"/") }()
+	<-started
+	if err := s.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case body := <-got:
+		if body != "finished" {
+			t.Fatalf("in-flight request got %q", body)
+		}
+	default:
+		t.Fatal("Stop returned before the in-flight request finished")
+	}
+}
+
+// A request that outlives shutdown_timeout is cut off, and Stop still returns.
+func TestStopHonoursShutdownTimeout(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	started := make(chan struct{})
+	c := plainConfig(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	c.ShutdownTimeout = 200 * time.Millisecond
+	s, _ := New(c)
+	ctx := context.Background()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go http.Get("http://" + s.BindAddr().String() + "/")
+	<-started
+	t0 := time.Now()
+	s.Stop(ctx)
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Fatalf("Stop took %v with shutdown_timeout 200ms", d)
+	}
+}
+
+func TestEngineRunsSeveralServers(t *testing.T) {
+	dir := t.TempDir()
+	tcp := plainConfig(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tcp") }))
+	unixc := plainConfig(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "unix") }))
+	unixc.Name, unixc.SocketFile = "local", filepath.Join(dir, "e.sock")
+	a, err := New(tcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(unixc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e Engine
+	e.Subscribe(a)
+	e.Subscribe(b)
+	e.Subscribe(a) // twice is once
+	if len(e.Servers()) != 2 {
+		t.Fatalf("%d servers", len(e.Servers()))
+	}
+	ctx := context.Background()
+	if err := e.Start(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, "http://"+a.BindAddr().String()+"/"); got != "tcp" {
+		t.Fatal(got)
+	}
+	uc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return net.Dial("unix", unixc.SocketFile)
+	}}}
+	resp, err := uc.Get("http://x/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "unix" || b.Base() != unixc.SocketFile {
+		t.Fatalf("%q %q", body, b.Base())
+	}
+	e.Unsubscribe(b)
+	if err := e.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a.Ready() || !b.Ready() {
+		t.Fatal("Stop stopped an unsubscribed server or missed a subscribed one")
+	}
+	b.Stop(ctx)
+}
+
+// If one server cannot bind, Engine.Start stops the ones it already bound.
+func TestEngineStartRollsBack(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ok := plainConfig(t, http.NotFoundHandler())
+	busy := plainConfig(t, http.NotFoundHandler())
+	busy.Name, busy.SocketPort = "busy", l.Addr().(*net.TCPAddr).Port
+	a, _ := New(ok)
+	b, _ := New(busy)
+	var e Engine
+	e.Subscribe(a)
+	e.Subscribe(b)
+	err = e.Start(context.Background(), nil)
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("Start = %v", err)
+	}
+	if a.Ready() || a.BindAddr() != nil {
+		t.Fatal("the first server was left running")
+	}
+}
+
+func TestValidateErrorsNameTheServer(t *testing.T) {
+	c := NewConfig()
+	c.Name = "api"
+	c.SocketPort = -1
+	c.Core.ThreadPool = 0
+	err := c.Validate()
+	for _, want := range []string{"server.api.socket_port:", "server.api.thread_pool: must be >= 1"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want %q", err, want)
+		}
+	}
+}
+
+func mustGet(t *testing.T, url string) string {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Errorf("GET %s: %v", url, err)
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
