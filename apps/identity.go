@@ -2,9 +2,9 @@ package apps
 
 import (
 	"net/http"
-	"strconv"
 	"strings"
 
+	"tlsedge/peercred"
 	"tlsedge/server/httpcore"
 )
 
@@ -34,19 +34,16 @@ func stripReserved(h http.Header) {
 	}
 }
 
-// PeerHeaders is the minimal identity hook, used when Env.IdentityHeaders is
-// nil: X-Remote-Pid, X-Remote-Uid and X-Remote-Gid from the UNIX-socket peer
-// credentials in the request's ConnInfo, when the core collected them. The
-// full hook (user and group names, Remote-User from client certificates)
-// belongs to the peer-credential and policy code.
+// PeerHeaders is the default identity hook, used when Env.IdentityHeaders is
+// nil: the peer-credential headers (X-Remote-Pid/-Uid/-Gid, and
+// X-Remote-User, Remote-User and X-Remote-Group when the names resolved) from
+// the UNIX-socket peer in the request's ConnInfo, as peercred.SetHeaders
+// writes them. Policy code that also knows client-certificate identities
+// supplies its own hook.
 func PeerHeaders(r *http.Request, h http.Header) {
 	ci, ok := httpcore.FromContext(r.Context())
 	if !ok || ci.Peer == nil {
 		return
 	}
-	if ci.Peer.PID != 0 {
-		h.Set("X-Remote-Pid", strconv.FormatInt(int64(ci.Peer.PID), 10))
-	}
-	h.Set("X-Remote-Uid", strconv.FormatUint(uint64(ci.Peer.UID), 10))
-	h.Set("X-Remote-Gid", strconv.FormatUint(uint64(ci.Peer.GID), 10))
+	peercred.SetHeaders(h, ci.Peer)
 }

@@ -142,10 +142,11 @@ func TestProxyForwardingHeaders(t *testing.T) {
 func TestProxyUnixUpstreamAndPeerCreds(t *testing.T) {
 	sock := serveUnix(t, echoHeaders(), nil)
 	// The front is itself on a UNIX socket whose peer reports credentials.
-	creds := &peercred.Creds{PID: 4242, UID: 1000, GID: 100}
+	creds := &peercred.Creds{PID: 4242, UID: 1000, GID: 100, User: "alice", Group: "users"}
 	front := serveUnix(t, mustNew(t, "unix:"+sock+":/base", Env{}), creds)
 	req, _ := http.NewRequest("GET", "http://app.local/x%2Fy?z", nil)
 	req.Header.Set("X-Remote-Uid", "0")
+	req.Header.Set("X_Remote_User", "root")
 	req.Header.Set("X-Forwarded-For", "6.6.6.6")
 	e := getEchoed(t, unixClient(front), req)
 	if e.URI != "/base/x%2Fy?z" {
@@ -158,6 +159,10 @@ func TestProxyUnixUpstreamAndPeerCreds(t *testing.T) {
 		"X-Remote-Uid":    "1000",
 		"X-Remote-Gid":    "100",
 		"X-Remote-Pid":    "4242",
+		"X-Remote-User":   "alice",
+		"Remote-User":     "alice",
+		"X-Remote-Group":  "users",
+		"X_remote_user":   "",
 		"X-Forwarded-For": "",
 		"Forwarded":       "for=unknown;host=app.local;proto=http",
 	} {
