@@ -46,7 +46,9 @@ type EventCount struct {
 }
 
 // Sources are the figures Metrics reads at scrape time from the parts of the
-// server that own them. A nil function leaves its figures out.
+// server that own them. A nil function leaves its figures out. They are first
+// called at the first scrape or Snapshot, never by NewMetrics, so they may
+// refer to a core built after the Metrics.
 type Sources struct {
 	Core func() httpcore.Stats
 	TLS  func() TLSStats
@@ -137,8 +139,15 @@ var (
 // serving a request costs two atomic adds and a histogram observation.
 type metricsCollector Metrics
 
+// Describe lists the descriptors without collecting: registration happens
+// in NewMetrics, before the core the sources read from may exist (the core
+// is built around the handler Metrics wraps).
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
-	prometheus.DescribeByCollect(c, ch)
+	for _, d := range []*prometheus.Desc{descRequests, descErrors, descInFlight, descRejections, descAccepts,
+		descSocketErrors, descConns, descH2, descWorkers, descQueue, descCoreRequests, descBytes, descWorkSeconds,
+		descHandshakes, descPlaintext, descCertDays, descACME} {
+		ch <- d
+	}
 }
 
 func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {

@@ -395,7 +395,7 @@ func TestProxyWebSocketEcho(t *testing.T) {
 				}
 				h = al.Wrap(m.Wrap(h))
 			}
-			wsEcho(t, serveTCP(t, h))
+			wsEcho(t, serveTCP(t, h), "/chat")
 			if wrapped {
 				if l := waitLine(t, buf); !strings.Contains(l, `"GET /chat HTTP/1.1" 101 `) {
 					t.Errorf("access log: %q", l)
@@ -408,9 +408,9 @@ func TestProxyWebSocketEcho(t *testing.T) {
 	}
 }
 
-// wsEcho runs a WebSocket handshake and three echoes against front, then
+// wsEcho runs a WebSocket handshake on front's path and three echoes, then
 // closes the connection.
-func wsEcho(t *testing.T, front string) {
+func wsEcho(t *testing.T, front, path string) {
 	c, err := net.DialTimeout("tcp", strings.TrimPrefix(front, "http://"), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -418,7 +418,7 @@ func wsEcho(t *testing.T, front string) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	const key = "dGhlIHNhbXBsZSBub25jZQ=="
-	fmt.Fprintf(c, "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", key)
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", path, key)
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
