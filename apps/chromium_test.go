@@ -21,23 +21,23 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/status.png from the headless Chromium run")
 
 // chromium runs headless Chromium on url for budget of (virtual) time with
-// extra arguments, and returns its standard output.
-func chromium(t *testing.T, bin, url string, budget time.Duration, args ...string) []byte {
-	t.Helper()
+// extra arguments, and returns its standard output. It may run on a goroutine
+// of its own, so it reports failure as an error rather than through t.
+func chromium(profile, bin, url string, budget time.Duration, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), budget+60*time.Second)
 	defer cancel()
 	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir=" + t.TempDir(), "--hide-scrollbars",
+		"--user-data-dir=" + profile, "--hide-scrollbars",
 		"--virtual-time-budget=" + strconv.Itoa(int(budget.Milliseconds()))}
 	cmd := exec.CommandContext(ctx, bin, append(append(base, args...), url)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, stderr.Bytes())
+		return nil, fmt.Errorf("chromium %v: %w\n%s", args, err, stderr.Bytes())
 	}
-	return out
+	return out, nil
 }
 
 // TestStatusPageInChromium opens the status page in headless Chromium while
@@ -70,14 +70,21 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 	defer func() { stop(); wg.Wait() }()
 
-	var dom []byte
 	png := filepath.Join(t.TempDir(), "status.png")
+	profile1, profile2 := t.TempDir(), t.TempDir()
 	var shotWG sync.WaitGroup
+	var shotErr error
 	shotWG.Go(func() {
-		chromium(t, bin, front+"/status", 7*time.Second, "--window-size=1280,860", "--screenshot="+png)
+		_, shotErr = chromium(profile1, bin, front+"/status", 7*time.Second, "--window-size=1280,860", "--screenshot="+png)
 	})
-	dom = chromium(t, bin, front+"/status", 6*time.Second, "--dump-dom")
+	dom, err := chromium(profile2, bin, front+"/status", 6*time.Second, "--dump-dom")
 	shotWG.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shotErr != nil {
+		t.Fatal(shotErr)
+	}
 
 	attr := func(id, name string) string {
 		re := regexp.MustCompile(`id="` + regexp.QuoteMeta(id) + `"[^>]*\b` + name + `="([^"]*)"`)
