@@ -14,20 +14,26 @@ type Redirect struct {
 	Scheme string // "https" or "http"
 	// Host is the host[:port] to send clients to. Empty keeps the host the
 	// client asked for (without its port), so one redirect serves every
-	// virtual host.
+	// virtual host; ":PORT" keeps that host and sets the port.
 	Host string
 	Base string // path prefix, escaped, without a trailing slash
 }
 
 func (rd *Redirect) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	host := rd.Host
-	if host == "" {
-		host = r.Host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-			if strings.Contains(h, ":") {
-				host = "[" + h + "]"
-			}
+	if host == "" || strings.HasPrefix(host, ":") {
+		h := r.Host
+		if hh, _, err := net.SplitHostPort(h); err == nil {
+			h = hh
+		}
+		h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+		if strings.Contains(h, ":") {
+			h = "[" + h + "]"
+		}
+		if h == "" {
+			host = ""
+		} else {
+			host = h + host
 		}
 	}
 	if host == "" || strings.ContainsAny(host, "/\\@?# \t") {

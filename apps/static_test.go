@@ -244,6 +244,9 @@ func TestRedirect(t *testing.T) {
 		{"redirect:https://example.com:8443/base/", "POST", "/a", "x", "https://example.com:8443/base/a", 308},
 		{"redirect:https://", "GET", "/p", "site.example:8080", "https://site.example/p", 301},
 		{"redirect:https://", "HEAD", "/", "[::1]:80", "https://[::1]/", 301},
+		{"redirect:https://", "GET", "/", "[::1]", "https://[::1]/", 301},
+		{"redirect:https://:8443", "GET", "/x", "site.example:8080", "https://site.example:8443/x", 301},
+		{"redirect:https://:8443", "GET", "/x", "", "", 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.target+tt.uri, func(t *testing.T) {
