@@ -13,8 +13,11 @@
 # otherwise (sendfile does not apply under TLS without kTLS), tlsedge its
 # defaults plus the flags below and TLSEDGE_ARGS.
 #
-# Environment: CONNS, THREADS (wrk threads, default 1), TLSEDGE_ARGS (extra flags), NGINX (binary, default
-# /usr/sbin/nginx), KEEP=1 keeps the work directory.
+# Environment: CONNS, THREADS (wrk threads, default 1), TLSEDGE_ARGS (extra
+# flags), TLSEDGE_TLS_ARGS (replaces the builtin-certificate flags, e.g.
+# "--ssl-module internal --data-dir DIR" for a build without the builtin
+# module), NGINX (binary, default /usr/sbin/nginx), KEEP=1 keeps the work
+# directory.
 # Needs: wrk, nginx, openssl, curl (Debian packages of the same names).
 set -euo pipefail
 
@@ -111,6 +114,9 @@ http {
 		ssl_certificate $work/cert.pem;
 		ssl_certificate_key $work/key.pem;
 		ssl_protocols TLSv1.2 TLSv1.3;
+		# Go picks AES-128-GCM under TLS 1.3; nginx would follow OpenSSL
+		# clients to AES-256-GCM. Same suite for both, or the race is unfair.
+		ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;
 		root $work/www;
 	}
 }
@@ -120,8 +126,8 @@ ngx_master=$!
 pids+=("$ngx_master")
 
 # shellcheck disable=SC2086
-"$bin" serve --socket-host 127.0.0.1 --socket-port "$port_tls" \
-	--ssl-module builtin --ssl-certificate "$work/cert.pem" --ssl-private-key "$work/key.pem" \
+tls_args=${TLSEDGE_TLS_ARGS:---ssl-module builtin --ssl-certificate $work/cert.pem --ssl-private-key $work/key.pem}
+"$bin" serve --socket-host 127.0.0.1 --socket-port "$port_tls" $tls_args \
 	--mount "/=dir:$work/www" ${TLSEDGE_ARGS:-} >"$work/tlsedge.log" 2>&1 &
 tls_pid=$!
 pids+=("$tls_pid")
@@ -135,6 +141,8 @@ tls_pids() { echo "$tls_pid"; }
 echo "1 MiB static file over HTTPS: wrk -t$threads -c$conns, ${secs}s each, $ncpu CPUs, $(uname -r)"
 echo "tlsedge: $("$bin" version 2>/dev/null | head -1 || echo "$bin")"
 echo "nginx:   $("$nginx" -v 2>&1)"
+cipher() { openssl s_client -connect "127.0.0.1:$1" </dev/null 2>/dev/null | awk '/^New,/ {print $2, $NF}'; }
+echo "negotiated (as wrk's OpenSSL would): tlsedge $(cipher "$port_tls"), nginx $(cipher "$port_ngx")"
 echo
 printf '%-8s %9s %9s %9s %8s %11s %9s\n' server req/s MiB/s cpu-s cpu "cpu-ms/MiB" "ns/byte"
 run tlsedge "$port_tls" tls_pids
