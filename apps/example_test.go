@@ -1,7 +1,6 @@
 package apps_test
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"os"
@@ -17,7 +16,6 @@ import (
 // same Env, the middleware around the dispatcher, and SIGUSR1 reopening the
 // access log.
 func Example() {
-	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	opts := apps.Options{AccessLog: "-", AccessLogFormat: "json", TrustedProxies: []string{"10.0.0.0/8"}}
 	if err := opts.Validate(); err != nil {
@@ -73,5 +71,5 @@ func Example() {
 			}
 		}
 	}()
-	_ = ctx // serve with core.ServeConn from the accept loop
+	// The accept loop then calls core.ServeConn for every connection.
 }
