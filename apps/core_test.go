@@ -76,7 +76,7 @@ func TestUnderCore(t *testing.T) {
 			}
 			fmt.Fprint(w, n)
 		default:
-			json.NewEncoder(w).Encode(map[string]any{"uri": r.RequestURI, "xff": r.Header.Get("X-Forwarded-For")})
+			json.NewEncoder(w).Encode(map[string]any{"uri": r.RequestURI, "xff": r.Header.Get("X-Forwarded-For"), "prefix": r.Header.Get("X-Forwarded-Prefix")})
 		}
 	}))
 	ws := serveTCP(t, wsEchoServer())
@@ -93,14 +93,16 @@ func TestUnderCore(t *testing.T) {
 	client := &http.Client{Timeout: 10 * time.Second}
 
 	t.Run("proxy strips the prefix", func(t *testing.T) {
-		resp, err := client.Get(front + "/api/x?y=1")
+		req, _ := http.NewRequest("GET", front+"/api/x?y=1", nil)
+		req.Header.Set("X-Forwarded-Prefix", "/forged")
+		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var got map[string]string
 		json.NewDecoder(resp.Body).Decode(&got)
 		resp.Body.Close()
-		if got["uri"] != "/x?y=1" || got["xff"] != "127.0.0.1" {
+		if got["uri"] != "/x?y=1" || got["xff"] != "127.0.0.1" || got["prefix"] != "/api" {
 			t.Errorf("upstream saw %v", got)
 		}
 	})

@@ -205,7 +205,7 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return ap
 }
 
-// setForwarded writes X-Forwarded-For/-Proto/-Host and Forwarded. A client's
+// setForwarded writes X-Forwarded-For/-Proto/-Host/-Prefix and Forwarded. A client's
 // own copies survive only if its address is in trusted_proxies; then its
 // chain is extended. Anyone else's are replaced, so a client cannot claim to
 // be someone else.
@@ -236,6 +236,21 @@ func (p *proxy) setForwarded(pr *httputil.ProxyRequest, pe peer) {
 		out.Set("X-Forwarded-Host", v)
 	} else if pr.In.Host != "" {
 		out.Set("X-Forwarded-Host", pr.In.Host)
+	}
+
+	// X-Forwarded-Prefix tells an upstream mounted below a prefix how to
+	// build its links. ReverseProxy leaves it alone, so without this a client
+	// could choose it.
+	prefix := ""
+	if m, ok := httpcore.MountFromContext(pr.In.Context()); ok && m.Prefix != "/" {
+		prefix = m.Prefix
+	}
+	if v := in.Get("X-Forwarded-Prefix"); trusted && v != "" {
+		prefix = strings.TrimSuffix(v, "/") + prefix
+	}
+	out.Del("X-Forwarded-Prefix")
+	if prefix != "" {
+		out.Set("X-Forwarded-Prefix", prefix)
 	}
 
 	// RFC 7239: for=node;host=host;proto=scheme, quoted where not a token.
