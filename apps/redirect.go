@@ -57,6 +57,7 @@ func (rd *Redirect) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusMovedPermanently
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	if r.Method != http.MethodHead {
 		w.Write([]byte("Moved Permanently: " + loc + "\n"))

@@ -22,7 +22,8 @@ import (
 // static serves files under one directory with http.ServeContent semantics
 // (Range, If-None-Match, If-Modified-Since, HEAD, content types).
 //
-// Paths are confined twice: the URL path is refused if any segment is "..",
+// Dotfiles and dot-directories (.git, .env) are not served, except under
+// .well-known. Paths are confined twice: the URL path is refused if any segment is "..",
 // or it holds a NUL or backslash, and every open goes through an os.Root,
 // which also refuses symlinks leading out of the root. With
 // dir_follow_symlinks the root is opened with plain os.Open after the same
@@ -111,6 +112,10 @@ func (s *static) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Bad Request: invalid path", http.StatusBadRequest)
 		return
 	}
+	if isHidden(rel) {
+		http.Error(w, "Not Found", http.StatusNotFound)
+		return
+	}
 	f, fi, err := s.open(rel)
 	if err != nil {
 		s.openError(w, r, rel, err)
@@ -154,6 +159,18 @@ func (s *static) openIndex(idx string) (fs.FileInfo, *os.File, bool) {
 		return nil, nil, false
 	}
 	return fi, f, true
+}
+
+// isHidden reports whether rel has a segment starting with a dot other than
+// .well-known: .git, .env and .htpasswd left in a web root are a classic
+// leak, and nothing a site links to lives there.
+func isHidden(rel string) bool {
+	for seg := range strings.SplitSeq(rel, "/") {
+		if strings.HasPrefix(seg, ".") && seg != "." && seg != ".well-known" {
+			return true
+		}
+	}
+	return false
 }
 
 // open opens rel for reading without blocking (a FIFO would otherwise hang

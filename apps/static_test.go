@@ -23,19 +23,22 @@ func staticTree(t *testing.T) (root string) {
 	outside := filepath.Join(base, "outside")
 	old := time.Now().Add(-time.Hour)
 	files := map[string]string{
-		"root/index.html":       "<h1>home</h1>",
-		"root/hello.txt":        "hello world\n",
-		"root/app.js":           "console.log('plain')",
-		"root/app.js.gz":        "GZIP-BYTES",
-		"root/app.js.br":        "BROTLI-BYTES",
-		"root/style.css":        "body{}",
-		"root/style.css.gz":     "STALE-GZIP",
-		"root/sub/file.txt":     "in sub",
-		"root/sub/<b>&.txt":     "odd name",
-		"root/%2e%2e/x.txt":     "literal name",
-		"root/noext":            "\x89PNG\r\n\x1a\n0000",
-		"outside/secret.txt":    "TOP SECRET",
-		"outside/dir/other.txt": "TOP SECRET TOO",
+		"root/index.html":                     "<h1>home</h1>",
+		"root/hello.txt":                      "hello world\n",
+		"root/app.js":                         "console.log('plain')",
+		"root/app.js.gz":                      "GZIP-BYTES",
+		"root/app.js.br":                      "BROTLI-BYTES",
+		"root/style.css":                      "body{}",
+		"root/style.css.gz":                   "STALE-GZIP",
+		"root/sub/file.txt":                   "in sub",
+		"root/sub/<b>&.txt":                   "odd name",
+		"root/%2e%2e/x.txt":                   "literal name",
+		"root/noext":                          "\x89PNG\r\n\x1a\n0000",
+		"root/.env":                           "SECRET=1",
+		"root/.git/config":                    "[core] SECRET",
+		"root/.well-known/acme-challenge/tok": "tok.thumb",
+		"outside/secret.txt":                  "TOP SECRET",
+		"outside/dir/other.txt":               "TOP SECRET TOO",
 	}
 	for name, body := range files {
 		p := filepath.Join(base, name)
@@ -186,6 +189,10 @@ func TestStaticServing(t *testing.T) {
 		{"file with slash", addr, "/hello.txt/", nil, 404, "", nil},
 		{"missing", addr, "/nope.txt", nil, 404, "", nil},
 		{"literal percent name", addr, "/%252e%252e/x.txt", nil, 200, "literal name", nil},
+		{"dotfile", addr, "/.env", nil, 404, "", nil},
+		{"dot directory", addr, "/.git/config", nil, 404, "", nil},
+		{"encoded dotfile", addr, "/%2eenv", nil, 404, "", nil},
+		{"well-known", addr, "/.well-known/acme-challenge/tok", nil, 200, "tok.thumb", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
