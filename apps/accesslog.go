@@ -176,7 +176,7 @@ func (a *AccessLog) format(r *http.Request, rec *recorder, start time.Time, d ti
 		return append(b, '\n')
 	}
 	// Apache/nginx "combined", then the TLS and peer fields as key=value so
-	// tools that parse combined still read the first nine fields.
+	// log parsers that read combined still find the first nine fields.
 	var b strings.Builder
 	b.WriteString(orDash(e.RemoteAddr))
 	b.WriteString(" - ")

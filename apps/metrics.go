@@ -101,8 +101,8 @@ func (m *Metrics) Wrap(h http.Handler) http.Handler {
 		defer func() {
 			m.inFlight.Add(-1)
 			code := rec.finalStatus()
-			// An upgraded connection (WebSocket) lives as long as its
-			// session; its length is not a response latency.
+			// An upgraded connection (WebSocket) lives as long as the client
+			// keeps it open; its length is not a response latency.
 			if code != http.StatusSwitchingProtocols {
 				m.latency.Observe(time.Since(start).Seconds())
 			}

@@ -26,8 +26,8 @@ secs=${2:-10}
 conns=${CONNS:-8}
 threads=${THREADS:-1}
 nginx=${NGINX:-/usr/sbin/nginx}
-for tool in wrk openssl curl "$nginx"; do
-	command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y wrk nginx openssl curl" >&2; exit 2; }
+for need in wrk openssl curl "$nginx"; do
+	command -v "$need" >/dev/null || { echo "missing $need: apt-get install -y wrk nginx openssl curl" >&2; exit 2; }
 done
 [ -x "$bin" ] || { echo "not executable: $bin" >&2; exit 2; }
 
