@@ -42,6 +42,7 @@ type proxy struct {
 	identity HeaderHook
 	tlsHook  HeaderHook
 	log      *slog.Logger
+	limit    *logLimiter // for the per-request failure lines
 	rp       *httputil.ReverseProxy
 	tr       *http.Transport
 }
@@ -62,6 +63,7 @@ func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy,
 		identity: env.IdentityHeaders,
 		tlsHook:  env.TLSHeaders,
 		log:      log,
+		limit:    newLogLimiter(5, 20),
 	}
 	if p.identity == nil {
 		p.identity = PeerHeaders
@@ -311,8 +313,9 @@ func (b *watchedBody) readErr() error {
 
 // fail answers a request the upstream could not serve: 400/413 (or the
 // core's status) when reading the client's body failed, 504 on a timeout,
-// 502 otherwise. Each is logged with the upstream's name; a client that went
-// away is logged at debug level only and gets nothing.
+// 502 otherwise. Each is logged with the upstream's name (a burst of 20, then
+// 5 lines a second, with a count of those dropped); a client that went away
+// is logged at debug level only and gets nothing.
 func (p *proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, msg := http.StatusBadGateway, "Bad Gateway: the upstream server is unavailable"
 	level := slog.LevelWarn
@@ -330,8 +333,13 @@ func (p *proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
 	} else if isTimeout(err) {
 		status, msg = http.StatusGatewayTimeout, "Gateway Timeout: the upstream server did not answer in time"
 	}
-	p.log.Log(r.Context(), level, "proxy: upstream request failed",
-		"status", status, "method", r.Method, "path", r.URL.Path, "err", err)
+	if ok, dropped := p.limit.allow(time.Now()); ok {
+		attrs := []any{"status", status, "method", r.Method, "path", r.URL.Path, "err", err}
+		if dropped > 0 {
+			attrs = append(attrs, "suppressed", dropped)
+		}
+		p.log.Log(r.Context(), level, "proxy: upstream request failed", attrs...)
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if status < 500 {

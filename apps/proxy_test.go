@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"runtime"
@@ -683,4 +684,42 @@ func TestNewTargetErrors(t *testing.T) {
 	if !errors.Is(err, ErrBadOption) || !strings.Contains(err.Error(), "trusted_proxies") || !strings.Contains(err.Error(), "access_log_format") {
 		t.Errorf("bad options: %v", err)
 	}
+}
+
+func TestProxyFailureLogIsRateLimited(t *testing.T) {
+	closed := func() string {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		defer ln.Close()
+		return "http://" + ln.Addr().String()
+	}()
+	log, lb := testLogger(t)
+	h := mustNew(t, closed, Env{Logger: log})
+	for range 100 {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, mustRequest(t))
+		if rec.Code != 502 {
+			t.Fatalf("status %d", rec.Code)
+		}
+	}
+	if n := strings.Count(lb.String(), "upstream request failed"); n < 20 || n > 25 {
+		t.Errorf("%d failure lines for 100 failures, want a burst of about 20", n)
+	}
+	lb.mu.Lock()
+	lb.buf.Reset()
+	lb.mu.Unlock()
+	time.Sleep(300 * time.Millisecond)
+	h.ServeHTTP(httptest.NewRecorder(), mustRequest(t))
+	if l := lb.String(); !strings.Contains(l, "suppressed=") {
+		t.Errorf("next line does not count the dropped ones: %q", l)
+	}
+}
+
+func mustRequest(t *testing.T) *http.Request {
+	t.Helper()
+	r, err := http.NewRequest("GET", "http://front.example/x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.RemoteAddr = "192.0.2.7:5555"
+	return r
 }
