@@ -35,10 +35,11 @@ type Options struct {
 	ProxyResponseTimeout time.Duration `opt:"proxy_response_timeout" default:"60s" group:"Apps" help:"longest wait for an upstream's response head (then 504)"`
 
 	// ProxyProtocol sends a PROXY protocol v2 header carrying the client's
-	// address first on every upstream connection. A header describes one client
-	// for a connection's whole life, so upstream connections are then not
-	// reused across requests.
-	ProxyProtocol bool `opt:"proxy_protocol" default:"false" group:"Apps" help:"send a PROXY protocol v2 header to upstreams (disables upstream keep-alive)"`
+	// address first on every upstream connection. A header speaks for a
+	// connection's whole life, so upstream connections are then pooled per
+	// client address and port: reused only for requests whose header would
+	// be the same.
+	ProxyProtocol bool `opt:"proxy_protocol" default:"false" group:"Apps" help:"send a PROXY protocol v2 header to upstreams (upstream connections then pooled per client)"`
 
 	// AccessLog is where the access log goes: empty for off, "-" or "stderr"
 	// for standard error, otherwise a file path opened for appending and

@@ -43,6 +43,7 @@ type proxy struct {
 	tlsHook  HeaderHook
 	log      *slog.Logger
 	limit    *logLimiter // for the per-request failure lines
+	ppPools  bool        // pool upstream connections per PROXY header
 	rp       *httputil.ReverseProxy
 	tr       *http.Transport
 }
@@ -64,6 +65,7 @@ func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy,
 		tlsHook:  env.TLSHeaders,
 		log:      log,
 		limit:    newLogLimiter(5, 20),
+		ppPools:  env.Options.ProxyProtocol,
 	}
 	if p.identity == nil {
 		p.identity = PeerHeaders
@@ -106,9 +108,6 @@ func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy,
 		// The client's Accept-Encoding goes through untouched and the body
 		// comes back as the upstream encoded it.
 		DisableCompression: true,
-		// A PROXY header names one client for a connection's life, so such
-		// connections must not carry another client's request.
-		DisableKeepAlives: sendProxyHeader,
 	}
 	p.tr = tr
 	p.rp = &httputil.ReverseProxy{
@@ -157,6 +156,14 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 	ctx := context.WithValue(pr.Out.Context(), clientAddrKey{}, pe)
 	pr.Out = pr.Out.WithContext(ctx)
+	if p.ppPools {
+		// The Transport pools connections by URL host, and the dialer ignores
+		// it (TLS names come from TLSClientConfig, the Host header from
+		// pr.Out.Host). A host per PROXY header gives each client its own
+		// pool, so a connection never carries a request whose client its
+		// header does not name.
+		pr.Out.URL.Host = proxyPoolHost(pe)
+	}
 }
 
 // peer describes the immediate client of a request.

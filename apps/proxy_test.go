@@ -613,12 +613,14 @@ func TestProxyProtocolV2(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
+	var upstreamConns atomic.Int32
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			upstreamConns.Add(1)
 			go func() {
 				defer c.Close()
 				br := bufio.NewReader(c)
@@ -640,11 +642,12 @@ func TestProxyProtocolV2(t *testing.T) {
 		}
 	}()
 	front := serveTCP(t, mustNew(t, "http://"+ln.Addr().String(), Env{Options: Options{ProxyProtocol: true}}))
+	// Three client connections, three requests each: every request's header
+	// names its own client, and each client's requests share one upstream
+	// connection.
 	for range 3 {
-		// A fresh client connection each time: its port must show up.
 		var local string
 		client := &http.Client{Transport: &http.Transport{
-			DisableKeepAlives: true,
 			DialContext: func(ctx context.Context, n, a string) (net.Conn, error) {
 				c, err := (&net.Dialer{}).DialContext(ctx, n, a)
 				if err == nil {
@@ -653,15 +656,21 @@ func TestProxyProtocolV2(t *testing.T) {
 				return c, err
 			},
 		}}
-		resp, err := client.Get(front + "/")
-		if err != nil {
-			t.Fatal(err)
+		for range 3 {
+			resp, err := client.Get(front + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := "0x21 " + local; string(b) != want {
+				t.Errorf("upstream saw %q, want %q", b, want)
+			}
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if want := "0x21 " + local; string(b) != want {
-			t.Errorf("upstream saw %q, want %q", b, want)
-		}
+		client.CloseIdleConnections()
+	}
+	if n := upstreamConns.Load(); n != 3 {
+		t.Errorf("%d upstream connections for 3 clients, want 3", n)
 	}
 }
 

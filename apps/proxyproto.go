@@ -2,7 +2,9 @@ package apps
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"net"
 	"time"
 )
@@ -46,4 +48,12 @@ func writeProxyHeader(ctx context.Context, c net.Conn, timeout time.Duration) er
 		return err
 	}
 	return c.SetWriteDeadline(time.Time{})
+}
+
+// proxyPoolHost names the connection pool for the client pe: equal for
+// equal PROXY headers (a client's reconnect from the same port may reuse a
+// connection that already speaks for that address), distinct otherwise.
+func proxyPoolHost(pe peer) string {
+	sum := sha256.Sum256(proxyV2Header(pe))
+	return "pp-" + hex.EncodeToString(sum[:12]) + ".invalid"
 }
