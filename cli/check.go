@@ -25,7 +25,11 @@ func check(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	var errs []error
 	for _, s := range e.Servers() {
-		if err := s.Check(ctx); err != nil {
+		lines, err := s.Check(ctx)
+		for _, l := range lines {
+			fmt.Fprintln(stdout, l)
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"tlsedge/config"
+	"tlsedge/control"
 	"tlsedge/server"
 )
 
@@ -32,6 +33,8 @@ type Process struct {
 	LogFormat string `opt:"log_format" default:"text" group:"Logging" help:"log format: text or json"`
 	LogLevel  string `opt:"log_level" default:"info" group:"Logging" help:"least severe level logged: debug, info, warn or error"`
 	LogFile   string `opt:"log_file" group:"Logging" help:"append logs to this file instead of stderr"`
+
+	Control control.Options // control_socket and who may use it
 }
 
 func (p *Process) validate() error {
@@ -46,6 +49,7 @@ func (p *Process) validate() error {
 	if p.Group != "" && p.User == "" {
 		errs = append(errs, errors.New("group: needs user as well"))
 	}
+	errs = append(errs, p.Control.Validate())
 	return errors.Join(errs...)
 }
 
@@ -205,6 +209,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args, stdout, stderr)
 	case "check":
 		return check(ctx, args, stdout)
+	case "ctl":
+		return ctl(ctx, args, stdout)
 	case "version":
 		fmt.Fprintln(stdout, Version())
 		return nil
@@ -212,7 +218,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		_, err := Load([]string{"--help"}, stdout)
 		return err
 	}
-	return fmt.Errorf("unknown command %q: use serve (the default), check, version or help", cmd)
+	return fmt.Errorf("unknown command %q: use serve (the default), check, ctl, version or help", cmd)
 }
 
 // Version describes the build: module version, VCS revision, Go version.

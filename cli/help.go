@@ -9,7 +9,7 @@ import (
 )
 
 // groupOrder is the order --help lists option groups in.
-var groupOrder = []string{"Process", "Logging", "Listener", "Apps", "TLS", "ACME", "Peer credentials", "Pool", "Timeouts", "Limits", "HTTP"}
+var groupOrder = []string{"Process", "Logging", "Listener", "Apps", "TLS", "ACME", "Peer credentials", "Control socket", "Pool", "Timeouts", "Limits", "HTTP"}
 
 func printHelp(w io.Writer, fs *pflag.FlagSet) {
 	fmt.Fprint(w, `tlsedge: a TLS edge server.
@@ -17,6 +17,8 @@ func printHelp(w io.Writer, fs *pflag.FlagSet) {
 Usage:
   tlsedge [flags]           serve (HTTPS on 127.0.0.1:8443 with a local CA by default)
   tlsedge check [flags]     validate the configuration without serving; exit 0 or 1
+  tlsedge ctl CMD           stats, reload, stop or config, over the control socket
+                            (--control-socket PATH, or --config FILE naming it)
   tlsedge version           print the version
 
 Every flag is also a config-file key: --socket-port 8443 is server.socket_port = 8443

@@ -23,7 +23,7 @@ func OptionsMarkdown() string {
 	for _, g := range append(groupOrder, "") {
 		for _, f := range groups[g] {
 			key := "server." + f.Name
-			if g == "Process" || g == "Logging" {
+			if g == "Process" || g == "Logging" || g == "Control socket" {
 				key = "engine." + f.Name
 			}
 			if f.Name == "config" {

@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"syscall"
 )
@@ -13,7 +16,10 @@ import (
 // group) after the listeners are bound: supplementary groups first, then the
 // group, then the user, since a process that has given up root can change
 // neither afterwards. Go applies each to every thread of the process.
-func dropPrivileges(userName, groupName string, log *slog.Logger) error {
+//
+// The data directory (local CA, ACME account and certificates) is handed to
+// the new user first: certificates renewed later are written there.
+func dropPrivileges(userName, groupName, dataDir string, log *slog.Logger) error {
 	if userName == "" {
 		return nil
 	}
@@ -43,6 +49,11 @@ func dropPrivileges(userName, groupName string, log *slog.Logger) error {
 			return nil // already that user
 		}
 		return fmt.Errorf("user: switching to %s needs root (running as uid %d)", userName, os.Geteuid())
+	}
+	if dataDir != "" {
+		if err := chownTree(dataDir, uid, gid); err != nil {
+			return fmt.Errorf("user: handing the data directory to %s: %w", userName, err)
+		}
 	}
 	if err := syscall.Setgroups(groups); err != nil {
 		return fmt.Errorf("user: setgroups: %w", err)
@@ -83,4 +94,18 @@ func lookupGroup(s string) (*user.Group, error) {
 		return nil, fmt.Errorf("no group %q on this system", s)
 	}
 	return g, nil
+}
+
+// chownTree gives dir and everything below it to uid:gid, without following
+// symbolic links.
+func chownTree(dir string, uid, gid int) error {
+	return filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, gid)
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"tlsedge/control"
 	"tlsedge/server"
 	"tlsedge/tlsadapter"
 )
@@ -42,13 +43,12 @@ func (nopCloser) Close() error { return nil }
 
 // engine builds the servers the options describe.
 func buildEngine(o *Options, log *slog.Logger) (*server.Engine, error) {
-	dataDir := o.Process.DataDir
-	if dataDir == "" {
+	if o.Process.DataDir == "" {
 		d, err := server.DefaultDataDir()
 		if err != nil {
 			return nil, err
 		}
-		dataDir = d
+		o.Process.DataDir = d
 	}
 	reg := tlsadapter.NewRegistry()
 	inherited, err := systemdListeners(o)
@@ -57,7 +57,7 @@ func buildEngine(o *Options, log *slog.Logger) (*server.Engine, error) {
 	}
 	e := &server.Engine{}
 	for i, c := range o.Servers() {
-		c.Registry, c.DataDir, c.Logger = reg, dataDir, log
+		c.Registry, c.DataDir, c.Logger = reg, o.Process.DataDir, log
 		if len(c.Mount) == 0 && len(c.Handlers) == 0 {
 			c.Handlers = map[string]http.Handler{"/": welcomeHandler()}
 		}
@@ -104,9 +104,28 @@ func serveForeground(ctx context.Context, o *Options, stdout, stderr io.Writer, 
 	if err != nil {
 		return err
 	}
-	drop := func() error { return dropPrivileges(o.Process.User, o.Process.Group, log) }
-	if err := e.Start(ctx, drop); err != nil {
+	ctlStop := make(chan struct{}, 1)
+	var ctlServer *control.Server
+	// Between binding and serving: the control socket is bound too, then
+	// root is given up.
+	beforeServe := func() error {
+		if o.Process.Control.Enabled() {
+			cs, err := startControl(o, e, log, ctlStop)
+			if err != nil {
+				return err
+			}
+			ctlServer = cs
+		}
+		return dropPrivileges(o.Process.User, o.Process.Group, o.Process.DataDir, log)
+	}
+	if err := e.Start(ctx, beforeServe); err != nil {
+		if ctlServer != nil {
+			ctlServer.Close()
+		}
 		return err
+	}
+	if ctlServer != nil {
+		defer ctlServer.Close()
 	}
 	stop := func() error {
 		sdNotify("STOPPING=1")
@@ -149,6 +168,9 @@ func serveForeground(ctx context.Context, o *Options, stdout, stderr io.Writer, 
 			}
 		case <-ctx.Done():
 			log.Info("stopping")
+			return stop()
+		case <-ctlStop:
+			log.Info("stopping (control socket)")
 			return stop()
 		case err := <-waitErr:
 			stop()
@@ -202,7 +224,12 @@ func printBanner(w io.Writer, e *server.Engine) {
 		}
 		if s.Config().SocketFile != "" {
 			fmt.Fprintf(w, "tlsedge is serving %s on the UNIX socket %s\n", s.Scheme(), base)
-			curl += " --unix-socket " + shellQuote(base) + " " + s.Scheme() + "://localhost/"
+			if name, ok := strings.CutPrefix(base, "@"); ok {
+				curl += " --abstract-unix-socket " + shellQuote(name)
+			} else {
+				curl += " --unix-socket " + shellQuote(base)
+			}
+			curl += " " + s.Scheme() + "://localhost/"
 		} else {
 			fmt.Fprintf(w, "tlsedge is serving %s/\n", base)
 			curl += " " + base + "/"

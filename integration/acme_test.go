@@ -98,7 +98,7 @@ func TestACMEBinaryHTTP01AndRestart(t *testing.T) {
 // to accept before the start-up obtain: it calls tlsadapter.ACMEStarter.
 func TestACMEBinaryTLSALPN01(t *testing.T) {
 	pb := StartPebble(t, PebbleConfig{})
-	p := launch(t, nil, acmeArgs(pb, pb.TLSPort, "tls-alpn-01", "alpn-bin.example.com")...)
+	p := launch(t, binary, nil, acmeArgs(pb, pb.TLSPort, "tls-alpn-01", "alpn-bin.example.com")...)
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(p.stdout.String(), "tlsedge is serving") {
 		if time.Now().After(deadline) {

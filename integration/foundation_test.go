@@ -154,6 +154,18 @@ func TestListenerKinds(t *testing.T) {
 		if code, body := get(t, unixClient(name), "http://localhost/"); code != 200 || body != "abstract" {
 			t.Fatalf("%d %q", code, body)
 		}
+		// The printed curl line works as printed for abstract names too.
+		curl := testenv.RequireTool(t, "curl", "curl")
+		var line string
+		for l := range strings.SplitSeq(p.stdout.String(), "\n") {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(l), "try:"); ok {
+				line = strings.TrimSpace(rest)
+			}
+		}
+		out, err := exec.Command("sh", "-c", strings.Replace(line, "curl", curl+" -sS", 1)).CombinedOutput()
+		if err != nil || string(out) != "abstract" {
+			t.Fatalf("printed line %q: %v %s", line, err, out)
+		}
 	})
 	t.Run("TLS on a unix socket", func(t *testing.T) {
 		sock := filepath.Join(t.TempDir(), "tls.sock")
@@ -448,6 +460,12 @@ func TestPrivilegeDrop(t *testing.T) {
 	if code, body := get(t, httpsClient(t, p.caFile()), p.base("main")+"/"); code != 200 || body != "unprivileged" {
 		t.Fatalf("%d %q", code, body)
 	}
+	// The data directory (where renewed certificates are written) now
+	// belongs to the unprivileged user.
+	fi, err := os.Stat(filepath.Join(dir, "ca", "ca-key.pem"))
+	if err != nil || fi.Sys().(*syscall.Stat_t).Uid != 65534 {
+		t.Fatalf("CA key owner after --user nobody: %v %v", fi.Sys(), err)
+	}
 }
 
 func TestSystemdSocketActivationAndNotify(t *testing.T) {
@@ -507,7 +525,7 @@ func TestVersionAndHelp(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("--help exit %d", code)
 	}
-	for _, want := range []string{"Usage:", "\nProcess:", "\nListener:", "\nTLS:", "\nPool:", "--socket-port int", "--max-request-body-size size", "(default 100MiB)", "--ssl-certificate string"} {
+	for _, want := range []string{"Usage:", "\nProcess:", "\nListener:", "\nTLS:", "\nPool:", "--socket-port int", "--max-request-body-size size", "(default 100MiB)", "--ssl-certificate list"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("--help lacks %q", want)
 		}

@@ -32,6 +32,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// Tests run clients such as tlsedge ctl as other users, who must reach it.
+	os.Chmod(dir, 0o755)
 	binary, plainBinary = filepath.Join(dir, "tlsedge"), filepath.Join(dir, "tlsedge-plain")
 	for _, b := range [][]string{{"-race", "-o", binary}, {"-o", plainBinary}} {
 		build := exec.Command("go", append(append([]string{"build"}, b...), "tlsedge")...)

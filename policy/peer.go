@@ -14,18 +14,18 @@ import (
 	"tlsedge/server/httpcore"
 )
 
-// ErrPeerDenied is wrapped by every DenyError, for errors.Is checks.
+// ErrPeerDenied is wrapped by every PeerDenyError, for errors.Is checks.
 var ErrPeerDenied = errors.New("policy: peer not allowed")
 
-// DenyError says which rule refused a peer. Rule names the option (and, for a
+// PeerDenyError says which rule refused a peer. Rule names the option (and, for a
 // mount, its prefix), e.g. "peercreds_allow_uid,peercreds_allow_group" or
 // "peercreds_mount_allow /admin".
-type DenyError struct {
+type PeerDenyError struct {
 	Rule string
 	Peer *peercred.Creds // nil when the connection had no credentials
 }
 
-func (e *DenyError) Error() string {
+func (e *PeerDenyError) Error() string {
 	if e.Peer == nil {
 		return fmt.Sprintf("policy: %s: peer credentials unavailable", e.Rule)
 	}
@@ -33,7 +33,7 @@ func (e *DenyError) Error() string {
 }
 
 // Unwrap returns ErrPeerDenied.
-func (e *DenyError) Unwrap() error { return ErrPeerDenied }
+func (e *PeerDenyError) Unwrap() error { return ErrPeerDenied }
 
 // PeerPolicyConfig carries what compiling a PeerPolicy needs besides options.
 // The zero value works.
@@ -80,13 +80,13 @@ func (r *rule) needsNames() bool { return len(r.users)+len(r.groups) > 0 }
 // Validate checks every peercreds_* option and returns all problems joined,
 // each naming its key.
 func (o *PeerOptions) Validate() error {
-	_, err := compile(o)
+	_, err := compilePeer(o)
 	return err
 }
 
 // NewPeerPolicy validates o and compiles it.
 func NewPeerPolicy(o PeerOptions, cfg PeerPolicyConfig) (*PeerPolicy, error) {
-	p, err := compile(&o)
+	p, err := compilePeer(&o)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func NewPeerPolicy(o PeerOptions, cfg PeerPolicyConfig) (*PeerPolicy, error) {
 	return p, nil
 }
 
-func compile(o *PeerOptions) (*PeerPolicy, error) {
+func compilePeer(o *PeerOptions) (*PeerPolicy, error) {
 	var errs []error
 	p := &PeerPolicy{}
 	a := &p.accept
@@ -237,7 +237,7 @@ func (p *PeerPolicy) HasMounts() bool { return p != nil && len(p.mounts) > 0 }
 
 // Allow applies the accept-time allow-lists to c, the credentials read when
 // the connection was accepted (nil if they could not be read). It returns nil
-// or a *DenyError; the caller closes a denied connection before reading.
+// or a *PeerDenyError; the caller closes a denied connection before reading.
 func (p *PeerPolicy) Allow(c *peercred.Creds) error {
 	if p == nil {
 		return nil
@@ -266,7 +266,7 @@ func (p *PeerPolicy) check(r *rule, c *peercred.Creds) error {
 		return nil
 	}
 	if c == nil {
-		return &DenyError{Rule: r.name}
+		return &PeerDenyError{Rule: r.name}
 	}
 	if slices.Contains(r.uids, c.UID) || slices.Contains(r.gids, c.GID) {
 		return nil
@@ -289,7 +289,7 @@ func (p *PeerPolicy) check(r *rule, c *peercred.Creds) error {
 			}
 		}
 	}
-	return &DenyError{Rule: r.name, Peer: c}
+	return &PeerDenyError{Rule: r.name, Peer: c}
 }
 
 // Middleware enforces p's per-mount rules on each request, reading the peer
@@ -336,7 +336,7 @@ func peerFrom(r *http.Request) *peercred.Creds {
 }
 
 func (p *PeerPolicy) deny(w http.ResponseWriter, r *http.Request, err error) {
-	var de *DenyError
+	var de *PeerDenyError
 	rule := ""
 	if errors.As(err, &de) {
 		rule = de.Rule

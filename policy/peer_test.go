@@ -102,9 +102,9 @@ func TestPeerPolicyAllow(t *testing.T) {
 					t.Fatalf("Allow(%v) = %v, want nil", tt.peer, err)
 				}
 			} else {
-				var de *policy.DenyError
+				var de *policy.PeerDenyError
 				if !errors.As(err, &de) || !errors.Is(err, policy.ErrPeerDenied) {
-					t.Fatalf("Allow(%v) = %v, want *DenyError", tt.peer, err)
+					t.Fatalf("Allow(%v) = %v, want *PeerDenyError", tt.peer, err)
 				}
 				if de.Rule != tt.rule {
 					t.Errorf("Rule = %q, want %q", de.Rule, tt.rule)
@@ -156,7 +156,7 @@ func TestPeerPolicyAllowPath(t *testing.T) {
 			if tt.allow != (err == nil) {
 				t.Fatalf("AllowPath(%q, %v) = %v, want allow=%v", tt.path, tt.peer, err, tt.allow)
 			}
-			var de *policy.DenyError
+			var de *policy.PeerDenyError
 			if err != nil && (!errors.As(err, &de) || de.Rule != tt.rule) {
 				t.Errorf("err = %v, want rule %q", err, tt.rule)
 			}

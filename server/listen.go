@@ -8,13 +8,14 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/user"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"tlsedge/peercred"
 )
 
 // listener is one bound socket and how to clean it up.
@@ -270,18 +271,18 @@ func setSocketFileAccess(path string, c *Config) error {
 	}
 	uid, gid := -1, -1
 	if c.SocketFileOwner != "" {
-		u, err := lookupUser(c.SocketFileOwner)
+		u, err := peercred.LookupUID(c.SocketFileOwner)
 		if err != nil {
 			return fmt.Errorf("socket_file_owner: %w", err)
 		}
-		uid = u
+		uid = int(u)
 	}
 	if c.SocketFileGroup != "" {
-		g, err := lookupGroup(c.SocketFileGroup)
+		g, err := peercred.LookupGID(c.SocketFileGroup)
 		if err != nil {
 			return fmt.Errorf("socket_file_group: %w", err)
 		}
-		gid = g
+		gid = int(g)
 	}
 	if uid != -1 || gid != -1 {
 		if err := os.Lchown(path, uid, gid); err != nil {
@@ -289,30 +290,6 @@ func setSocketFileAccess(path string, c *Config) error {
 		}
 	}
 	return nil
-}
-
-// lookupUser resolves a user name or numeric uid.
-func lookupUser(s string) (int, error) {
-	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
-		return n, nil
-	}
-	u, err := user.Lookup(s)
-	if err != nil {
-		return 0, fmt.Errorf("no user %q on this system", s)
-	}
-	return strconv.Atoi(u.Uid)
-}
-
-// lookupGroup resolves a group name or numeric gid.
-func lookupGroup(s string) (int, error) {
-	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
-		return n, nil
-	}
-	g, err := user.LookupGroup(s)
-	if err != nil {
-		return 0, fmt.Errorf("no group %q on this system", s)
-	}
-	return strconv.Atoi(g.Gid)
 }
 
 // fileListener wraps a listening socket fd as a net.Listener; the runtime's

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"tlsedge/peercred"
+	"tlsedge/policy"
 	"tlsedge/server/httpcore"
 	"tlsedge/tlsadapter"
 )
@@ -37,7 +40,9 @@ type run struct {
 	lns     []*listener
 	adapter tlsadapter.Adapter
 	core    *httpcore.Core
-	ctx     context.Context // cancelled on stop: in-flight handshakes end
+	peers   *policy.PeerPolicy // accept-time peer-credential policy; nil allows all
+	names   *peercred.Resolver // nil unless peercreds_resolve
+	ctx     context.Context    // cancelled on stop: in-flight handshakes end
 	cancel  context.CancelFunc
 	loops   sync.WaitGroup // accept loops
 	conns   sync.WaitGroup // connection goroutines
@@ -110,15 +115,33 @@ func (s *Server) Start(ctx context.Context) error {
 		r.loops.Add(1)
 		go s.acceptLoop(r, l)
 	}
+	// The ACME module may need its start-up orders validated by tls-alpn-01
+	// probes answered on this very listener, so it obtains only now.
+	if st, ok := r.adapter.(tlsadapter.ACMEStarter); ok {
+		if err := st.Start(ctx); err != nil {
+			s.running = nil
+			s.stop(ctx, r)
+			return err
+		}
+	}
 	s.ready.Store(true)
 	return nil
 }
 
 func (s *Server) start(ctx context.Context) (*run, error) {
+	var names *peercred.Resolver
+	if s.cfg.Peer.PeercredsResolve {
+		names = peercred.NewResolver(peercred.ResolverConfig{Logger: s.log})
+	}
+	peers, err := policy.NewPeerPolicy(s.cfg.Peer, policy.PeerPolicyConfig{Resolver: names, Logger: s.log})
+	if err != nil {
+		return nil, fmt.Errorf("%speercreds: %w", s.cfg.keyPrefix(), err)
+	}
 	handler, err := buildHandler(&s.cfg)
 	if err != nil {
 		return nil, err
 	}
+	handler = policy.HSTS(identityGuard(handler, peers), s.cfg.TLS.HSTS())
 	lns, err := listen(ctx, &s.cfg)
 	if err != nil {
 		return nil, err
@@ -149,7 +172,7 @@ func (s *Server) start(ctx context.Context) (*run, error) {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	return &run{lns: lns, adapter: adapter, core: core, ctx: rctx, cancel: cancel, done: make(chan struct{})}, nil
+	return &run{lns: lns, adapter: adapter, core: core, peers: peers, names: names, ctx: rctx, cancel: cancel, done: make(chan struct{})}, nil
 }
 
 // hosts are the names clients are expected to use for this server.
@@ -224,6 +247,25 @@ func (s *Server) serveConn(r *run, l *listener, raw net.Conn) {
 		_ = tc.SetNoDelay(false) // Go sets TCP_NODELAY by default
 	}
 	info := &httpcore.ConnInfo{Server: s.cfg.Name, Transport: l.kind, LocalAddr: raw.LocalAddr(), RemoteAddr: raw.RemoteAddr()}
+	if l.kind == "unix" && s.cfg.Peer.Peercreds {
+		// Who is on the other end is read from the kernel once, before any
+		// byte is read, and checked before the client is served at all.
+		creds, err := peercred.Get(raw)
+		if err != nil {
+			s.log.Warn("cannot read peer credentials; closing", "listener", l.Addr().String(), "err", err)
+			raw.Close()
+			return
+		}
+		if r.names != nil {
+			r.names.Resolve(creds)
+		}
+		if err := r.peers.Allow(creds); err != nil {
+			s.log.Info("peer refused at accept", "listener", l.Addr().String(), "peer", creds, "err", err)
+			raw.Close()
+			return
+		}
+		info.Peer = creds
+	}
 	conn, state, err := r.adapter.Wrap(r.ctx, raw)
 	if err != nil {
 		s.log.Debug("connection dropped before HTTP", "remote_addr", raw.RemoteAddr().String(), "err", err)
@@ -400,16 +442,67 @@ func (s *Server) Adapter() tlsadapter.Adapter {
 
 // Check builds what Start would (mount table, SSL adapter) without binding a
 // socket, and reports what is wrong.
-func (s *Server) Check(ctx context.Context) error {
+//
+// For the acme module it checks storage, the CA and each name's stored
+// certificate without building the adapter, which could place orders; the
+// findings are returned as Check results, failures also as the error.
+func (s *Server) Check(ctx context.Context) ([]string, error) {
 	if _, err := buildHandler(&s.cfg); err != nil {
-		return err
+		return nil, err
 	}
-	a, err := s.cfg.Registry.New(ctx, s.cfg.TLS.SSLModule, tlsadapter.Params{
+	if _, err := policy.NewPeerPolicy(s.cfg.Peer, policy.PeerPolicyConfig{}); err != nil {
+		return nil, fmt.Errorf("%speercreds: %w", s.cfg.keyPrefix(), err)
+	}
+	p := tlsadapter.Params{
 		Options: s.cfg.TLS, Logger: s.log, Hosts: s.hosts(), Host: s.cfg.SocketHost, Port: s.cfg.SocketPort,
 		DataDir: s.cfg.DataDir, TLSConfig: s.cfg.TLSConfig,
-	})
-	if err != nil {
-		return fmt.Errorf("%sssl_module %s: %w", s.cfg.keyPrefix(), s.cfg.TLS.SSLModule, err)
 	}
-	return a.Close()
+	var lines []string
+	if s.cfg.TLS.SSLModule != "none" {
+		report := tlsadapter.Check(s.cfg.TLS, s.hosts())
+		for l := range strings.SplitSeq(strings.TrimSpace(report.String()), "\n") {
+			lines = append(lines, fmt.Sprintf("server %s: %s", s.displayName(), l))
+		}
+		if !report.OK() {
+			return lines, fmt.Errorf("%sTLS settings or certificates have errors (listed above)", s.cfg.keyPrefix())
+		}
+	}
+	if s.cfg.TLS.SSLModule == "acme" {
+		more, err := s.checkACME(ctx, p)
+		return append(lines, more...), err
+	}
+	a, err := s.cfg.Registry.New(ctx, s.cfg.TLS.SSLModule, p)
+	if err != nil {
+		return lines, fmt.Errorf("%sssl_module %s: %w", s.cfg.keyPrefix(), s.cfg.TLS.SSLModule, err)
+	}
+	return lines, a.Close()
+}
+
+func (s *Server) checkACME(ctx context.Context, p tlsadapter.Params) ([]string, error) {
+	checks, err := tlsadapter.CheckACME(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("%sacme: %w", s.cfg.keyPrefix(), err)
+	}
+	var lines []string
+	var errs []error
+	for _, c := range checks {
+		lines = append(lines, c.String())
+		if !c.OK {
+			errs = append(errs, fmt.Errorf("%s%s", s.cfg.keyPrefix(), c.String()))
+		}
+	}
+	return lines, errors.Join(errs...)
+}
+
+// identityGuard removes identity headers a client sent (X-Remote-*,
+// Remote-User), on every listener, so no handler or upstream can be fooled by
+// them; then applies the per-path peer-credential rules.
+func identityGuard(next http.Handler, peers *policy.PeerPolicy) http.Handler {
+	if peers.HasMounts() {
+		next = peers.Middleware(next)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		peercred.StripHeaders(r.Header)
+		next.ServeHTTP(w, r)
+	})
 }

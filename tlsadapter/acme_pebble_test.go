@@ -8,7 +8,6 @@ import (
 	"encoding"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -122,7 +121,7 @@ func startACMEServer(t testing.TB, port int, o ACMEOptions) (*acmeTestServer, er
 func newTestAdapter(t testing.TB, port int, o ACMEOptions) (Adapter, error) {
 	p := Params{
 		Options: Options{SSLModule: "acme", ACME: o},
-		Logger:  slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:  testLogger(t),
 		Host:    "127.0.0.1",
 		Port:    port,
 		DataDir: t.TempDir(),
@@ -212,13 +211,6 @@ func (s *acmeTestServer) get(name string, roots *x509.CertPool) (*x509.Certifica
 		return nil, fmt.Errorf("status %s", resp.Status)
 	}
 	return resp.TLS.PeerCertificates[0], nil
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
 }
 
 func TestACMEHTTP01(t *testing.T) {

@@ -4,6 +4,7 @@ package tlsadapter
 func builtinFactories() map[string]Factory {
 	return map[string]Factory{
 		"none":     newNone,
+		"builtin":  newBuiltin,
 		"internal": newInternal,
 		"acme":     newACME,
 	}

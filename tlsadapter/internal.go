@@ -4,20 +4,19 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"path/filepath"
 	"slices"
-	"time"
+	"strings"
 
 	"tlsedge/certs"
 )
 
 // internalAdapter serves HTTPS with leaves from the local development CA, so
-// `tlsedge` with no flags speaks verifiable HTTPS on a fresh machine.
+// `tlsedge` with no flags speaks verifiable HTTPS on a fresh machine. The TLS
+// policy, sniffing and statistics are the shared Wrapper's, as for builtin.
 type internalAdapter struct {
-	ca     *certs.DevCA
-	config *tls.Config
-	names  []string
+	*Wrapper
+	ca *certs.DevCA
 }
 
 // DevCADir is where the internal module keeps its CA under a data directory.
@@ -31,52 +30,41 @@ func newInternal(_ context.Context, p Params) (Adapter, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &internalAdapter{ca: ca, names: []string{"localhost", "127.0.0.1", "::1"}}
+	src := devCASource{ca: ca, names: []string{"localhost", "127.0.0.1", "::1"}}
 	for _, h := range p.Hosts {
-		if !slices.Contains(a.names, h) {
-			a.names = append(a.names, h)
+		if !slices.Contains(src.names, h) {
+			src.names = append(src.names, h)
 		}
 	}
-	if _, err := ca.Certificate(a.names...); err != nil {
+	if _, err := ca.Certificate(src.names...); err != nil {
 		return nil, err
 	}
-	base := &tls.Config{}
-	if p.TLSConfig != nil {
-		base = p.TLSConfig.Clone()
+	w, err := NewWrapper(p, src)
+	if err != nil {
+		return nil, err
 	}
-	base.MinVersion = max(base.MinVersion, tls.VersionTLS12)
-	if len(base.NextProtos) == 0 {
-		base.NextProtos = []string{"h2", "http/1.1"}
-	}
-	base.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-		return a.ca.Certificate(a.names...)
-	}
-	a.config = base
-	return a, nil
+	return &internalAdapter{Wrapper: w, ca: ca}, nil
 }
 
 // CAFile is the CA certificate clients should trust.
 func (a *internalAdapter) CAFile() string { return a.ca.CertFile() }
 
-func (a *internalAdapter) Scheme() string { return "https" }
+// Reload re-reads the TLS policy; the CA and its leaves need no reload.
+func (a *internalAdapter) Reload(context.Context) error { return a.ReloadPolicy() }
 
-func (a *internalAdapter) Wrap(ctx context.Context, raw net.Conn) (net.Conn, *tls.ConnectionState, error) {
-	return handshake(ctx, tls.Server(raw, a.config), 10*time.Second)
+// devCASource issues one leaf, for the server's names, from the local CA.
+type devCASource struct {
+	ca    *certs.DevCA
+	names []string
 }
 
-func (a *internalAdapter) Reload(context.Context) error { return nil }
-func (a *internalAdapter) Close() error                 { return nil }
+func (s devCASource) Certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, bool, error) {
+	c, err := s.ca.Certificate(s.names...)
+	return c, hello.ServerName == "" || s.HasName(hello.ServerName), err
+}
 
-// handshake runs the server handshake under a timeout and returns the state.
-func handshake(ctx context.Context, c *tls.Conn, timeout time.Duration) (net.Conn, *tls.ConnectionState, error) {
-	hctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if err := c.HandshakeContext(hctx); err != nil {
-		c.Close()
-		return nil, nil, err
-	}
-	st := c.ConnectionState()
-	return c, &st, nil
+func (s devCASource) HasName(host string) bool {
+	return slices.ContainsFunc(s.names, func(n string) bool { return strings.EqualFold(n, host) })
 }
 
 // CAFiler is implemented by adapters whose certificates chain to a local CA

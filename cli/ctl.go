@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/spf13/pflag"
+
+	"tlsedge/config"
+	"tlsedge/control"
+	"tlsedge/server"
+	"tlsedge/tlsadapter"
+)
+
+// startControl binds the control socket and serves its JSON API: statistics,
+// reload, stop and the effective configuration, for root and the allowed
+// uids and gids only.
+func startControl(o *Options, e *server.Engine, log *slog.Logger, stop chan<- struct{}) (*control.Server, error) {
+	cs, err := control.New(control.Config{
+		Options: o.Process.Control,
+		Logger:  log,
+		Callbacks: control.Callbacks{
+			Stats:  func() any { return engineStats(e) },
+			Reload: e.Reload,
+			Stop: func() {
+				select {
+				case stop <- struct{}{}:
+				default:
+				}
+			},
+			Config: func() any { return effectiveConfig(o) },
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("control_socket: %w", err)
+	}
+	ln, err := cs.Listen()
+	if err != nil {
+		return nil, fmt.Errorf("control_socket: %w", err)
+	}
+	go cs.Serve(ln)
+	return cs, nil
+}
+
+// serverStats is what the control socket and the status page report for one
+// server.
+type serverStats struct {
+	Base string `json:"base"`
+	Core any    `json:"core"`
+	TLS  any    `json:"tls,omitempty"`
+	ACME any    `json:"acme,omitempty"`
+}
+
+func engineStats(e *server.Engine) map[string]serverStats {
+	out := map[string]serverStats{}
+	for _, s := range e.Servers() {
+		st := serverStats{Base: s.Base(), Core: s.Stats()}
+		if a, ok := s.Adapter().(tlsadapter.ACMEStatsReporter); ok {
+			st.ACME = a.ACMEStats()
+		}
+		name := s.Config().Name
+		if name == "" {
+			name = "main"
+		}
+		out[name] = st
+	}
+	return out
+}
+
+// effectiveConfig lists every option's value as written on the command line,
+// for the process and each server; control.Redact hides the secrets.
+func effectiveConfig(o *Options) map[string]map[string]string {
+	out := map[string]map[string]string{"engine": values(config.Fields(&o.Process))}
+	for _, c := range o.Servers() {
+		name := c.Name
+		if name == "" {
+			name = "main"
+		}
+		out["server."+name] = values(c.Options().Fields)
+	}
+	return out
+}
+
+func values(fields []*config.Field) map[string]string {
+	m := make(map[string]string, len(fields))
+	for _, f := range fields {
+		m[f.Name] = f.String()
+	}
+	return m
+}
+
+// ctl runs `tlsedge ctl [--control-socket PATH | --config FILE] CMD`.
+func ctl(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := pflag.NewFlagSet("tlsedge ctl", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	path := fs.String("control-socket", "", "the control socket")
+	conf := fs.String("config", "", "config file naming engine.control_socket")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("ctl: %w", err)
+	}
+	if *path == "" && *conf != "" {
+		f, err := config.ReadFile(*conf)
+		if err != nil {
+			return err
+		}
+		for _, e := range f.Entries {
+			if e.Key == "engine.control_socket" {
+				*path = e.Value.Text
+			}
+		}
+	}
+	if *path == "" {
+		return errors.New("ctl: name the control socket with --control-socket PATH or --config FILE (engine.control_socket)")
+	}
+	return control.Ctl(ctx, *path, fs.Args(), stdout)
+}

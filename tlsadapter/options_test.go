@@ -1,0 +1,73 @@
+package tlsadapter
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"tlsedge/internal/testenv"
+	"tlsedge/policy"
+)
+
+func TestOptionsValidate(t *testing.T) {
+	o := builtinOpts("a.pem", "a.key", "b.pem", "b.key")
+	o.SSLPrivateKey = o.SSLPrivateKey[:1]
+	o.SSLCiphers = "ECDHE+AESGCM:RC4:FOO"
+	o.SSLMinVersion, o.SSLMaxVersion = policy.TLS13, policy.TLS12
+	o.SSLCurves = []string{"X25519", "P-192"}
+	o.SSLHandshakeTimeout = -time.Second
+	o.SSLClientAuth = policy.ClientAuthRequest
+	o.SSLClientAllow = []string{"cn:x"}
+	o.SSLHSTSPreload = true
+	err := o.Validate()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, key := range []string{"ssl_private_key:", "ssl_ciphers:", `"RC4"`, `"FOO"`, "ssl_min_version:", "ssl_curves:", `"P-192"`,
+		"ssl_handshake_timeout:", "ssl_client_allow:", "ssl_hsts_preload:"} {
+		if !strings.Contains(err.Error(), key) {
+			t.Errorf("error does not mention %s:\n%v", key, err)
+		}
+	}
+	if err := builtinOpts("a.pem", "a.key").Validate(); err != nil {
+		t.Errorf("defaults: %v", err)
+	}
+}
+
+func TestEnumText(t *testing.T) {
+	for _, s := range []string{"400", "redirect", "close"} {
+		var a PlaintextAction
+		if err := a.UnmarshalText([]byte(s)); err != nil || a.String() != s {
+			t.Errorf("%s: %v %v", s, a, err)
+		}
+	}
+	var a PlaintextAction
+	if err := a.UnmarshalText([]byte("404")); err == nil {
+		t.Error("404 accepted")
+	}
+}
+
+func TestCheckReport(t *testing.T) {
+	ca := testenv.NewCA(t, "chk")
+	leaf := ca.Leaf(t, "a.test")
+	o := builtinOpts(leaf.CertFile, leaf.KeyFile)
+	o.SSLMinVersion = policy.TLS10
+	o.SSLCiphers = "ECDHE+AESGCM:ECDHE+AES:DHE-RSA-AES128-GCM-SHA256"
+	r := Check(o, []string{"a.test", "b.test"})
+	out := r.String()
+	for _, want := range []string{
+		"warning: ssl_min_version: 1.0 enables deprecated",
+		"warning: ssl_ciphers: ECDHE-ECDSA-AES128-SHA lacks forward secrecy or AEAD",
+		"not implemented by Go's TLS; skipped",
+		`no certificate covers host "b.test"`,
+		"TLS 1.2 cipher suites: ECDHE-ECDSA-AES256-GCM-SHA384:",
+		"TLS 1.3 cipher suites: TLS_AES_128_GCM_SHA256:",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if r.OK() {
+		t.Error("an uncovered host must fail the check")
+	}
+}
