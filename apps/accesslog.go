@@ -1,18 +1,17 @@
 package apps
 
 import (
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"tlsedge/policy"
 	"tlsedge/server/httpcore"
 )
 
@@ -156,8 +155,9 @@ func (a *AccessLog) format(r *http.Request, rec *recorder, start time.Time, d ti
 		cs = ci.TLS
 	}
 	if cs != nil {
-		e.TLSVersion = tlsVersionName(cs.Version)
-		e.TLSCipher = tls.CipherSuiteName(cs.CipherSuite)
+		// mod_ssl's spellings, as in the X-SSL-* headers and nginx logs.
+		e.TLSVersion = policy.ProtocolName(cs.Version)
+		e.TLSCipher = policy.CipherName(cs.CipherSuite)
 		e.SNI = cs.ServerName
 		if len(cs.VerifiedChains) > 0 && len(cs.PeerCertificates) > 0 {
 			e.User = cs.PeerCertificates[0].Subject.CommonName
@@ -204,20 +204,6 @@ func remoteHost(r *http.Request) string {
 		return h
 	}
 	return r.RemoteAddr
-}
-
-func tlsVersionName(v uint16) string {
-	switch v {
-	case tls.VersionTLS13:
-		return "TLSv1.3"
-	case tls.VersionTLS12:
-		return "TLSv1.2"
-	case tls.VersionTLS11:
-		return "TLSv1.1"
-	case tls.VersionTLS10:
-		return "TLSv1"
-	}
-	return "0x" + strconv.FormatUint(uint64(v), 16)
 }
 
 func orDash(s string) string {

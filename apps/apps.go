@@ -27,8 +27,8 @@ type Env struct {
 	IdentityHeaders HeaderHook
 
 	// TLSHeaders adds the TLS facts (X-SSL-* headers named after mod_ssl's
-	// SSL_* variables) to proxied requests. Nil adds none. Either way clients'
-	// own X-SSL-* headers are removed first.
+	// SSL_* variables) to proxied requests. Nil means SSLHeaders. Either way
+	// clients' own X-SSL-* headers are removed first.
 	TLSHeaders HeaderHook
 
 	// UpstreamTLS configures connections to https:// upstreams (roots,

@@ -2,9 +2,12 @@ package apps
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
+	"time"
 
 	"tlsedge/peercred"
+	"tlsedge/policy"
 	"tlsedge/server/httpcore"
 )
 
@@ -46,4 +49,44 @@ func PeerHeaders(r *http.Request, h http.Header) {
 		return
 	}
 	peercred.SetHeaders(h, ci.Peer)
+}
+
+// SSLHeaders is the default TLS hook, used when Env.TLSHeaders is nil: the
+// mod_ssl variables policy.SSLVars derives from the request's TLS connection,
+// each SSL_NAME sent as X-SSL-NAME with underscores as dashes (SSL_PROTOCOL
+// as X-SSL-Protocol, SSL_CLIENT_S_DN as X-SSL-Client-S-DN). A value that
+// cannot travel in a header as it is (the PEM of SSL_CLIENT_CERT, a
+// certificate name holding control characters) is sent percent-encoded, like
+// nginx's $ssl_client_escaped_cert. HTTPS itself is X-Forwarded-Proto's job;
+// plain connections get nothing.
+func SSLHeaders(r *http.Request, h http.Header) {
+	cs := r.TLS
+	if ci, ok := httpcore.FromContext(r.Context()); ok && cs == nil {
+		cs = ci.TLS
+	}
+	if cs == nil {
+		return
+	}
+	for _, v := range policy.SSLVars(cs, time.Now()) {
+		name, ok := strings.CutPrefix(v.Name, "SSL_")
+		if !ok {
+			continue
+		}
+		val := v.Value
+		if !plainHeaderValue(val) {
+			val = url.PathEscape(val)
+		}
+		h.Set("X-SSL-"+strings.ReplaceAll(name, "_", "-"), val)
+	}
+}
+
+// plainHeaderValue reports whether v can be a header value as it is: no
+// control characters, no leading or trailing space.
+func plainHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return strings.TrimSpace(v) == v
 }

@@ -70,6 +70,9 @@ func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy,
 	if p.identity == nil {
 		p.identity = PeerHeaders
 	}
+	if p.tlsHook == nil {
+		p.tlsHook = SSLHeaders
+	}
 	connectTimeout := env.Options.connectTimeout()
 	dialer := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
 	sendProxyHeader := env.Options.ProxyProtocol
@@ -148,9 +151,7 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	p.setForwarded(pr, pe)
 	stripReserved(pr.Out.Header)
 	p.identity(pr.In, pr.Out.Header)
-	if p.tlsHook != nil {
-		p.tlsHook(pr.In, pr.Out.Header)
-	}
+	p.tlsHook(pr.In, pr.Out.Header)
 	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
 		pr.Out.Body = &watchedBody{ReadCloser: pr.Out.Body}
 	}

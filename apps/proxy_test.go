@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -731,4 +732,62 @@ func mustRequest(t *testing.T) *http.Request {
 	}
 	r.RemoteAddr = "192.0.2.7:5555"
 	return r
+}
+
+// TestProxySSLHeaders checks the default TLS hook over a real TLS front:
+// mod_ssl facts arrive as X-SSL-* headers, the client's own are replaced,
+// and the client certificate's PEM arrives percent-encoded.
+func TestProxySSLHeaders(t *testing.T) {
+	ca := testenv.NewCA(t, "front")
+	server := ca.Leaf(t, "localhost")
+	client := ca.Leaf(t, "client-7")
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{server.TLS},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    ca.Pool,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := strings.Replace(serveOn(t, ln, mustNew(t, serveTCP(t, echoHeaders()), Env{}), nil), "http://127.0.0.1", "https://localhost", 1)
+	tests := []struct {
+		name  string
+		certs []tls.Certificate
+		want  map[string]string
+	}{
+		{"no client certificate", nil, map[string]string{
+			"X-Ssl-Protocol":      "TLSv1.3",
+			"X-Ssl-Tls-Sni":       "localhost",
+			"X-Ssl-Client-Verify": "NONE",
+			"X-Ssl-Client-S-Dn":   "",
+			"X-Forwarded-Proto":   "https",
+		}},
+		{"client certificate", []tls.Certificate{client.TLS}, map[string]string{
+			"X-Ssl-Client-Verify": "SUCCESS",
+			"X-Ssl-Client-S-Dn":   "CN=client-7",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool, Certificates: tt.certs}}}
+			req, _ := http.NewRequest("GET", front+"/", nil)
+			req.Header.Set("X-SSL-Client-Verify", "SUCCESS")
+			req.Header.Set("X-SSL-Client-S-DN", "CN=admin")
+			e := getEchoed(t, c, req)
+			for k, want := range tt.want {
+				if got := strings.Join(e.Header[k], ","); got != want {
+					t.Errorf("%s = %q, want %q", k, got, want)
+				}
+			}
+			if cipher := e.Header.Get("X-Ssl-Cipher"); cipher == "" {
+				t.Errorf("no X-SSL-Cipher: %v", e.Header)
+			}
+			if tt.certs != nil {
+				pemText, err := url.PathUnescape(e.Header.Get("X-Ssl-Client-Cert"))
+				if err != nil || !strings.HasPrefix(pemText, "-----BEGIN CERTIFICATE-----\n") {
+					t.Errorf("X-SSL-Client-Cert %q does not unescape to PEM (%v)", e.Header.Get("X-Ssl-Client-Cert"), err)
+				}
+			}
+		})
+	}
 }
