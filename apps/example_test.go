@@ -26,7 +26,7 @@ func Example() {
 	var core *httpcore.Core // built below, around the handler
 	metrics := apps.NewMetrics(apps.Sources{
 		Core: func() httpcore.Stats { return core.Stats() }, // first called at the first scrape
-		// TLS: func() apps.TLSStats { ... from the SSL adapter's counters ... },
+		// TLS: apps.AdapterTLSStats(srv.Adapter, nil), with srv the *server.Server.
 	})
 	env := apps.Env{
 		Logger:  log,
