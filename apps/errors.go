@@ -1,0 +1,12 @@
+package apps
+
+import "errors"
+
+// Sentinels callers can test with errors.Is; messages are wrapped with the
+// target or option at hand.
+var (
+	// ErrBadTarget reports a mount target New does not understand.
+	ErrBadTarget = errors.New("apps: bad mount target")
+	// ErrBadOption reports an Options field that fails Validate.
+	ErrBadOption = errors.New("apps: bad option")
+)

@@ -1,0 +1,92 @@
+package apps
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"tlsedge/peercred"
+	"tlsedge/policy"
+	"tlsedge/server/httpcore"
+)
+
+// HeaderHook adds headers derived from the connection a request arrived on to
+// h, the outbound (upstream) request's header. It runs after every
+// client-supplied copy of the identity and TLS headers has been removed, so it
+// only ever adds; it must not read identity from r.Header.
+type HeaderHook func(r *http.Request, h http.Header)
+
+// isReservedHeader reports whether a client may not send header name to an
+// upstream because the edge itself vouches for it: X-Remote-* and Remote-User
+// (peer credentials, client identity) and X-SSL-* (TLS facts). Underscores
+// count as dashes, because CGI/WSGI-style upstreams map both to the same
+// variable (X_Remote_User would become HTTP_X_REMOTE_USER).
+func isReservedHeader(name string) bool {
+	n := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+	return n == "remote-user" || strings.HasPrefix(n, "x-remote-") ||
+		n == "x-ssl" || strings.HasPrefix(n, "x-ssl-")
+}
+
+// stripReserved removes every reserved header from h.
+func stripReserved(h http.Header) {
+	for k := range h {
+		if isReservedHeader(k) {
+			delete(h, k)
+		}
+	}
+}
+
+// PeerHeaders is the default identity hook, used when Env.IdentityHeaders is
+// nil: the peer-credential headers (X-Remote-Pid/-Uid/-Gid, and
+// X-Remote-User, Remote-User and X-Remote-Group when the names resolved) from
+// the UNIX-socket peer in the request's ConnInfo, as peercred.SetHeaders
+// writes them. Policy code that also knows client-certificate identities
+// supplies its own hook.
+func PeerHeaders(r *http.Request, h http.Header) {
+	ci, ok := httpcore.FromContext(r.Context())
+	if !ok || ci.Peer == nil {
+		return
+	}
+	peercred.SetHeaders(h, ci.Peer)
+}
+
+// SSLHeaders is the default TLS hook, used when Env.TLSHeaders is nil: the
+// mod_ssl variables policy.SSLVars derives from the request's TLS connection,
+// each SSL_NAME sent as X-SSL-NAME with underscores as dashes (SSL_PROTOCOL
+// as X-SSL-Protocol, SSL_CLIENT_S_DN as X-SSL-Client-S-DN). A value that
+// cannot travel in a header as it is (the PEM of SSL_CLIENT_CERT, a
+// certificate name holding control characters) is sent percent-encoded, like
+// nginx's $ssl_client_escaped_cert. HTTPS itself is X-Forwarded-Proto's job;
+// plain connections get nothing.
+func SSLHeaders(r *http.Request, h http.Header) {
+	cs := r.TLS
+	if ci, ok := httpcore.FromContext(r.Context()); ok && cs == nil {
+		cs = ci.TLS
+	}
+	if cs == nil {
+		return
+	}
+	for _, v := range policy.SSLVars(cs, time.Now()) {
+		name, ok := strings.CutPrefix(v.Name, "SSL_")
+		if !ok {
+			continue
+		}
+		val := v.Value
+		if !plainHeaderValue(val) {
+			val = url.PathEscape(val)
+		}
+		h.Set("X-SSL-"+strings.ReplaceAll(name, "_", "-"), val)
+	}
+}
+
+// plainHeaderValue reports whether v can be a header value as it is: no
+// control characters, no leading or trailing space.
+func plainHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return strings.TrimSpace(v) == v
+}
