@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+
+	"tlsedge/server/httpcore"
 )
 
 // Env is what New needs beyond the target: options, logging and the hooks
@@ -49,10 +51,10 @@ func (e *Env) logger() *slog.Logger {
 }
 
 // targetHelp lists what New accepts, for error messages.
-const targetHelp = "http://HOST:PORT[/base], https://HOST:PORT[/base], unix:/path.sock[:/base], dir:/path, status: or redirect:https://HOST[/path]"
+const targetHelp = "http://HOST:PORT[/base], https://HOST:PORT[/base], unix:/path.sock[:/base], dir:/path, status:, redirect:https://HOST[/path] or text:BODY"
 
-// New returns the handler for a mount target (text: targets are the
-// server's own). Errors name the target and what is allowed.
+// New returns the handler for a mount target. Errors name the target and
+// what is allowed.
 //
 // Proxy and dir: handlers hold resources (idle upstream connections, the
 // open root directory) and implement io.Closer: a server that replaces its
@@ -70,6 +72,8 @@ func New(target string, env Env) (http.Handler, error) {
 		return nil, bad("no scheme")
 	}
 	switch scheme {
+	case "text":
+		return httpcore.Text(rest), nil
 	case "http", "https":
 		u, err := url.Parse(target)
 		if err != nil {

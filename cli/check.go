@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+
+	"tlsedge/apps"
 )
 
 // check validates the whole configuration without serving: options, mounts,
@@ -19,7 +21,9 @@ func check(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.DiscardHandler)
-	e, err := buildEngine(o, log)
+	logs := &accessLogs{stderr: io.Discard, byDest: map[string]*apps.AccessLog{}}
+	defer logs.Close()
+	e, err := buildEngine(o, log, logs)
 	if err != nil {
 		return err
 	}

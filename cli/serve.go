@@ -13,8 +13,10 @@ import (
 	"strings"
 	"syscall"
 
+	"tlsedge/apps"
 	"tlsedge/control"
 	"tlsedge/server"
+	"tlsedge/server/httpcore"
 	"tlsedge/tlsadapter"
 )
 
@@ -42,7 +44,7 @@ type nopCloser struct{}
 func (nopCloser) Close() error { return nil }
 
 // engine builds the servers the options describe.
-func buildEngine(o *Options, log *slog.Logger) (*server.Engine, error) {
+func buildEngine(o *Options, log *slog.Logger, logs *accessLogs) (*server.Engine, error) {
 	if o.Process.DataDir == "" {
 		d, err := server.DefaultDataDir()
 		if err != nil {
@@ -62,13 +64,75 @@ func buildEngine(o *Options, log *slog.Logger) (*server.Engine, error) {
 			c.Handlers = map[string]http.Handler{"/": welcomeHandler()}
 		}
 		c.Listeners = inherited[i]
-		s, err := server.New(c)
+		s, err := newServer(c, log, logs)
 		if err != nil {
 			return nil, err
 		}
 		e.Subscribe(s)
 	}
 	return e, nil
+}
+
+// newServer builds one server with the apps its mounts name, its metrics
+// (for status: mounts) and its access log.
+func newServer(c server.Config, log *slog.Logger, logs *accessLogs) (*server.Server, error) {
+	var s *server.Server // the metrics read it at the first scrape, after New
+	m := apps.NewMetrics(apps.Sources{
+		Core: func() httpcore.Stats { return s.Stats() },
+		TLS:  apps.AdapterTLSStats(func() tlsadapter.Adapter { return s.Adapter() }, nil),
+	})
+	al, err := logs.open(c.Apps)
+	if err != nil {
+		return nil, fmt.Errorf("%saccess_log: %w", serverPrefix(c), err)
+	}
+	env := apps.Env{Logger: log, Options: c.Apps, Metrics: m}
+	c.Targets = func(target string) (http.Handler, error) { return apps.New(target, env) }
+	c.Middleware = func(h http.Handler) http.Handler { return al.Wrap(m.Wrap(h)) }
+	s, err = server.New(c)
+	return s, err
+}
+
+func serverPrefix(c server.Config) string {
+	if c.Name == "" {
+		return ""
+	}
+	return "server." + c.Name + "."
+}
+
+// accessLogs are the access logs of all servers, one per destination, so
+// servers sharing a file share one writer; SIGUSR1 reopens them all.
+type accessLogs struct {
+	stderr io.Writer
+	byDest map[string]*apps.AccessLog
+}
+
+func (l *accessLogs) open(o apps.Options) (*apps.AccessLog, error) {
+	key := o.AccessLog + "|" + o.AccessLogFormat
+	if al, ok := l.byDest[key]; ok {
+		return al, nil
+	}
+	al, err := apps.NewAccessLog(o, l.stderr)
+	if err != nil {
+		return nil, err
+	}
+	l.byDest[key] = al
+	return al, nil
+}
+
+func (l *accessLogs) reopen() error {
+	var errs []error
+	for _, al := range l.byDest {
+		errs = append(errs, al.Reopen())
+	}
+	return errors.Join(errs...)
+}
+
+func (l *accessLogs) Close() error {
+	var errs []error
+	for _, al := range l.byDest {
+		errs = append(errs, al.Close())
+	}
+	return errors.Join(errs...)
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -97,10 +161,12 @@ func serveForeground(ctx context.Context, o *Options, stdout, stderr io.Writer, 
 
 	// Signals are caught before anything binds, so none is lost in start-up.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	e, err := buildEngine(o, log)
+	logs := &accessLogs{stderr: stderr, byDest: map[string]*apps.AccessLog{}}
+	defer logs.Close()
+	e, err := buildEngine(o, log, logs)
 	if err != nil {
 		return err
 	}
@@ -162,6 +228,12 @@ func serveForeground(ctx context.Context, o *Options, stdout, stderr io.Writer, 
 					log.Info("reloaded")
 				}
 				sdNotify("READY=1")
+			case syscall.SIGUSR1:
+				if err := logs.reopen(); err != nil {
+					log.Error("reopening access logs failed; still writing the old files", "err", err)
+				} else {
+					log.Info("access logs reopened (SIGUSR1)")
+				}
 			default:
 				log.Info("stopping", "signal", sig.String())
 				return stop()

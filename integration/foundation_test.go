@@ -292,7 +292,7 @@ func TestBadConfigErrors(t *testing.T) {
 		{"unknown ssl module", []string{"--ssl-module", "openssl"}, []string{`ssl_module: unknown module "openssl"`, "internal", "none"}},
 		{"peercreds on tcp", []string{"--peercreds"}, []string{"peercreds: needs a UNIX socket"}},
 		{"bad mount", []string{"--mount", "blog=text:x"}, []string{"mount", `"blog" must start with "/"`}},
-		{"bad mount target", []string{"--mount", "/=nothing:x"}, []string{"mount /=nothing:x", "unknown target"}},
+		{"bad mount target", []string{"--mount", "/=nothing:x"}, []string{"mount /=nothing:x", `unknown scheme "nothing"`, "text:BODY"}},
 		{"socket mode", []string{"--socket-file", "/tmp/x.sock", "--socket-file-mode", "0999"}, []string{"--socket-file-mode", "not a file mode"}},
 		{"log format", []string{"--log-format", "xml"}, []string{"log_format", "text or json"}},
 		{"extra server inherits and is checked", []string{"--config", file("[global]\nserver.api.socket_port = 99999\n")}, []string{"server.api.socket_port: 99999 is out of range"}},

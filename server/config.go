@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"tlsedge/apps"
 	"tlsedge/config"
 	"tlsedge/policy"
 	"tlsedge/server/httpcore"
@@ -36,6 +37,7 @@ type Config struct {
 	Core httpcore.Options   // pool, timeouts, limits, statistics
 	TLS  tlsadapter.Options // ssl_* and acme_*
 	Peer policy.PeerOptions // peercreds*
+	Apps apps.Options       // proxy, static files, access log
 
 	// Name is the server's name in an Engine: "" for the main server, NAME for
 	// server.NAME.* keys.
@@ -44,6 +46,9 @@ type Config struct {
 	Handlers map[string]http.Handler `opt:"-"`
 	// Targets resolves a mount TARGET other than text:BODY. Nil allows only text:.
 	Targets func(target string) (http.Handler, error) `opt:"-"`
+	// Middleware wraps the whole mount table (metrics, access log); nil adds
+	// nothing.
+	Middleware func(http.Handler) http.Handler `opt:"-"`
 	// TLSConfig is the seeds' ssl_context: a whole *tls.Config handed to the
 	// SSL adapter as its base.
 	TLSConfig *tls.Config `opt:"-"`
@@ -120,7 +125,7 @@ func (c *Config) Validate() error {
 			add("mount", "%v", err)
 		}
 	}
-	for _, v := range []any{&c.Core, &c.TLS, &c.TLS.ACME, &c.Peer} {
+	for _, v := range []any{&c.Core, &c.TLS, &c.TLS.ACME, &c.Peer, &c.Apps} {
 		if v, ok := v.(interface{ Validate() error }); ok {
 			if err := v.Validate(); err != nil {
 				errs = append(errs, prefixErrors(c.keyPrefix(), err)...)

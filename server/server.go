@@ -141,7 +141,11 @@ func (s *Server) start(ctx context.Context) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	handler = policy.HSTS(identityGuard(handler, peers), s.cfg.TLS.HSTS())
+	handler = identityGuard(handler, peers)
+	if s.cfg.Middleware != nil {
+		handler = s.cfg.Middleware(handler)
+	}
+	handler = policy.HSTS(handler, s.cfg.TLS.HSTS())
 	lns, err := listen(ctx, &s.cfg)
 	if err != nil {
 		return nil, err
