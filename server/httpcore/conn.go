@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -32,7 +33,8 @@ type bufset struct {
 	bw     *bufio.Writer
 	head   []byte
 	fields []field
-	out    []byte // response body buffered before the head is committed
+	out    []byte      // response body buffered before the head is committed
+	hdr    http.Header // response header map, cleared between requests
 }
 
 const (
@@ -54,6 +56,7 @@ func (c *Core) getBufs(r io.Reader, w io.Writer) *bufset {
 		head:   make([]byte, 0, 1024),
 		fields: make([]field, 0, 16),
 		out:    make([]byte, 0, outBufSize),
+		hdr:    make(http.Header),
 	}
 }
 
@@ -64,6 +67,7 @@ func (c *Core) putBufs(b *bufset) {
 		b.head = make([]byte, 0, 1024)
 	}
 	b.out = b.out[:0]
+	clear(b.hdr)
 	c.bufPool.Put(b)
 }
 
@@ -204,7 +208,8 @@ func (cn *conn) serve() {
 			}
 			return
 		}
-		fields, rerr := parseHead(raw, cn.bufs.fields, c.opts.MaxRequestBodySize, &cn.h)
+		ex := &exchange{}
+		fields, rerr := parseHead(raw, cn.bufs.fields, c.opts.MaxRequestBodySize, &cn.h, &ex.url)
 		cn.bufs.fields = fields[:0]
 		if rerr != nil {
 			proto := ""
@@ -214,7 +219,7 @@ func (cn *conn) serve() {
 			cn.rejectAndClose(rerr, proto)
 			return
 		}
-		if !cn.serveRequest() || cn.hijacked {
+		if !cn.serveRequest(ex) || cn.hijacked {
 			return
 		}
 		if c.shutting.Load() {
@@ -336,16 +341,16 @@ func (c *Core) rejectBytes(rerr *rejectError, proto string) []byte {
 // exchange is one request and its response, allocated together.
 type exchange struct {
 	req  http.Request
+	url  url.URL
 	resp response
 	body body
 }
 
 // serveRequest runs one parsed request through admission, the handler and
 // the response, and reports whether the connection may carry another.
-func (cn *conn) serveRequest() bool {
+func (cn *conn) serveRequest(ex *exchange) bool {
 	c := cn.core
 	h := &cn.h
-	ex := &exchange{}
 	r := &ex.req
 	*r = http.Request{
 		Method:     h.method,
@@ -420,6 +425,9 @@ func (cn *conn) serveRequest() bool {
 		bd.cn = nil
 	}
 	cn.resp = nil
+	if cn.bufs != nil {
+		clear(cn.bufs.hdr)
+	}
 	if !keep {
 		cn.lingerClose()
 	}

@@ -42,9 +42,16 @@ func (w *response) init(cn *conn, r *http.Request) {
 	w.closeAfter = r.Close
 }
 
+// Header returns the response header map. The map is the connection's,
+// cleared and reused for each request: a ResponseWriter (and so its
+// Header) must not be used after ServeHTTP returns.
 func (w *response) Header() http.Header {
 	if w.hdr == nil {
-		w.hdr = make(http.Header)
+		if w.cn.bufs != nil {
+			w.hdr = w.cn.bufs.hdr
+		} else {
+			w.hdr = make(http.Header)
+		}
 	}
 	return w.hdr
 }
@@ -160,8 +167,7 @@ func (w *response) writeBody(p []byte) error {
 	}
 	bw := w.cn.bufs.bw
 	if w.chunked {
-		var hx [16]byte
-		bw.Write(strconv.AppendUint(hx[:0], uint64(len(p)), 16))
+		bw.Write(strconv.AppendUint(bw.AvailableBuffer(), uint64(len(p)), 16))
 		bw.WriteString("\r\n")
 		bw.Write(p)
 		_, err := bw.WriteString("\r\n")
@@ -182,10 +188,7 @@ func (w *response) writeBody(p []byte) error {
 func (w *response) commit(final bool) {
 	w.committed = true
 	c := w.cn.core
-	hdr := w.hdr
-	if hdr == nil {
-		hdr = http.Header{}
-	}
+	hdr := w.Header()
 	out := w.cn.bufs.out
 	allowed := bodyAllowedForStatus(w.status)
 
@@ -241,9 +244,8 @@ func (w *response) commit(final bool) {
 	}
 	writeStatus(bw, w.status)
 	if _, ok := hdr["Date"]; !ok {
-		var db [40]byte
 		bw.WriteString("Date: ")
-		bw.Write(c.appendDate(db[:0]))
+		bw.Write(c.appendDate(bw.AvailableBuffer()))
 		bw.WriteString("\r\n")
 	}
 	if c.opts.ServerName != "" {
@@ -255,9 +257,8 @@ func (w *response) commit(final bool) {
 	}
 	if cl >= 0 {
 		delete(hdr, "Content-Length")
-		var nb [20]byte
 		bw.WriteString("Content-Length: ")
-		bw.Write(strconv.AppendInt(nb[:0], cl, 10))
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), cl, 10))
 		bw.WriteString("\r\n")
 	}
 	if w.chunked {
@@ -315,8 +316,8 @@ func (w *response) writeFields(bw *bufio.Writer) {
 }
 
 func writeStatus(bw *bufio.Writer, code int) {
-	var nb [8]byte
-	bw.Write(strconv.AppendInt(nb[:0], int64(code), 10))
+	// AvailableBuffer: appending into the writer's own buffer allocates nothing.
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(code), 10))
 	bw.WriteByte(' ')
 	text := http.StatusText(code)
 	if text == "" {
