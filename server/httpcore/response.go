@@ -202,6 +202,8 @@ func (w *response) commit(final bool) {
 		}
 	case w.declared >= 0:
 		cl = w.declared
+	case w.proto11 && !w.isHead && len(hdr["Trailer"]) > 0:
+		w.chunked = true // trailers need chunked framing even when the length is known
 	case final && (!w.isHead || w.written > 0):
 		cl = w.written
 	case w.isHead:
@@ -298,21 +300,49 @@ func (w *response) writeFields(bw *bufio.Writer) {
 	slices.Sort(keys)
 	for _, k := range keys {
 		if !isToken(k) {
-			continue
+			continue // including "Trailer:"-prefixed keys, sent after the body
 		}
 		for _, v := range w.hdr[k] {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			for i := 0; i < len(v); i++ {
-				b := v[i]
-				if b == '\r' || b == '\n' || b == 0 {
-					b = ' '
-				}
-				bw.WriteByte(b)
-			}
-			bw.WriteString("\r\n")
+			writeField(bw, k, v)
 		}
 	}
+}
+
+// writeTrailers writes the trailer fields the handler declared in the
+// Trailer header, and those it set under http.TrailerPrefix, with the
+// values it set by the time it returned (the net/http convention).
+func (w *response) writeTrailers(bw *bufio.Writer) {
+	for _, decl := range w.hdr["Trailer"] {
+		for k := range strings.SplitSeq(decl, ",") {
+			k = http.CanonicalHeaderKey(trimOWS(k))
+			if !isToken(k) {
+				continue
+			}
+			for _, v := range w.hdr[k] {
+				writeField(bw, k, v)
+			}
+		}
+	}
+	for k, vs := range w.hdr {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && isToken(name) {
+			for _, v := range vs {
+				writeField(bw, name, v)
+			}
+		}
+	}
+}
+
+func writeField(bw *bufio.Writer, k, v string) {
+	bw.WriteString(k)
+	bw.WriteString(": ")
+	for i := 0; i < len(v); i++ {
+		b := v[i]
+		if b == '\r' || b == '\n' || b == 0 {
+			b = ' '
+		}
+		bw.WriteByte(b)
+	}
+	bw.WriteString("\r\n")
 }
 
 func writeStatus(bw *bufio.Writer, code int) {
@@ -356,8 +386,11 @@ func (w *response) finish(bd *body, panicked bool) bool {
 	}
 	if !w.committed {
 		w.commit(true)
-	} else if w.chunked && w.err == nil {
-		cn.bufs.bw.WriteString("0\r\n\r\n")
+	}
+	if w.chunked && w.err == nil {
+		cn.bufs.bw.WriteString("0\r\n")
+		w.writeTrailers(cn.bufs.bw)
+		cn.bufs.bw.WriteString("\r\n")
 	}
 	if w.err == nil {
 		w.err = cn.bufs.bw.Flush()
