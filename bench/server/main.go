@@ -32,7 +32,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -121,11 +123,25 @@ func serveCore(ln net.Listener, cfg *tls.Config, core *httpcore.Core) error {
 	}
 }
 
+// gcOnSignal: SIGUSR1 collects garbage and returns it to the OS; SIGUSR2
+// also prints where the memory is (stacks, heap, goroutines) on stderr.
 func gcOnSignal() {
 	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGUSR1)
-	for range ch {
+	signal.Notify(ch, syscall.SIGUSR1, syscall.SIGUSR2)
+	for sig := range ch {
 		debug.FreeOSMemory()
+		if sig == syscall.SIGUSR2 {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			fmt.Fprintf(os.Stderr, "goroutines %d stack_inuse %d heap_inuse %d heap_objects %d sys %d\n",
+				runtime.NumGoroutine(), ms.StackInuse, ms.HeapInuse, ms.HeapObjects, ms.Sys)
+			if p := os.Getenv("BENCH_HEAP_PROFILE"); p != "" {
+				if f, err := os.Create(p); err == nil {
+					pprof.Lookup("heap").WriteTo(f, 0)
+					f.Close()
+				}
+			}
+		}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -85,7 +86,11 @@ type conn struct {
 	rd       connReader
 	wr       connWriter
 	h        head
-	resp     *response // the exchange in progress
+	resp     *response       // the exchange in progress
+	raw      syscall.RawConn // the socket under nc, for waiting while idle; nil if none
+	readable func(fd uintptr) bool
+	peek     [1]byte
+	isTLS    bool
 	hijacked bool
 
 	accIn, accOut int64 // byte counts already attributed to a request
@@ -135,7 +140,31 @@ func (w *connWriter) Write(p []byte) (int, error) {
 // ownership of conn; for TLS it must be an already-handshaken *tls.Conn and
 // info.TLS its state. It is called on the connection's own goroutine and
 // returns when the connection is closed (or hijacked by a handler).
+//
+// ServeConn itself keeps a small frame: an idle connection's goroutine
+// stack can only shrink to its minimum when everything below the idle wait
+// is shallow (see waitFirstByte).
 func (c *Core) ServeConn(nc net.Conn, info *ConnInfo) {
+	cn, h2 := c.newConn(nc, info)
+	if cn == nil {
+		return
+	}
+	defer c.connDone(cn)
+	if h2 {
+		c.serveH2(cn)
+	} else {
+		cn.serve()
+	}
+}
+
+func (c *Core) connDone(cn *conn) {
+	c.untrack(cn)
+	c.g.connsOpen.Add(-1)
+}
+
+// newConn admits and registers a connection; nil means it was refused
+// (and closed).
+func (c *Core) newConn(nc net.Conn, info *ConnInfo) (*conn, bool) {
 	if info == nil {
 		info = &ConnInfo{Transport: nc.LocalAddr().Network(), LocalAddr: nc.LocalAddr(), RemoteAddr: nc.RemoteAddr()}
 		if tc, ok := nc.(*tls.Conn); ok {
@@ -144,11 +173,11 @@ func (c *Core) ServeConn(nc net.Conn, info *ConnInfo) {
 		}
 	}
 	open := c.g.connsOpen.Add(1)
-	defer c.g.connsOpen.Add(-1)
 	h2 := info.TLS != nil && info.TLS.NegotiatedProtocol == "h2"
 	if open > int64(c.opts.MaxConnections) {
 		c.rejectConn(nc, h2)
-		return
+		c.g.connsOpen.Add(-1)
+		return nil, false
 	}
 	cn := &conn{core: c, nc: nc, info: info}
 	cn.rd.nc = nc
@@ -157,17 +186,34 @@ func (c *Core) ServeConn(nc net.Conn, info *ConnInfo) {
 		cn.remote = info.RemoteAddr.String()
 	}
 	cn.ctx, cn.cancel = context.WithCancel(NewContext(context.Background(), info))
+	cn.raw, cn.isTLS = rawConn(nc)
+	if cn.raw != nil {
+		cn.readable = func(fd uintptr) bool { return socketReadable(fd, &cn.peek) }
+	}
 	if !c.track(cn) {
 		cn.cancel()
 		nc.Close()
-		return
+		c.g.connsOpen.Add(-1)
+		return nil, false
 	}
-	defer c.untrack(cn)
-	if h2 {
-		c.serveH2(cn)
-		return
+	return cn, h2
+}
+
+// rawConn finds the socket under nc (itself, or under a *tls.Conn).
+func rawConn(nc net.Conn) (syscall.RawConn, bool) {
+	under, isTLS := nc, false
+	if tc, ok := nc.(*tls.Conn); ok {
+		under, isTLS = tc.NetConn(), true
 	}
-	cn.serve()
+	sc, ok := under.(syscall.Conn)
+	if !ok {
+		return nil, isTLS
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil, isTLS
+	}
+	return raw, isTLS
 }
 
 // rejectConn answers a connection past max_connections with a fast 503 and
@@ -225,6 +271,7 @@ func (cn *conn) serve() {
 		if c.shutting.Load() {
 			return
 		}
+		cn.h = head{} // keep nothing of the last request while idle
 		if cn.bufs.br.Buffered() == 0 {
 			// Nothing pipelined: go idle without buffers.
 			c.putBufs(cn.bufs)
@@ -233,8 +280,17 @@ func (cn *conn) serve() {
 	}
 }
 
-// waitFirstByte is the idle phase: no worker, no buffers, one blocking
-// 1-byte read under socket_timeout. It reports whether a request started.
+// waitFirstByte is the idle phase: no worker, no buffers, and (on TCP and
+// TLS-over-TCP connections) no deep stack either. It reports whether a
+// request started.
+//
+// Blocking in tls.Conn.Read would pin the record-layer call chain on the
+// goroutine's stack, which keeps the stack the handler grew from ever
+// shrinking. Instead the connection waits for readability on the raw
+// socket (syscall.RawConn.Read), a few shallow frames, so the GC can shrink
+// an idle connection's stack to its minimum. A TLS connection may already
+// hold a complete record the socket will never announce again, so a
+// non-blocking 1-byte read (deadline in the past) is tried first.
 func (cn *conn) waitFirstByte() bool {
 	c := cn.core
 	cn.state.Store(stateIdle)
@@ -243,8 +299,7 @@ func (cn *conn) waitFirstByte() bool {
 		c.g.connsIdle.Add(-1)
 		return false
 	}
-	cn.nc.SetReadDeadline(time.Now().Add(c.opts.SocketTimeout))
-	n, err := cn.nc.Read(cn.rd.first[:])
+	n, err := cn.idleRead()
 	c.g.connsIdle.Add(-1)
 	if !cn.state.CompareAndSwap(stateIdle, stateActive) {
 		return false // Shutdown closed us while idle
@@ -260,6 +315,37 @@ func (cn *conn) waitFirstByte() bool {
 	cn.bufs = c.getBufs(&cn.rd, &cn.wr)
 	return true
 }
+
+// idleRead reads the first byte of the next request into cn.rd.first.
+func (cn *conn) idleRead() (int, error) {
+	timeout := cn.core.opts.SocketTimeout
+	if cn.raw == nil {
+		cn.nc.SetReadDeadline(time.Now().Add(timeout))
+		return cn.nc.Read(cn.rd.first[:])
+	}
+	if cn.isTLS {
+		cn.nc.SetReadDeadline(aLongTimeAgo)
+		n, err := cn.nc.Read(cn.rd.first[:])
+		if n > 0 {
+			return n, nil
+		}
+		if !isTimeout(err) {
+			return 0, err
+		}
+	}
+	cn.nc.SetReadDeadline(time.Now().Add(timeout))
+	if err := cn.raw.Read(cn.readable); err != nil {
+		return 0, err
+	}
+	// Bytes have arrived; a TLS record may still be incomplete, so the read
+	// below may wait for the rest, within socket_timeout.
+	cn.nc.SetReadDeadline(time.Now().Add(timeout))
+	return cn.nc.Read(cn.rd.first[:])
+}
+
+// aLongTimeAgo is a deadline that has passed: a read with it returns what
+// is buffered or times out at once.
+var aLongTimeAgo = time.Unix(1, 0)
 
 func (cn *conn) close() {
 	cn.cancel()

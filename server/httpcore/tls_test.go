@@ -120,6 +120,10 @@ func TestTLSAndH2(t *testing.T) {
 				t.Fatalf("streamed over limit: %d", resp.StatusCode)
 			}
 			st := c.Stats()
+			for i := 0; i < 100 && st.Requests < 4; i++ { // the figures land just after the response
+				time.Sleep(10 * time.Millisecond)
+				st = c.Stats()
+			}
 			if st.Requests < 4 || st.BytesRead == 0 || st.BytesWritten == 0 {
 				t.Fatalf("stats %+v", st)
 			}
