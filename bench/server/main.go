@@ -125,10 +125,26 @@ func serveCore(ln net.Listener, cfg *tls.Config, core *httpcore.Core) error {
 
 // gcOnSignal: SIGUSR1 collects garbage and returns it to the OS; SIGUSR2
 // also prints where the memory is (stacks, heap, goroutines) on stderr.
+//
+// SIGHUP starts, and the next SIGHUP stops, a CPU profile written to
+// $BENCH_CPU_PROFILE.
 func gcOnSignal() {
 	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGUSR1, syscall.SIGUSR2)
+	signal.Notify(ch, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP)
+	var prof *os.File
 	for sig := range ch {
+		if sig == syscall.SIGHUP {
+			if prof != nil {
+				pprof.StopCPUProfile()
+				prof.Close()
+				prof = nil
+			} else if p := os.Getenv("BENCH_CPU_PROFILE"); p != "" {
+				if f, err := os.Create(p); err == nil && pprof.StartCPUProfile(f) == nil {
+					prof = f
+				}
+			}
+			continue
+		}
 		debug.FreeOSMemory()
 		if sig == syscall.SIGUSR2 {
 			var ms runtime.MemStats

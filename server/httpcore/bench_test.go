@@ -109,3 +109,39 @@ func BenchmarkKeepAliveExchange(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkParseHeadFields: allocations stay flat as header fields are
+// added (beyond the map's own growth): nothing is allocated per field.
+func BenchmarkParseHeadFields(b *testing.B) {
+	for _, n := range []int{2, 8, 32} {
+		b.Run(itoa(n), func(b *testing.B) {
+			var sb bytes.Buffer
+			sb.WriteString("GET /x HTTP/1.1\r\nHost: a\r\n")
+			for i := 1; i < n; i++ {
+				sb.WriteString("x-field-" + itoa(i) + ": some value here\r\n")
+			}
+			sb.WriteString("\r\n")
+			in := sb.Bytes()
+			rd := bytes.NewReader(in)
+			br := bufio.NewReaderSize(rd, 4096)
+			buf := make([]byte, 0, 4096)
+			var fields []field
+			var h head
+			var u url.URL
+			b.ReportAllocs()
+			for b.Loop() {
+				rd.Reset(in)
+				br.Reset(rd)
+				raw, err := readHead(br, buf, 1<<16)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var rerr *rejectError
+				fields, rerr = parseHead(raw, fields, 1<<20, &h, &u)
+				if rerr != nil {
+					b.Fatal(rerr)
+				}
+			}
+		})
+	}
+}

@@ -90,7 +90,7 @@ type conn struct {
 	raw      syscall.RawConn // the socket under nc, for waiting while idle; nil if none
 	readable func(fd uintptr) bool
 	peek     [1]byte
-	isTLS    bool
+
 	hijacked bool
 
 	accIn, accOut int64 // byte counts already attributed to a request
@@ -186,7 +186,7 @@ func (c *Core) newConn(nc net.Conn, info *ConnInfo) (*conn, bool) {
 		cn.remote = info.RemoteAddr.String()
 	}
 	cn.ctx, cn.cancel = context.WithCancel(NewContext(context.Background(), info))
-	cn.raw, cn.isTLS = rawConn(nc)
+	cn.raw = rawConn(nc)
 	if cn.raw != nil {
 		cn.readable = func(fd uintptr) bool { return socketReadable(fd, &cn.peek) }
 	}
@@ -200,20 +200,20 @@ func (c *Core) newConn(nc net.Conn, info *ConnInfo) (*conn, bool) {
 }
 
 // rawConn finds the socket under nc (itself, or under a *tls.Conn).
-func rawConn(nc net.Conn) (syscall.RawConn, bool) {
-	under, isTLS := nc, false
+func rawConn(nc net.Conn) syscall.RawConn {
+	under := nc
 	if tc, ok := nc.(*tls.Conn); ok {
-		under, isTLS = tc.NetConn(), true
+		under = tc.NetConn()
 	}
 	sc, ok := under.(syscall.Conn)
 	if !ok {
-		return nil, isTLS
+		return nil
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return nil, isTLS
+		return nil
 	}
-	return raw, isTLS
+	return raw
 }
 
 // rejectConn answers a connection past max_connections with a fast 503 and
@@ -290,7 +290,7 @@ func (cn *conn) serve() {
 // socket (syscall.RawConn.Read), a few shallow frames, so the GC can shrink
 // an idle connection's stack to its minimum. A TLS connection may already
 // hold a complete record the socket will never announce again, so a
-// non-blocking 1-byte read (deadline in the past) is tried first.
+// plain read is tried first (see idleRead).
 func (cn *conn) waitFirstByte() bool {
 	c := cn.core
 	cn.state.Store(stateIdle)
@@ -317,23 +317,25 @@ func (cn *conn) waitFirstByte() bool {
 }
 
 // idleRead reads the first byte of the next request into cn.rd.first.
+//
+// A keep-alive client usually sends its next request at once, so the
+// first idleHotWait is spent in an ordinary blocking read: two syscalls, as
+// cheap as it gets. Only a connection that stays quiet longer moves to the
+// shallow wait on the raw socket. The timed-out read proves the TLS layer
+// holds no complete record, so the socket's readability is the whole truth.
 func (cn *conn) idleRead() (int, error) {
 	timeout := cn.core.opts.SocketTimeout
-	if cn.raw == nil {
-		cn.nc.SetReadDeadline(time.Now().Add(timeout))
+	start := time.Now()
+	if cn.raw == nil || timeout <= idleHotWait {
+		cn.nc.SetReadDeadline(start.Add(timeout))
 		return cn.nc.Read(cn.rd.first[:])
 	}
-	if cn.isTLS {
-		cn.nc.SetReadDeadline(aLongTimeAgo)
-		n, err := cn.nc.Read(cn.rd.first[:])
-		if n > 0 {
-			return n, nil
-		}
-		if !isTimeout(err) {
-			return 0, err
-		}
+	cn.nc.SetReadDeadline(start.Add(idleHotWait))
+	n, err := cn.nc.Read(cn.rd.first[:])
+	if n > 0 || !isTimeout(err) {
+		return n, err
 	}
-	cn.nc.SetReadDeadline(time.Now().Add(timeout))
+	cn.nc.SetReadDeadline(start.Add(timeout))
 	if err := cn.raw.Read(cn.readable); err != nil {
 		return 0, err
 	}
@@ -343,9 +345,9 @@ func (cn *conn) idleRead() (int, error) {
 	return cn.nc.Read(cn.rd.first[:])
 }
 
-// aLongTimeAgo is a deadline that has passed: a read with it returns what
-// is buffered or times out at once.
-var aLongTimeAgo = time.Unix(1, 0)
+// idleHotWait is how long an idle connection waits in a plain read before
+// moving to the shallow wait.
+const idleHotWait = 100 * time.Millisecond
 
 func (cn *conn) close() {
 	cn.cancel()
