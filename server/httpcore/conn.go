@@ -141,9 +141,11 @@ func (w *connWriter) Write(p []byte) (int, error) {
 // info.TLS its state. It is called on the connection's own goroutine and
 // returns when the connection is closed (or hijacked by a handler).
 //
-// ServeConn itself keeps a small frame: an idle connection's goroutine
-// stack can only shrink to its minimum when everything below the idle wait
-// is shallow (see waitFirstByte).
+// For the smallest idle footprint, run the TLS handshake on a short-lived
+// goroutine and call ServeConn from a fresh one (go c.ServeConn(...)): the
+// stack a handshake grows stays with its goroutine. ServeConn itself keeps
+// a small frame so an idle connection's stack can shrink (see
+// waitFirstByte). A nil info is derived from conn.
 func (c *Core) ServeConn(nc net.Conn, info *ConnInfo) {
 	cn, h2 := c.newConn(nc, info)
 	if cn == nil {
