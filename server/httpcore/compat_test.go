@@ -1,0 +1,109 @@
+package httpcore
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Handlers written for net/http mount unchanged: the reverse proxy and the
+// file server, and a body error met by the proxy still becomes 400/413
+// rather than its 502.
+func TestReverseProxyAndFileServer(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return
+		}
+		w.Header().Set("X-Backend-Host", r.Host)
+		w.Header().Set("X-Forwarded", r.Header.Get("X-Forwarded-For"))
+		io.WriteString(w, "backend:"+r.URL.Path+":"+string(b))
+	}))
+	defer backend.Close()
+	u, _ := url.Parse(backend.URL)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f.txt"), []byte("file body"), 0o644)
+
+	d := NewDispatcher()
+	d.Mount("/api", httputil.NewSingleHostReverseProxy(u))
+	d.Mount("/files", http.FileServer(http.Dir(dir)))
+	ts := startServer(t, d, func(o *Options) { o.MaxRequestBodySize = 16 })
+
+	tests := []struct {
+		name, raw string
+		status    int
+		body      string
+	}{
+		{"proxy GET", "GET /api/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 200, "backend:/x:"},
+		{"proxy POST", "POST /api/p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc", 200, "backend:/p:abc"},
+		{"proxy chunked", "POST /api/c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\n\r\n", 200, "backend:/c:hi"},
+		{"proxy chunked over limit", "POST /api/c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n", 413, ""},
+		{"proxy bad chunk", "POST /api/c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhiXX3\r\nabc\r\n0\r\n\r\n", 400, ""},
+		{"file", "GET /files/f.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 200, "file body"},
+		{"file HEAD", "HEAD /files/f.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 200, ""},
+		{"file missing", "GET /files/nope HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 404, ""},
+		{"file range", "GET /files/f.txt HTTP/1.1\r\nHost: a\r\nRange: bytes=0-3\r\nConnection: close\r\n\r\n", 206, "file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, _ := ts.exchange(t, tt.raw, 2*time.Second)
+			method := "GET"
+			if strings.HasPrefix(tt.raw, "HEAD") {
+				method = "HEAD"
+			}
+			r := parseResponses(t, out, method)[0]
+			b, _ := io.ReadAll(r.Body)
+			if r.StatusCode != tt.status || tt.body != "" && string(b) != tt.body {
+				t.Fatalf("%d %q\n%s", r.StatusCode, b, out)
+			}
+			if tt.name == "file HEAD" && r.ContentLength != 9 {
+				t.Fatalf("HEAD Content-Length %d", r.ContentLength)
+			}
+		})
+	}
+}
+
+// With statistics off the core keeps only its gauges.
+func TestStatsOff(t *testing.T) {
+	ts := startServer(t, Text("x"), func(o *Options) { o.Statistics = false })
+	ts.exchange(t, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nBAD\r\n\r\n", 200*time.Millisecond)
+	st := ts.core.Stats()
+	if st.Enabled || st.Requests != 0 || st.Rejections != nil || st.Workers != nil || st.Threads != 10 || ts.core.st != nil {
+		t.Fatalf("%+v", st)
+	}
+}
+
+// The pool grows past thread_pool on demand, never past thread_pool_max,
+// and shrinks back to thread_pool once the extra workers idle.
+func TestPoolGrowShrink(t *testing.T) {
+	p := newPool(2, 4, -1, time.Second)
+	p.retire = 50 * time.Millisecond
+	var ws []*worker
+	for i := 0; i < 4; i++ {
+		w, err := p.acquire()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, w)
+	}
+	if s := p.snapshot(false); s.threads != 4 || s.idle != 0 {
+		t.Fatalf("grown: %+v", s)
+	}
+	for _, w := range ws {
+		p.release(w)
+	}
+	if s := p.snapshot(false); s.threads != 4 || s.idle != 4 {
+		t.Fatalf("released: %+v", s)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if s := p.snapshot(true); s.threads != 2 || s.idle != 2 || len(s.workers) != 2 {
+		t.Fatalf("shrunk: %+v", s)
+	}
+}
