@@ -1,7 +1,9 @@
 package httpcore
 
 import (
+	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -105,5 +107,58 @@ func TestPoolGrowShrink(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if s := p.snapshot(true); s.threads != 2 || s.idle != 2 || len(s.workers) != 2 {
 		t.Fatalf("shrunk: %+v", s)
+	}
+}
+
+// As with net/http, a request's context ends when ServeHTTP returns, and
+// contexts derived from it follow; Close cancels an in-flight one.
+func TestRequestContext(t *testing.T) {
+	got := make(chan error, 2)
+	entered := make(chan struct{})
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := FromContext(r.Context()); !ok {
+			t.Error("no ConnInfo in the request context")
+		}
+		if r.URL.Path == "/block" {
+			close(entered)
+			<-r.Context().Done()
+			got <- r.Context().Err()
+			return
+		}
+		child, cancel := context.WithCancel(r.Context())
+		go func() {
+			defer cancel()
+			<-child.Done()
+			got <- child.Err()
+		}()
+		if r.Context().Err() != nil {
+			t.Error("canceled too early")
+		}
+		io.WriteString(w, "ok")
+	}), nil)
+	out, _ := ts.exchange(t, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 300*time.Millisecond)
+	if statusOf(t, out) != 200 {
+		t.Fatal(out)
+	}
+	select {
+	case err := <-got:
+		if err != context.Canceled {
+			t.Fatalf("derived context: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("derived context not canceled after ServeHTTP returned")
+	}
+	nc, _ := net.Dial("tcp", ts.addr)
+	defer nc.Close()
+	io.WriteString(nc, "GET /block HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-entered
+	ts.core.Close()
+	select {
+	case err := <-got:
+		if err != context.Canceled {
+			t.Fatalf("after Close: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close did not cancel the in-flight request")
 	}
 }

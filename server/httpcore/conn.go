@@ -86,8 +86,9 @@ type conn struct {
 	rd       connReader
 	wr       connWriter
 	h        head
-	resp     *response       // the exchange in progress
-	raw      syscall.RawConn // the socket under nc, for waiting while idle; nil if none
+	resp     *response              // the exchange in progress
+	cur      atomic.Pointer[reqCtx] // its context, for Close to cancel
+	raw      syscall.RawConn        // the socket under nc, for waiting while idle; nil if none
 	readable func(fd uintptr) bool
 	peek     [1]byte
 
@@ -432,6 +433,7 @@ func (c *Core) rejectBytes(rerr *rejectError, proto string) []byte {
 type exchange struct {
 	req  http.Request
 	url  url.URL
+	ctx  reqCtx
 	resp response
 	body body
 }
@@ -467,7 +469,9 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 			r.TransferEncoding = []string{"chunked"}
 		}
 	}
-	*r = *r.WithContext(cn.ctx)
+	ex.ctx.Context = cn.ctx
+	*r = *r.WithContext(&ex.ctx)
+	cn.cur.Store(&ex.ctx)
 	w := &ex.resp
 	w.init(cn, r)
 	cn.resp = w
@@ -489,10 +493,13 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 		t0 = time.Now()
 	}
 	panicked := cn.runHandler(w, r)
+	cn.cur.Store(nil)
 	if cn.hijacked {
+		// As net/http: a hijacked request's context is left to the handler.
 		c.pool.release(wk)
 		return false
 	}
+	ex.ctx.cancel()
 	keep := w.finish(bd, panicked)
 	if c.st != nil {
 		in, out := cn.rd.n-cn.accIn, cn.wr.n-cn.accOut
