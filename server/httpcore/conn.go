@@ -474,6 +474,7 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 	cn.cur.Store(&ex.ctx)
 	w := &ex.resp
 	w.init(cn, r)
+	w.bd = bd
 	cn.resp = w
 
 	wk, err := c.pool.acquire()

@@ -23,6 +23,7 @@ type response struct {
 	cn  *conn
 	req *http.Request
 	hdr http.Header
+	bd  *body // the request body as the core made it (a handler may wrap r.Body)
 
 	status      int
 	wroteHeader bool // the handler chose a status (WriteHeader or first Write)
@@ -100,7 +101,7 @@ func (w *response) writeInformational(code int) {
 		return
 	}
 	if code == http.StatusContinue {
-		if b, ok := w.req.Body.(*body); ok && b.expectContinue {
+		if b := w.bd; b != nil && b.expectContinue {
 			b.continueSent = true
 		}
 	}
@@ -224,7 +225,7 @@ func (w *response) commit(final bool) {
 	if c.shutting.Load() {
 		w.closeAfter = true
 	}
-	if b, ok := w.req.Body.(*body); ok && !b.done {
+	if b := w.bd; b != nil && !b.done {
 		// Decide now, while Connection: close can still be said, whether
 		// the unread rest of the body will be drained or the connection
 		// closed (as net/http does).
