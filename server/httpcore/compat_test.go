@@ -2,6 +2,7 @@ package httpcore
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -70,6 +71,18 @@ func TestReverseProxyAndFileServer(t *testing.T) {
 			}
 		})
 	}
+	t.Run("proxy keep-alive and pipelining", func(t *testing.T) {
+		out, _ := ts.exchange(t, "GET /api/1 HTTP/1.1\r\nHost: a\r\n\r\nGET /api/2 HTTP/1.1\r\nHost: a\r\n\r\n", 500*time.Millisecond)
+		rs := parseResponses(t, out)
+		if len(rs) != 2 {
+			t.Fatalf("%d responses\n%s", len(rs), out)
+		}
+		for i, r := range rs {
+			if b, _ := io.ReadAll(r.Body); string(b) != "backend:/"+itoa(i+1)+":" {
+				t.Fatalf("response %d: %q", i, b)
+			}
+		}
+	})
 }
 
 // With statistics off the core keeps only its gauges.
@@ -160,5 +173,75 @@ func TestRequestContext(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("Close did not cancel the in-flight request")
+	}
+}
+
+// A client that leaves mid-request cancels the request's context, once the
+// handler watches it; a watching handler does not disturb keep-alive or
+// pipelining (the watcher hands back the next request's first byte).
+func TestClientGoneCancels(t *testing.T) {
+	canceled := make(chan struct{})
+	entered := make(chan struct{}, 4)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		if r.URL.Path == "/wait" {
+			entered <- struct{}{}
+			select {
+			case <-ctx.Done():
+				close(canceled)
+			case <-time.After(5 * time.Second):
+			}
+			return
+		}
+		<-time.After(20 * time.Millisecond) // let the watcher see the next request
+		if ctx.Done() == nil {
+			t.Error("nil Done")
+		}
+		io.WriteString(w, r.URL.Path)
+	})
+	ts := startServer(t, h, nil)
+	nc, _ := net.Dial("tcp", ts.addr)
+	io.WriteString(nc, "GET /wait HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-entered
+	nc.Close()
+	select {
+	case <-canceled:
+	case <-time.After(3 * time.Second):
+		t.Fatal("context not canceled when the client left")
+	}
+
+	nc2, _ := net.Dial("tcp", ts.addr)
+	defer nc2.Close()
+	io.WriteString(nc2, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(10 * time.Millisecond)
+	io.WriteString(nc2, "GET /3 HTTP/1.1\r\nHost: a\r\n\r\n")
+	out, _ := readAll(nc2, 500*time.Millisecond)
+	rs := parseResponses(t, out)
+	if len(rs) != 3 {
+		t.Fatalf("%d responses\n%s", len(rs), out)
+	}
+	for i, r := range rs {
+		if b, _ := io.ReadAll(r.Body); string(b) != "/"+itoa(i+1) {
+			t.Fatalf("response %d: %q", i, b)
+		}
+	}
+
+	c := newCore(t, h, nil)
+	addr, client := startTLS(t, c)
+	client.Transport.(*http.Transport).ForceAttemptHTTP2 = false
+	client.Transport.(*http.Transport).TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	for i := 0; i < 5; i++ {
+		resp, err := client.Get("https://" + addr + "/tls")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "/tls" {
+			t.Fatalf("tls request %d: %q", i, b)
+		}
+	}
+	if st := c.Stats(); st.ConnectionsOpen != 1 {
+		t.Fatalf("keep-alive lost over TLS: %d connections", st.ConnectionsOpen)
 	}
 }

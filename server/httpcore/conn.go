@@ -88,6 +88,7 @@ type conn struct {
 	h        head
 	resp     *response              // the exchange in progress
 	cur      atomic.Pointer[reqCtx] // its context, for Close to cancel
+	w        watch                  // notices a client leaving mid-request
 	raw      syscall.RawConn        // the socket under nc, for waiting while idle; nil if none
 	readable func(fd uintptr) bool
 	peek     [1]byte
@@ -275,7 +276,7 @@ func (cn *conn) serve() {
 			return
 		}
 		cn.h = head{} // keep nothing of the last request while idle
-		if cn.bufs.br.Buffered() == 0 {
+		if cn.bufs.br.Buffered() == 0 && !cn.rd.hasFirst {
 			// Nothing pipelined: go idle without buffers.
 			c.putBufs(cn.bufs)
 			cn.bufs = nil
@@ -470,6 +471,12 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 		}
 	}
 	ex.ctx.Context = cn.ctx
+	if bd == nil && cn.raw != nil && cn.bufs.br.Buffered() == 0 && !cn.rd.hasFirst {
+		cn.armWatch(true)
+		ex.ctx.watched = cn.startWatch
+	} else {
+		cn.armWatch(false)
+	}
 	*r = *r.WithContext(&ex.ctx)
 	cn.cur.Store(&ex.ctx)
 	w := &ex.resp
@@ -495,6 +502,9 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 	}
 	panicked := cn.runHandler(w, r)
 	cn.cur.Store(nil)
+	if !cn.hijacked && cn.stopWatch() {
+		w.closeAfter = true // the client is gone: no keep-alive
+	}
 	if cn.hijacked {
 		// As net/http: a hijacked request's context is left to the handler.
 		c.pool.release(wk)

@@ -21,6 +21,17 @@ type reqCtx struct {
 	done  chan struct{}
 	err   error
 	funcs map[*func()]struct{}
+
+	watched func(*reqCtx) // called once when someone first watches; may be nil
+}
+
+// watching runs the watched hook the first time the context is watched.
+// c.mu is held.
+func (c *reqCtx) watchingLocked() {
+	if w := c.watched; w != nil {
+		c.watched = nil
+		w(c) // lock order: reqCtx.mu, then the connection's watch.mu
+	}
 }
 
 func (c *reqCtx) Done() <-chan struct{} {
@@ -30,6 +41,8 @@ func (c *reqCtx) Done() <-chan struct{} {
 		c.done = make(chan struct{})
 		if c.err != nil {
 			close(c.done)
+		} else {
+			c.watchingLocked()
 		}
 	}
 	return c.done
@@ -51,6 +64,7 @@ func (c *reqCtx) AfterFunc(f func()) (stop func() bool) {
 		return func() bool { return false }
 	}
 	key := &f
+	c.watchingLocked()
 	if c.funcs == nil {
 		c.funcs = make(map[*func()]struct{})
 	}
@@ -73,6 +87,7 @@ func (c *reqCtx) cancel() {
 		return
 	}
 	c.err = context.Canceled
+	c.watched = nil
 	if c.done != nil {
 		close(c.done)
 	}

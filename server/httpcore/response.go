@@ -442,6 +442,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.committed {
 		return nil, nil, errors.New("httpcore: Hijack after the response started")
 	}
+	cn.stopWatch() // a byte it read is still served first by the reader
 	cn.hijacked = true
 	cn.nc.SetDeadline(time.Time{})
 	rw := bufio.NewReadWriter(cn.bufs.br, cn.bufs.bw)
