@@ -525,3 +525,18 @@ func TestValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestResponseTrailers(t *testing.T) {
+	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Sum")
+		io.WriteString(w, "body")
+		w.Header().Set("X-Sum", "42")
+		w.Header().Set(http.TrailerPrefix+"X-Late", "yes")
+	}), nil)
+	out, _ := ts.exchange(t, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 300*time.Millisecond)
+	r := parseResponses(t, out)[0]
+	b, _ := io.ReadAll(r.Body)
+	if string(b) != "body" || r.Trailer.Get("X-Sum") != "42" || r.Trailer.Get("X-Late") != "yes" {
+		t.Fatalf("body %q trailer %v\n%s", b, r.Trailer, out)
+	}
+}

@@ -8,10 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime/debug"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -32,7 +34,8 @@ type bufset struct {
 	bw     *bufio.Writer
 	head   []byte
 	fields []field
-	out    []byte // response body buffered before the head is committed
+	out    []byte      // response body buffered before the head is committed
+	hdr    http.Header // response header map, cleared between requests
 }
 
 const (
@@ -54,6 +57,7 @@ func (c *Core) getBufs(r io.Reader, w io.Writer) *bufset {
 		head:   make([]byte, 0, 1024),
 		fields: make([]field, 0, 16),
 		out:    make([]byte, 0, outBufSize),
+		hdr:    make(http.Header),
 	}
 }
 
@@ -64,6 +68,7 @@ func (c *Core) putBufs(b *bufset) {
 		b.head = make([]byte, 0, 1024)
 	}
 	b.out = b.out[:0]
+	clear(b.hdr)
 	c.bufPool.Put(b)
 }
 
@@ -81,7 +86,13 @@ type conn struct {
 	rd       connReader
 	wr       connWriter
 	h        head
-	resp     *response // the exchange in progress
+	resp     *response              // the exchange in progress
+	cur      atomic.Pointer[reqCtx] // its context, for Close to cancel
+	w        watch                  // notices a client leaving mid-request
+	raw      syscall.RawConn        // the socket under nc, for waiting while idle; nil if none
+	readable func(fd uintptr) bool
+	peek     [1]byte
+
 	hijacked bool
 
 	accIn, accOut int64 // byte counts already attributed to a request
@@ -131,7 +142,33 @@ func (w *connWriter) Write(p []byte) (int, error) {
 // ownership of conn; for TLS it must be an already-handshaken *tls.Conn and
 // info.TLS its state. It is called on the connection's own goroutine and
 // returns when the connection is closed (or hijacked by a handler).
+//
+// For the smallest idle footprint, run the TLS handshake on a short-lived
+// goroutine and call ServeConn from a fresh one (go c.ServeConn(...)): the
+// stack a handshake grows stays with its goroutine. ServeConn itself keeps
+// a small frame so an idle connection's stack can shrink (see
+// waitFirstByte). A nil info is derived from conn.
 func (c *Core) ServeConn(nc net.Conn, info *ConnInfo) {
+	cn, h2 := c.newConn(nc, info)
+	if cn == nil {
+		return
+	}
+	defer c.connDone(cn)
+	if h2 {
+		c.serveH2(cn)
+	} else {
+		cn.serve()
+	}
+}
+
+func (c *Core) connDone(cn *conn) {
+	c.untrack(cn)
+	c.g.connsOpen.Add(-1)
+}
+
+// newConn admits and registers a connection; nil means it was refused
+// (and closed).
+func (c *Core) newConn(nc net.Conn, info *ConnInfo) (*conn, bool) {
 	if info == nil {
 		info = &ConnInfo{Transport: nc.LocalAddr().Network(), LocalAddr: nc.LocalAddr(), RemoteAddr: nc.RemoteAddr()}
 		if tc, ok := nc.(*tls.Conn); ok {
@@ -140,11 +177,11 @@ func (c *Core) ServeConn(nc net.Conn, info *ConnInfo) {
 		}
 	}
 	open := c.g.connsOpen.Add(1)
-	defer c.g.connsOpen.Add(-1)
 	h2 := info.TLS != nil && info.TLS.NegotiatedProtocol == "h2"
 	if open > int64(c.opts.MaxConnections) {
 		c.rejectConn(nc, h2)
-		return
+		c.g.connsOpen.Add(-1)
+		return nil, false
 	}
 	cn := &conn{core: c, nc: nc, info: info}
 	cn.rd.nc = nc
@@ -153,17 +190,34 @@ func (c *Core) ServeConn(nc net.Conn, info *ConnInfo) {
 		cn.remote = info.RemoteAddr.String()
 	}
 	cn.ctx, cn.cancel = context.WithCancel(NewContext(context.Background(), info))
+	cn.raw = rawConn(nc)
+	if cn.raw != nil {
+		cn.readable = func(fd uintptr) bool { return socketReadable(fd, &cn.peek) }
+	}
 	if !c.track(cn) {
 		cn.cancel()
 		nc.Close()
-		return
+		c.g.connsOpen.Add(-1)
+		return nil, false
 	}
-	defer c.untrack(cn)
-	if h2 {
-		c.serveH2(cn)
-		return
+	return cn, h2
+}
+
+// rawConn finds the socket under nc (itself, or under a *tls.Conn).
+func rawConn(nc net.Conn) syscall.RawConn {
+	under := nc
+	if tc, ok := nc.(*tls.Conn); ok {
+		under = tc.NetConn()
 	}
-	cn.serve()
+	sc, ok := under.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
 }
 
 // rejectConn answers a connection past max_connections with a fast 503 and
@@ -204,7 +258,8 @@ func (cn *conn) serve() {
 			}
 			return
 		}
-		fields, rerr := parseHead(raw, cn.bufs.fields, c.opts.MaxRequestBodySize, &cn.h)
+		ex := &exchange{}
+		fields, rerr := parseHead(raw, cn.bufs.fields, c.opts.MaxRequestBodySize, &cn.h, &ex.url)
 		cn.bufs.fields = fields[:0]
 		if rerr != nil {
 			proto := ""
@@ -214,13 +269,14 @@ func (cn *conn) serve() {
 			cn.rejectAndClose(rerr, proto)
 			return
 		}
-		if !cn.serveRequest() || cn.hijacked {
+		if !cn.serveRequest(ex) || cn.hijacked {
 			return
 		}
 		if c.shutting.Load() {
 			return
 		}
-		if cn.bufs.br.Buffered() == 0 {
+		cn.h = head{} // keep nothing of the last request while idle
+		if cn.bufs.br.Buffered() == 0 && !cn.rd.hasFirst {
 			// Nothing pipelined: go idle without buffers.
 			c.putBufs(cn.bufs)
 			cn.bufs = nil
@@ -228,8 +284,17 @@ func (cn *conn) serve() {
 	}
 }
 
-// waitFirstByte is the idle phase: no worker, no buffers, one blocking
-// 1-byte read under socket_timeout. It reports whether a request started.
+// waitFirstByte is the idle phase: no worker, no buffers, and (on TCP and
+// TLS-over-TCP connections) no deep stack either. It reports whether a
+// request started.
+//
+// Blocking in tls.Conn.Read would pin the record-layer call chain on the
+// goroutine's stack, which keeps the stack the handler grew from ever
+// shrinking. Instead the connection waits for readability on the raw
+// socket (syscall.RawConn.Read), a few shallow frames, so the GC can shrink
+// an idle connection's stack to its minimum. A TLS connection may already
+// hold a complete record the socket will never announce again, so a
+// plain read is tried first (see idleRead).
 func (cn *conn) waitFirstByte() bool {
 	c := cn.core
 	cn.state.Store(stateIdle)
@@ -238,8 +303,7 @@ func (cn *conn) waitFirstByte() bool {
 		c.g.connsIdle.Add(-1)
 		return false
 	}
-	cn.nc.SetReadDeadline(time.Now().Add(c.opts.SocketTimeout))
-	n, err := cn.nc.Read(cn.rd.first[:])
+	n, err := cn.idleRead()
 	c.g.connsIdle.Add(-1)
 	if !cn.state.CompareAndSwap(stateIdle, stateActive) {
 		return false // Shutdown closed us while idle
@@ -255,6 +319,39 @@ func (cn *conn) waitFirstByte() bool {
 	cn.bufs = c.getBufs(&cn.rd, &cn.wr)
 	return true
 }
+
+// idleRead reads the first byte of the next request into cn.rd.first.
+//
+// A keep-alive client usually sends its next request at once, so the
+// first idleHotWait is spent in an ordinary blocking read: two syscalls, as
+// cheap as it gets. Only a connection that stays quiet longer moves to the
+// shallow wait on the raw socket. The timed-out read proves the TLS layer
+// holds no complete record, so the socket's readability is the whole truth.
+func (cn *conn) idleRead() (int, error) {
+	timeout := cn.core.opts.SocketTimeout
+	start := time.Now()
+	if cn.raw == nil || timeout <= idleHotWait {
+		cn.nc.SetReadDeadline(start.Add(timeout))
+		return cn.nc.Read(cn.rd.first[:])
+	}
+	cn.nc.SetReadDeadline(start.Add(idleHotWait))
+	n, err := cn.nc.Read(cn.rd.first[:])
+	if n > 0 || !isTimeout(err) {
+		return n, err
+	}
+	cn.nc.SetReadDeadline(start.Add(timeout))
+	if err := cn.raw.Read(cn.readable); err != nil {
+		return 0, err
+	}
+	// Bytes have arrived; a TLS record may still be incomplete, so the read
+	// below may wait for the rest, within socket_timeout.
+	cn.nc.SetReadDeadline(time.Now().Add(timeout))
+	return cn.nc.Read(cn.rd.first[:])
+}
+
+// idleHotWait is how long an idle connection waits in a plain read before
+// moving to the shallow wait.
+const idleHotWait = 100 * time.Millisecond
 
 func (cn *conn) close() {
 	cn.cancel()
@@ -336,16 +433,17 @@ func (c *Core) rejectBytes(rerr *rejectError, proto string) []byte {
 // exchange is one request and its response, allocated together.
 type exchange struct {
 	req  http.Request
+	url  url.URL
+	ctx  reqCtx
 	resp response
 	body body
 }
 
 // serveRequest runs one parsed request through admission, the handler and
 // the response, and reports whether the connection may carry another.
-func (cn *conn) serveRequest() bool {
+func (cn *conn) serveRequest(ex *exchange) bool {
 	c := cn.core
 	h := &cn.h
-	ex := &exchange{}
 	r := &ex.req
 	*r = http.Request{
 		Method:     h.method,
@@ -372,9 +470,18 @@ func (cn *conn) serveRequest() bool {
 			r.TransferEncoding = []string{"chunked"}
 		}
 	}
-	*r = *r.WithContext(cn.ctx)
+	ex.ctx.Context = cn.ctx
+	if bd == nil && cn.raw != nil && cn.bufs.br.Buffered() == 0 && !cn.rd.hasFirst {
+		cn.armWatch(true)
+		ex.ctx.watched = cn.startWatch
+	} else {
+		cn.armWatch(false)
+	}
+	*r = *r.WithContext(&ex.ctx)
+	cn.cur.Store(&ex.ctx)
 	w := &ex.resp
 	w.init(cn, r)
+	w.bd = bd
 	cn.resp = w
 
 	wk, err := c.pool.acquire()
@@ -394,10 +501,16 @@ func (cn *conn) serveRequest() bool {
 		t0 = time.Now()
 	}
 	panicked := cn.runHandler(w, r)
+	cn.cur.Store(nil)
+	if !cn.hijacked && cn.stopWatch() {
+		w.closeAfter = true // the client is gone: no keep-alive
+	}
 	if cn.hijacked {
+		// As net/http: a hijacked request's context is left to the handler.
 		c.pool.release(wk)
 		return false
 	}
+	ex.ctx.cancel()
 	keep := w.finish(bd, panicked)
 	if c.st != nil {
 		in, out := cn.rd.n-cn.accIn, cn.wr.n-cn.accOut
@@ -420,6 +533,9 @@ func (cn *conn) serveRequest() bool {
 		bd.cn = nil
 	}
 	cn.resp = nil
+	if cn.bufs != nil {
+		clear(cn.bufs.hdr)
+	}
 	if !keep {
 		cn.lingerClose()
 	}

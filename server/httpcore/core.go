@@ -188,6 +188,9 @@ func (c *Core) Close() error {
 		cn.state.Store(stateClosing)
 		cn.nc.Close()
 		cn.cancel()
+		if rc := cn.cur.Load(); rc != nil {
+			rc.cancel()
+		}
 	}
 	c.mu.Unlock()
 	return nil

@@ -4,4 +4,27 @@
 //
 // Handlers are plain net/http Handlers, so any Go handler, httputil.ReverseProxy
 // or http.FileServer mounts unchanged.
+//
+// # Design
+//
+// Each connection is served on its own goroutine (Core.ServeConn). While a
+// keep-alive connection waits for its next request it holds nothing but that
+// goroutine and a 1-byte read: no worker, no bufio buffers. When the first
+// byte arrives the connection takes its buffers from a pool, reads and
+// validates the head under request_header_timeout, then acquires a worker
+// slot (thread_pool, growing to thread_pool_max; a full pool queues the
+// request for up to accepted_queue_timeout in a queue of accepted_queue_size,
+// then answers 503) and runs the handler on the same goroutine. Workers are
+// slots rather than goroutines so that admission costs no hand-off.
+//
+// Parsing follows RFC 9110/9112 strictly, because an edge that parses
+// differently from the servers behind it is a request-smuggling hole: every
+// request it refuses gets a status, a short text/plain body, Connection:
+// close, and the connection is closed. One departure from the seeds: a
+// request head over max_request_header_size gets 431 (RFC 6585), not 413.
+// A request line over it gets 414.
+//
+// When TLS ALPN selected "h2", ServeConn hands the connection to
+// golang.org/x/net/http2 with the same handler, worker pool, limits and
+// statistics; h2c is not offered.
 package httpcore

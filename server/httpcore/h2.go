@@ -100,7 +100,7 @@ func (c *Core) serveH2Request(w http.ResponseWriter, r *http.Request) {
 	if c.st != nil {
 		t0 = time.Now()
 	}
-	hw := &h2Writer{ResponseWriter: w}
+	hw := &h2Writer{ResponseWriter: w, server: c.opts.ServerName}
 	if r.Body != nil && r.Body != http.NoBody {
 		lb := &h2Body{rc: r.Body, limit: max, w: hw}
 		r.Body = lb
@@ -155,6 +155,7 @@ func (c *Core) h2Reject(w http.ResponseWriter, rerr *rejectError) {
 // the handler read can still become the response, and adds the Server field.
 type h2Writer struct {
 	http.ResponseWriter
+	server  string // server_name, added unless the handler set Server
 	body    *h2Body
 	started bool
 	dropped bool
@@ -170,6 +171,11 @@ func (w *h2Writer) WriteHeader(code int) {
 	}
 	if code >= 200 {
 		w.started = true
+		if w.server != "" {
+			if h := w.ResponseWriter.Header(); len(h["Server"]) == 0 {
+				h["Server"] = []string{w.server}
+			}
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }

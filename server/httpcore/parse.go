@@ -156,7 +156,10 @@ type head struct {
 // parseHead validates raw (as produced by readHead) and fills h. fields is a
 // reusable scratch slice; the returned one may be kept for the next call.
 // maxBody is max_request_body_size (0: no limit).
-func parseHead(raw []byte, fields []field, maxBody int64, h *head) ([]field, *rejectError) {
+//
+// u is where a plain origin-form target's URL is built (it lives in the
+// request's allocation); other forms get a URL from url.ParseRequestURI.
+func parseHead(raw []byte, fields []field, maxBody int64, h *head, u *url.URL) ([]field, *rejectError) {
 	// Request line: method SP request-target SP HTTP-version.
 	eol := bytesIndexCRLF(raw)
 	if eol < 0 {
@@ -276,7 +279,7 @@ func parseHead(raw []byte, fields []field, maxBody int64, h *head) ([]field, *re
 	} else {
 		h.header = make(http.Header)
 	}
-	if rerr := h.parseTarget(); rerr != nil {
+	if rerr := h.parseTarget(u); rerr != nil {
 		return fields, rerr
 	}
 	if rerr := h.checkFraming(maxBody); rerr != nil {
@@ -287,7 +290,7 @@ func parseHead(raw []byte, fields []field, maxBody int64, h *head) ([]field, *re
 
 // parseTarget checks the request-target form against the method (RFC 9112
 // section 3.2) and builds the URL and Host.
-func (h *head) parseTarget() *rejectError {
+func (h *head) parseTarget(fast *url.URL) *rejectError {
 	t := h.target
 	if strings.IndexByte(t, '#') >= 0 {
 		return errFragment
@@ -311,8 +314,8 @@ func (h *head) parseTarget() *rejectError {
 	}
 	switch {
 	case t[0] == '/':
-		if u := fastURL(t); u != nil {
-			h.url = u
+		if fastURL(t, fast) {
+			h.url = fast
 			return nil
 		}
 		u, err := url.ParseRequestURI(t)
@@ -345,23 +348,24 @@ func hasHTTPScheme(t string) bool {
 // fastURL builds the URL of a plain origin-form target without url.Parse
 // when no byte needs unescaping or re-escaping, which is what url.Parse
 // would produce for it (Path and RawQuery, RawPath empty).
-func fastURL(t string) *url.URL {
+func fastURL(t string, u *url.URL) bool {
 	path, query := t, ""
 	if i := strings.IndexByte(t, '?'); i >= 0 {
 		path, query = t[:i], t[i+1:]
 	}
 	for i := 0; i < len(path); i++ {
 		if !isPlainPathByte(path[i]) {
-			return nil
+			return false
 		}
 	}
 	for i := 0; i < len(query); i++ {
 		b := query[i]
 		if b <= 0x20 || b >= 0x7f {
-			return nil
+			return false
 		}
 	}
-	return &url.URL{Path: path, RawQuery: query}
+	*u = url.URL{Path: path, RawQuery: query}
+	return true
 }
 
 // isPlainPathByte: unreserved, sub-delims (but not those url.EscapedPath

@@ -48,6 +48,7 @@ type pool struct {
 	min, max  int // max < 0: unbounded
 	queueSize int // < 0: unbounded
 	timeout   time.Duration
+	retire    time.Duration // poolIdleRetire; shorter in tests
 
 	mu      sync.Mutex
 	all     map[int]*worker
@@ -58,7 +59,7 @@ type pool struct {
 }
 
 func newPool(min, max, queueSize int, timeout time.Duration) *pool {
-	p := &pool{min: min, max: max, queueSize: queueSize, timeout: timeout, all: make(map[int]*worker)}
+	p := &pool{min: min, max: max, queueSize: queueSize, timeout: timeout, retire: poolIdleRetire, all: make(map[int]*worker)}
 	now := time.Now()
 	for i := 0; i < min; i++ {
 		w := p.newWorkerLocked()
@@ -149,7 +150,7 @@ func (p *pool) release(w *worker) {
 
 // shrinkLocked retires the longest-idle slots above thread_pool.
 func (p *pool) shrinkLocked(now time.Time) {
-	for len(p.all) > p.min && len(p.free) > 0 && now.Sub(p.free[0].idleSince) > poolIdleRetire {
+	for len(p.all) > p.min && len(p.free) > 0 && now.Sub(p.free[0].idleSince) > p.retire {
 		w := p.free[0]
 		copy(p.free, p.free[1:])
 		p.free[len(p.free)-1] = nil

@@ -23,6 +23,7 @@ type response struct {
 	cn  *conn
 	req *http.Request
 	hdr http.Header
+	bd  *body // the request body as the core made it (a handler may wrap r.Body)
 
 	status      int
 	wroteHeader bool // the handler chose a status (WriteHeader or first Write)
@@ -42,9 +43,16 @@ func (w *response) init(cn *conn, r *http.Request) {
 	w.closeAfter = r.Close
 }
 
+// Header returns the response header map. The map is the connection's,
+// cleared and reused for each request: a ResponseWriter (and so its
+// Header) must not be used after ServeHTTP returns.
 func (w *response) Header() http.Header {
 	if w.hdr == nil {
-		w.hdr = make(http.Header)
+		if w.cn.bufs != nil {
+			w.hdr = w.cn.bufs.hdr
+		} else {
+			w.hdr = make(http.Header)
+		}
 	}
 	return w.hdr
 }
@@ -93,7 +101,7 @@ func (w *response) writeInformational(code int) {
 		return
 	}
 	if code == http.StatusContinue {
-		if b, ok := w.req.Body.(*body); ok && b.expectContinue {
+		if b := w.bd; b != nil && b.expectContinue {
 			b.continueSent = true
 		}
 	}
@@ -160,8 +168,7 @@ func (w *response) writeBody(p []byte) error {
 	}
 	bw := w.cn.bufs.bw
 	if w.chunked {
-		var hx [16]byte
-		bw.Write(strconv.AppendUint(hx[:0], uint64(len(p)), 16))
+		bw.Write(strconv.AppendUint(bw.AvailableBuffer(), uint64(len(p)), 16))
 		bw.WriteString("\r\n")
 		bw.Write(p)
 		_, err := bw.WriteString("\r\n")
@@ -182,10 +189,7 @@ func (w *response) writeBody(p []byte) error {
 func (w *response) commit(final bool) {
 	w.committed = true
 	c := w.cn.core
-	hdr := w.hdr
-	if hdr == nil {
-		hdr = http.Header{}
-	}
+	hdr := w.Header()
 	out := w.cn.bufs.out
 	allowed := bodyAllowedForStatus(w.status)
 
@@ -199,6 +203,8 @@ func (w *response) commit(final bool) {
 		}
 	case w.declared >= 0:
 		cl = w.declared
+	case w.proto11 && !w.isHead && len(hdr["Trailer"]) > 0:
+		w.chunked = true // trailers need chunked framing even when the length is known
 	case final && (!w.isHead || w.written > 0):
 		cl = w.written
 	case w.isHead:
@@ -219,7 +225,7 @@ func (w *response) commit(final bool) {
 	if c.shutting.Load() {
 		w.closeAfter = true
 	}
-	if b, ok := w.req.Body.(*body); ok && !b.done {
+	if b := w.bd; b != nil && !b.done {
 		// Decide now, while Connection: close can still be said, whether
 		// the unread rest of the body will be drained or the connection
 		// closed (as net/http does).
@@ -241,9 +247,8 @@ func (w *response) commit(final bool) {
 	}
 	writeStatus(bw, w.status)
 	if _, ok := hdr["Date"]; !ok {
-		var db [40]byte
 		bw.WriteString("Date: ")
-		bw.Write(c.appendDate(db[:0]))
+		bw.Write(c.appendDate(bw.AvailableBuffer()))
 		bw.WriteString("\r\n")
 	}
 	if c.opts.ServerName != "" {
@@ -255,9 +260,8 @@ func (w *response) commit(final bool) {
 	}
 	if cl >= 0 {
 		delete(hdr, "Content-Length")
-		var nb [20]byte
 		bw.WriteString("Content-Length: ")
-		bw.Write(strconv.AppendInt(nb[:0], cl, 10))
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), cl, 10))
 		bw.WriteString("\r\n")
 	}
 	if w.chunked {
@@ -297,26 +301,54 @@ func (w *response) writeFields(bw *bufio.Writer) {
 	slices.Sort(keys)
 	for _, k := range keys {
 		if !isToken(k) {
-			continue
+			continue // including "Trailer:"-prefixed keys, sent after the body
 		}
 		for _, v := range w.hdr[k] {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			for i := 0; i < len(v); i++ {
-				b := v[i]
-				if b == '\r' || b == '\n' || b == 0 {
-					b = ' '
-				}
-				bw.WriteByte(b)
-			}
-			bw.WriteString("\r\n")
+			writeField(bw, k, v)
 		}
 	}
 }
 
+// writeTrailers writes the trailer fields the handler declared in the
+// Trailer header, and those it set under http.TrailerPrefix, with the
+// values it set by the time it returned (the net/http convention).
+func (w *response) writeTrailers(bw *bufio.Writer) {
+	for _, decl := range w.hdr["Trailer"] {
+		for k := range strings.SplitSeq(decl, ",") {
+			k = http.CanonicalHeaderKey(trimOWS(k))
+			if !isToken(k) {
+				continue
+			}
+			for _, v := range w.hdr[k] {
+				writeField(bw, k, v)
+			}
+		}
+	}
+	for k, vs := range w.hdr {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && isToken(name) {
+			for _, v := range vs {
+				writeField(bw, name, v)
+			}
+		}
+	}
+}
+
+func writeField(bw *bufio.Writer, k, v string) {
+	bw.WriteString(k)
+	bw.WriteString(": ")
+	for i := 0; i < len(v); i++ {
+		b := v[i]
+		if b == '\r' || b == '\n' || b == 0 {
+			b = ' '
+		}
+		bw.WriteByte(b)
+	}
+	bw.WriteString("\r\n")
+}
+
 func writeStatus(bw *bufio.Writer, code int) {
-	var nb [8]byte
-	bw.Write(strconv.AppendInt(nb[:0], int64(code), 10))
+	// AvailableBuffer: appending into the writer's own buffer allocates nothing.
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(code), 10))
 	bw.WriteByte(' ')
 	text := http.StatusText(code)
 	if text == "" {
@@ -355,8 +387,11 @@ func (w *response) finish(bd *body, panicked bool) bool {
 	}
 	if !w.committed {
 		w.commit(true)
-	} else if w.chunked && w.err == nil {
-		cn.bufs.bw.WriteString("0\r\n\r\n")
+	}
+	if w.chunked && w.err == nil {
+		cn.bufs.bw.WriteString("0\r\n")
+		w.writeTrailers(cn.bufs.bw)
+		cn.bufs.bw.WriteString("\r\n")
 	}
 	if w.err == nil {
 		w.err = cn.bufs.bw.Flush()
@@ -407,6 +442,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.committed {
 		return nil, nil, errors.New("httpcore: Hijack after the response started")
 	}
+	cn.stopWatch() // a byte it read is still served first by the reader
 	cn.hijacked = true
 	cn.nc.SetDeadline(time.Time{})
 	rw := bufio.NewReadWriter(cn.bufs.br, cn.bufs.bw)

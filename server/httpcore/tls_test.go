@@ -97,7 +97,7 @@ func TestTLSAndH2(t *testing.T) {
 				}
 				b, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode != 200 || string(b) != "hello" || resp.Header.Get("X-ALPN") != proto {
+				if resp.StatusCode != 200 || string(b) != "hello" || resp.Header.Get("X-ALPN") != proto || resp.Header.Get("Server") != "tlsedge" {
 					t.Fatalf("%d %q %v", resp.StatusCode, b, resp.Header)
 				}
 			}
@@ -120,6 +120,10 @@ func TestTLSAndH2(t *testing.T) {
 				t.Fatalf("streamed over limit: %d", resp.StatusCode)
 			}
 			st := c.Stats()
+			for i := 0; i < 100 && st.Requests < 4; i++ { // the figures land just after the response
+				time.Sleep(10 * time.Millisecond)
+				st = c.Stats()
+			}
 			if st.Requests < 4 || st.BytesRead == 0 || st.BytesWritten == 0 {
 				t.Fatalf("stats %+v", st)
 			}
@@ -174,5 +178,47 @@ func TestH2Shutdown(t *testing.T) {
 	defer cancel()
 	if err := c.Shutdown(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A keep-alive connection quiet for longer than the hot wait moves to the
+// shallow socket wait; its next request must still be served, over TCP and
+// over TLS.
+func TestIdleThenRequest(t *testing.T) {
+	ts := startServer(t, Text("ok"), nil)
+	nc, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for i := 0; i < 3; i++ {
+		io.WriteString(nc, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		out, _ := readAll(nc, 100*time.Millisecond)
+		if statusOf(t, out) != 200 {
+			t.Fatalf("tcp request %d: %q", i, out)
+		}
+		time.Sleep(idleHotWait + 150*time.Millisecond)
+	}
+	c := newCore(t, Text("ok"), nil)
+	addr, client := startTLS(t, c)
+	client.Transport.(*http.Transport).ForceAttemptHTTP2 = false
+	client.Transport.(*http.Transport).TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	for i := 0; i < 3; i++ {
+		resp, err := client.Get("https://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("tls request %d: %d", i, resp.StatusCode)
+		}
+		time.Sleep(idleHotWait + 150*time.Millisecond)
+	}
+	if st := c.Stats(); st.Requests != 3 || st.Accepts != 0 && st.ConnectionsOpen != 1 {
+		t.Fatalf("%+v", st)
+	}
+	if st := c.Stats(); st.ConnectionsOpen != 1 {
+		t.Fatalf("requests did not share one connection: %d open", st.ConnectionsOpen)
 	}
 }

@@ -1,0 +1,214 @@
+// Command server is the load-benchmark subject of bench/core.sh: it serves a
+// fixed "hello" over TLS (h2 and http/1.1 by ALPN) with either the httpcore
+// engine or plain net/http, from the same certificate and the same handler,
+// so the two differ only in the engine. It also holds the tools the script
+// needs around it: minting that certificate and opening idle TLS
+// keep-alive connections for the memory figure.
+//
+//	server -gencert DIR                     write DIR/cert.pem and DIR/key.pem
+//	server -mode httpcore|nethttp -cert F -key F -addr 127.0.0.1:8443
+//	server -mode idle -addr HOST:PORT -n 1000
+//
+// The serving modes print "ready ADDR" once listening. SIGUSR1 runs a GC and
+// returns freed memory to the OS, so the script reads a comparable VmRSS.
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"syscall"
+	"time"
+
+	"tlsedge/server/httpcore"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "bench server:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	mode := fs.String("mode", "httpcore", "httpcore, nethttp or idle")
+	addr := fs.String("addr", "127.0.0.1:0", "listen address (idle: server address)")
+	certFile := fs.String("cert", "", "PEM certificate")
+	keyFile := fs.String("key", "", "PEM private key")
+	gencert := fs.String("gencert", "", "write a self-signed cert.pem and key.pem into this directory and exit")
+	n := fs.Int("n", 1000, "idle: connections to open")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *gencert != "" {
+		return genCert(*gencert)
+	}
+	if *mode == "idle" {
+		return idle(*addr, *n)
+	}
+	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+	if err != nil {
+		return fmt.Errorf("loading certificate: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	go gcOnSignal()
+	handler := httpcore.Text("hello")
+	fmt.Printf("ready %s\n", ln.Addr())
+	switch *mode {
+	case "nethttp":
+		srv := &http.Server{Handler: handler, TLSConfig: cfg, IdleTimeout: 120 * time.Second}
+		return srv.ServeTLS(ln, "", "")
+	case "httpcore":
+		o := httpcore.DefaultOptions()
+		o.Handler = handler
+		o.SocketTimeout = 120 * time.Second
+		o.MaxConnections = 100000
+		core, err := httpcore.New(o)
+		if err != nil {
+			return err
+		}
+		return serveCore(ln, cfg, core)
+	}
+	return fmt.Errorf("unknown mode %q", *mode)
+}
+
+// serveCore is a minimal accept loop in the shape the server package uses:
+// the handshake runs on a short-lived goroutine and the connection is served
+// from a fresh one, so the stack the handshake grew is not kept by every
+// idle connection.
+func serveCore(ln net.Listener, cfg *tls.Config, core *httpcore.Core) error {
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		core.CountAccept()
+		go func() {
+			tc := tls.Server(nc, cfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := tc.HandshakeContext(ctx)
+			cancel()
+			if err != nil {
+				core.CountSocketError()
+				nc.Close()
+				return
+			}
+			st := tc.ConnectionState()
+			info := &httpcore.ConnInfo{Transport: "tcp", LocalAddr: nc.LocalAddr(), RemoteAddr: nc.RemoteAddr(), TLS: &st}
+			go core.ServeConn(tc, info)
+		}()
+	}
+}
+
+// gcOnSignal: SIGUSR1 collects garbage and returns it to the OS; SIGUSR2
+// also prints where the memory is (stacks, heap, goroutines) on stderr.
+//
+// SIGHUP starts, and the next SIGHUP stops, a CPU profile written to
+// $BENCH_CPU_PROFILE.
+func gcOnSignal() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP)
+	var prof *os.File
+	for sig := range ch {
+		if sig == syscall.SIGHUP {
+			if prof != nil {
+				pprof.StopCPUProfile()
+				prof.Close()
+				prof = nil
+			} else if p := os.Getenv("BENCH_CPU_PROFILE"); p != "" {
+				if f, err := os.Create(p); err == nil && pprof.StartCPUProfile(f) == nil {
+					prof = f
+				}
+			}
+			continue
+		}
+		debug.FreeOSMemory()
+		if sig == syscall.SIGUSR2 {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			fmt.Fprintf(os.Stderr, "goroutines %d stack_inuse %d heap_inuse %d heap_objects %d sys %d\n",
+				runtime.NumGoroutine(), ms.StackInuse, ms.HeapInuse, ms.HeapObjects, ms.Sys)
+			if p := os.Getenv("BENCH_HEAP_PROFILE"); p != "" {
+				if f, err := os.Create(p); err == nil {
+					pprof.Lookup("heap").WriteTo(f, 0)
+					f.Close()
+				}
+			}
+		}
+	}
+}
+
+// idle opens n TLS connections, sends one keep-alive request on each, reads
+// the response and then holds them idle until killed.
+func idle(addr string, n int) error {
+	cfg := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}
+	conns := make([]net.Conn, 0, n)
+	req := []byte("GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+	buf := make([]byte, 4096)
+	for i := 0; i < n; i++ {
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			return fmt.Errorf("connection %d: %w", i, err)
+		}
+		if _, err := c.Write(req); err != nil {
+			return err
+		}
+		if _, err := c.Read(buf); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		conns = append(conns, c)
+	}
+	fmt.Printf("idle %d\n", len(conns))
+	select {}
+}
+
+func genCert(dir string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return err
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+}
