@@ -48,7 +48,13 @@ func TestConcurrentClients(t *testing.T) {
 		}(g)
 	}
 	wg.Wait()
+	// A request is counted once its response is out, which the client may
+	// see a moment before the counter moves.
 	st := ts.core.Stats()
+	for deadline := time.Now().Add(2 * time.Second); st.Requests != uint64(ok.Load()) && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		st = ts.core.Stats()
+	}
 	if ok.Load()+busy.Load() != 32*25 || st.Requests != uint64(ok.Load()) || st.Threads > 4 {
 		t.Fatalf("ok %d busy %d; stats requests %d threads %d", ok.Load(), busy.Load(), st.Requests, st.Threads)
 	}
