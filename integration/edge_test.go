@@ -31,6 +31,7 @@ type upstream struct {
 	inFlight atomic.Int64
 	mu       sync.Mutex
 	headers  []http.Header
+	paths    []string
 }
 
 func startUpstream(t *testing.T) *upstream {
@@ -41,6 +42,7 @@ func startUpstream(t *testing.T) *upstream {
 		u.seen.Add(1)
 		u.mu.Lock()
 		u.headers = append(u.headers, r.Header.Clone())
+		u.paths = append(u.paths, r.URL.Path)
 		u.mu.Unlock()
 		io.Copy(io.Discard, r.Body)
 		if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil {
@@ -219,4 +221,10 @@ func TestGracefulStopUnderLoad(t *testing.T) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func (u *upstream) sawPath(p string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Contains(u.paths, p)
 }
