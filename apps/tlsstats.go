@@ -43,6 +43,11 @@ func AdapterTLSStats(adapter func() tlsadapter.Adapter, extra func() []CertStatu
 				}
 			}
 		}
+		if l, ok := a.(tlsadapter.CertificateLister); ok {
+			for _, c := range l.Certificates() {
+				s.Certificates = append(s.Certificates, CertStatus{Name: c.Name, Source: c.Source, NotAfter: c.NotAfter})
+			}
+		}
 		if extra != nil {
 			s.Certificates = append(s.Certificates, extra()...)
 		}

@@ -110,3 +110,17 @@ func (a *files) Close() error {
 	})
 	return nil
 }
+
+// Certificates implements CertificateLister: the pairs loaded now.
+func (a *files) Certificates() []CertInfo {
+	if a.store == nil {
+		return nil
+	}
+	var out []CertInfo
+	for _, p := range a.store.Current().Pairs {
+		if leaf := p.TLS.Leaf; leaf != nil {
+			out = append(out, CertInfo{Name: leafName(leaf), Source: "file", NotAfter: leaf.NotAfter})
+		}
+	}
+	return out
+}

@@ -16,7 +16,7 @@ import (
 // policy, sniffing and statistics are the shared Wrapper's, as for builtin.
 type internalAdapter struct {
 	*Wrapper
-	ca *certs.DevCA
+	src devCASource
 }
 
 // DevCADir is where the internal module keeps its CA under a data directory.
@@ -43,11 +43,11 @@ func newInternal(_ context.Context, p Params) (Adapter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &internalAdapter{Wrapper: w, ca: ca}, nil
+	return &internalAdapter{Wrapper: w, src: src}, nil
 }
 
 // CAFile is the CA certificate clients should trust.
-func (a *internalAdapter) CAFile() string { return a.ca.CertFile() }
+func (a *internalAdapter) CAFile() string { return a.src.ca.CertFile() }
 
 // Reload re-reads the TLS policy; the CA and its leaves need no reload.
 func (a *internalAdapter) Reload(context.Context) error { return a.ReloadPolicy() }
@@ -70,3 +70,12 @@ func (s devCASource) HasName(host string) bool {
 // CAFiler is implemented by adapters whose certificates chain to a local CA
 // that clients must be told to trust.
 type CAFiler interface{ CAFile() string }
+
+// Certificates implements CertificateLister: the leaf the local CA issued.
+func (a *internalAdapter) Certificates() []CertInfo {
+	c, err := a.src.ca.Certificate(a.src.names...)
+	if err != nil || c.Leaf == nil {
+		return nil
+	}
+	return []CertInfo{{Name: leafName(c.Leaf), Source: "internal", NotAfter: c.Leaf.NotAfter}}
+}

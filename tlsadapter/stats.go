@@ -2,6 +2,7 @@ package tlsadapter
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -156,4 +157,29 @@ func (r *rateLog) log1(ctx context.Context, level slog.Level, msg string, args .
 	}
 	r.mu.Unlock()
 	r.log.Log(ctx, level, msg, args...)
+}
+
+// CertInfo describes one certificate an adapter serves, for the status page
+// and metrics (days left before expiry).
+type CertInfo struct {
+	Name     string    // the first DNS name or IP of the leaf, else its CN
+	Source   string    // "file", "internal" or "acme"
+	NotAfter time.Time // the leaf's expiry
+}
+
+// CertificateLister is implemented by adapters that can list the
+// certificates they serve now.
+type CertificateLister interface {
+	Certificates() []CertInfo
+}
+
+// leafName names a certificate by what it is served for.
+func leafName(c *x509.Certificate) string {
+	switch {
+	case len(c.DNSNames) > 0:
+		return c.DNSNames[0]
+	case len(c.IPAddresses) > 0:
+		return c.IPAddresses[0].String()
+	}
+	return c.Subject.CommonName
 }
