@@ -145,3 +145,20 @@ func BenchmarkParseHeadFields(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWriteString: a small io.WriteString answer allocates nothing in
+// the response writer.
+func BenchmarkKeepAliveWriteString(b *testing.B) {
+	o := DefaultOptions()
+	o.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		io.WriteString(w, "hello")
+	})
+	c, err := New(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	c.ServeConn(&memConn{r: &repeatReader{req: []byte(benchHead), n: b.N}, w: io.Discard}, &ConnInfo{Transport: "tcp"})
+}

@@ -156,8 +156,17 @@ func (w *response) Write(p []byte) (int, error) {
 	return n, over
 }
 
+// WriteString (io.StringWriter) buffers s without converting it when it
+// fits before the head is committed, the common case of a small answer.
 func (w *response) WriteString(s string) (int, error) {
-	// The []byte conversion does not escape Write's buffer on the fast path.
+	if w.wroteHeader && !w.committed && !w.isHead && w.err == nil && !w.cn.hijacked &&
+		w.declared < 0 && bodyAllowedForStatus(w.status) {
+		if out := w.cn.bufs.out; len(out)+len(s) <= cap(out) {
+			w.cn.bufs.out = append(out, s...)
+			w.written += int64(len(s))
+			return len(s), nil
+		}
+	}
 	return w.Write([]byte(s))
 }
 
