@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 
 	"github.com/spf13/pflag"
 
@@ -18,20 +19,25 @@ import (
 // startControl binds the control socket and serves its JSON API: statistics,
 // reload, stop and the effective configuration, for root and the allowed
 // uids and gids only.
-func startControl(o *Options, e *server.Engine, log *slog.Logger, stop chan<- struct{}) (*control.Server, error) {
+// reload is the command's reload; mu guards o, which a reload replaces.
+func startControl(o *Options, e *server.Engine, log *slog.Logger, stop chan<- struct{}, reload func(context.Context) error, mu *sync.Mutex) (*control.Server, error) {
 	cs, err := control.New(control.Config{
 		Options: o.Process.Control,
 		Logger:  log,
 		Callbacks: control.Callbacks{
 			Stats:  func() any { return engineStats(e) },
-			Reload: e.Reload,
+			Reload: reload,
 			Stop: func() {
 				select {
 				case stop <- struct{}{}:
 				default:
 				}
 			},
-			Config: func() any { return effectiveConfig(o) },
+			Config: func() any {
+				mu.Lock()
+				defer mu.Unlock()
+				return effectiveConfig(o)
+			},
 		},
 	})
 	if err != nil {

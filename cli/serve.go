@@ -11,9 +11,11 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"tlsedge/apps"
+	"tlsedge/config"
 	"tlsedge/control"
 	"tlsedge/server"
 	"tlsedge/server/httpcore"
@@ -43,8 +45,18 @@ type nopCloser struct{}
 
 func (nopCloser) Close() error { return nil }
 
-// engine builds the servers the options describe.
-func buildEngine(o *Options, log *slog.Logger, logs *accessLogs) (*server.Engine, error) {
+// edge is the running set of servers and what the command keeps for each:
+// its metrics, which outlive configuration reloads.
+type edge struct {
+	*server.Engine
+	log     *slog.Logger
+	logs    *accessLogs
+	reg     *tlsadapter.Registry
+	metrics map[string]*apps.Metrics // by server name
+}
+
+// buildEngine builds the servers the options describe.
+func buildEngine(o *Options, log *slog.Logger, logs *accessLogs) (*edge, error) {
 	if o.Process.DataDir == "" {
 		d, err := server.DefaultDataDir()
 		if err != nil {
@@ -52,20 +64,22 @@ func buildEngine(o *Options, log *slog.Logger, logs *accessLogs) (*server.Engine
 		}
 		o.Process.DataDir = d
 	}
-	reg := tlsadapter.NewRegistry()
 	inherited, err := systemdListeners(o)
 	if err != nil {
 		return nil, err
 	}
-	e := &server.Engine{}
+	e := &edge{Engine: &server.Engine{}, log: log, logs: logs, reg: tlsadapter.NewRegistry(), metrics: map[string]*apps.Metrics{}}
 	for i, c := range o.Servers() {
-		c.Registry, c.DataDir, c.Logger = reg, o.Process.DataDir, log
-		if len(c.Mount) == 0 && len(c.Handlers) == 0 {
-			c.Handlers = map[string]http.Handler{"/": welcomeHandler()}
-		}
 		c.Listeners = inherited[i]
-		s, err := newServer(c, log, logs)
-		if err != nil {
+		var s *server.Server // the metrics read it at the first scrape, after New
+		e.metrics[c.Name] = apps.NewMetrics(apps.Sources{
+			Core: func() httpcore.Stats { return s.Stats() },
+			TLS:  apps.AdapterTLSStats(func() tlsadapter.Adapter { return s.Adapter() }, nil),
+		})
+		if err := e.wire(&c, o); err != nil {
+			return nil, err
+		}
+		if s, err = server.New(c); err != nil {
 			return nil, err
 		}
 		e.Subscribe(s)
@@ -73,23 +87,68 @@ func buildEngine(o *Options, log *slog.Logger, logs *accessLogs) (*server.Engine
 	return e, nil
 }
 
-// newServer builds one server with the apps its mounts name, its metrics
-// (for status: mounts) and its access log.
-func newServer(c server.Config, log *slog.Logger, logs *accessLogs) (*server.Server, error) {
-	var s *server.Server // the metrics read it at the first scrape, after New
-	m := apps.NewMetrics(apps.Sources{
-		Core: func() httpcore.Stats { return s.Stats() },
-		TLS:  apps.AdapterTLSStats(func() tlsadapter.Adapter { return s.Adapter() }, nil),
-	})
-	al, err := logs.open(c.Apps)
-	if err != nil {
-		return nil, fmt.Errorf("%saccess_log: %w", serverPrefix(c), err)
+// wire gives a server config what the command adds to the options: the SSL
+// adapters, the data directory, the logger, the apps its mounts name (or the
+// welcome page), its metrics and its access log.
+func (e *edge) wire(c *server.Config, o *Options) error {
+	c.Registry, c.DataDir, c.Logger = e.reg, o.Process.DataDir, e.log
+	if len(c.Mount) == 0 && len(c.Handlers) == 0 {
+		c.Handlers = map[string]http.Handler{"/": welcomeHandler()}
 	}
-	env := apps.Env{Logger: log, Options: c.Apps, Metrics: m}
+	al, err := e.logs.open(c.Apps)
+	if err != nil {
+		return fmt.Errorf("%saccess_log: %w", serverPrefix(*c), err)
+	}
+	m := e.metrics[c.Name]
+	env := apps.Env{Logger: e.log, Options: c.Apps, Metrics: m}
 	c.Targets = func(target string) (http.Handler, error) { return apps.New(target, env) }
 	c.Middleware = func(h http.Handler) http.Handler { return al.Wrap(m.Wrap(h)) }
-	s, err = server.New(c)
-	return s, err
+	return nil
+}
+
+// reconfigure applies a freshly read configuration (file and flags) to the
+// running servers. Process options and the set of servers cannot change
+// without a restart; each server refuses changes to its sockets. Everything
+// is checked before anything is applied.
+func (e *edge) reconfigure(ctx context.Context, args []string, o *Options) (*Options, error) {
+	next, err := Load(args, io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	if err := next.Validate(); err != nil {
+		return nil, err
+	}
+	next.Process.DataDir = o.Process.DataDir
+	var changed []string
+	cur, nxt := config.Fields(&o.Process), config.Fields(&next.Process)
+	for i := range cur {
+		if cur[i].String() != nxt[i].String() {
+			changed = append(changed, "engine."+cur[i].Name)
+		}
+	}
+	if len(changed) > 0 {
+		return nil, fmt.Errorf("%s changed: restart tlsedge to apply", strings.Join(changed, ", "))
+	}
+	servers, configs := e.Servers(), next.Servers()
+	for i, c := range configs {
+		if len(configs) != len(servers) || servers[i].Config().Name != c.Name {
+			return nil, errors.New("servers were added or removed: restart tlsedge to apply")
+		}
+	}
+	for i := range configs {
+		configs[i].Listeners = servers[i].Config().Listeners
+		if err := e.wire(&configs[i], next); err != nil {
+			return nil, err
+		}
+		if _, err := server.New(configs[i]); err != nil { // checks without binding
+			return nil, err
+		}
+	}
+	var errs []error
+	for i, s := range servers {
+		errs = append(errs, s.Reconfigure(ctx, configs[i]))
+	}
+	return next, errors.Join(errs...)
 }
 
 func serverPrefix(c server.Config) string {
@@ -147,12 +206,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return daemonize(stderr)
 	}
 	ready := newReadyReporter() // tells a daemonizing parent how start-up went
-	err = serveForeground(ctx, o, stdout, stderr, ready)
+	err = serveForeground(ctx, args, o, stdout, stderr, ready)
 	ready.fail(err)
 	return err
 }
 
-func serveForeground(ctx context.Context, o *Options, stdout, stderr io.Writer, ready *readyReporter) error {
+func serveForeground(ctx context.Context, args []string, o *Options, stdout, stderr io.Writer, ready *readyReporter) error {
 	log, closer, err := newLogger(&o.Process, stderr)
 	if err != nil {
 		return err
@@ -170,13 +229,39 @@ func serveForeground(ctx context.Context, o *Options, stdout, stderr io.Writer, 
 	if err != nil {
 		return err
 	}
+	// reload re-reads the config file (or, without one, the certificates) and
+	// applies it; on any error everything keeps serving as it was. SIGHUP and
+	// the control socket both come here, one at a time.
+	var reloadMu sync.Mutex
+	reload := func(ctx context.Context) error {
+		reloadMu.Lock()
+		defer reloadMu.Unlock()
+		sdNotify("RELOADING=1")
+		defer sdNotify("READY=1")
+		if o.Process.Config == "" {
+			if err := e.Reload(ctx); err != nil {
+				log.Error("reload failed; still serving the previous certificates", "err", err)
+				return err
+			}
+			log.Info("reloaded")
+			return nil
+		}
+		next, err := e.reconfigure(ctx, args, o)
+		if err != nil {
+			log.Error("reload failed; still serving the previous configuration", "config", o.Process.Config, "err", err)
+			return err
+		}
+		*o = *next
+		log.Info("reloaded", "config", o.Process.Config)
+		return nil
+	}
 	ctlStop := make(chan struct{}, 1)
 	var ctlServer *control.Server
 	// Between binding and serving: the control socket is bound too, then
 	// root is given up.
 	beforeServe := func() error {
 		if o.Process.Control.Enabled() {
-			cs, err := startControl(o, e, log, ctlStop)
+			cs, err := startControl(o, e.Engine, log, ctlStop, reload, &reloadMu)
 			if err != nil {
 				return err
 			}
@@ -208,7 +293,7 @@ func serveForeground(ctx context.Context, o *Options, stdout, stderr io.Writer, 
 		logServer(log, s)
 	}
 	var banner strings.Builder
-	printBanner(&banner, e)
+	printBanner(&banner, e.Engine)
 	fmt.Fprint(stdout, banner.String())
 	sdNotify("READY=1\nMAINPID=" + strconv.Itoa(os.Getpid()))
 	ready.ok(banner.String())
@@ -221,13 +306,7 @@ func serveForeground(ctx context.Context, o *Options, stdout, stderr io.Writer, 
 			switch sig {
 			case syscall.SIGHUP:
 				log.Info("reloading (SIGHUP)")
-				sdNotify("RELOADING=1")
-				if err := e.Reload(ctx); err != nil {
-					log.Error("reload failed; still serving the previous certificates", "err", err)
-				} else {
-					log.Info("reloaded")
-				}
-				sdNotify("READY=1")
+				reload(ctx)
 			case syscall.SIGUSR1:
 				if err := logs.reopen(); err != nil {
 					log.Error("reopening access logs failed; still writing the old files", "err", err)

@@ -17,28 +17,36 @@ func newCore(c *Config, h http.Handler, log *slog.Logger, bind net.Addr) (*httpc
 	return httpcore.New(o)
 }
 
-// buildHandler assembles the mount table: Go handlers and --mount specs.
-func buildHandler(c *Config) (http.Handler, error) {
+// buildHandler assembles the mount table: Go handlers and --mount specs. It
+// returns the handlers it resolved from specs too, for the caller to close
+// when they are retired (proxies hold pooled connections, dir: an open root).
+func buildHandler(c *Config) (http.Handler, []http.Handler, error) {
 	d := httpcore.NewDispatcher()
+	var resolved []http.Handler
+	fail := func(err error) (http.Handler, []http.Handler, error) {
+		closeMounts(resolved)
+		return nil, nil, err
+	}
 	for prefix, h := range c.Handlers {
 		if err := d.Mount(prefix, h); err != nil {
-			return nil, err
+			return fail(err)
 		}
 	}
 	for _, spec := range c.Mount {
 		prefix, target, err := httpcore.ParseMount(spec)
 		if err != nil {
-			return nil, fmt.Errorf("%smount: %w", c.keyPrefix(), err)
+			return fail(fmt.Errorf("%smount: %w", c.keyPrefix(), err))
 		}
 		h, err := resolveTarget(c, target)
 		if err != nil {
-			return nil, fmt.Errorf("%smount %s: %w", c.keyPrefix(), spec, err)
+			return fail(fmt.Errorf("%smount %s: %w", c.keyPrefix(), spec, err))
 		}
+		resolved = append(resolved, h)
 		if err := d.Mount(prefix, h); err != nil {
-			return nil, fmt.Errorf("%smount %s: %w", c.keyPrefix(), spec, err)
+			return fail(fmt.Errorf("%smount %s: %w", c.keyPrefix(), spec, err))
 		}
 	}
-	return d, nil
+	return d, resolved, nil
 }
 
 func resolveTarget(c *Config, target string) (http.Handler, error) {

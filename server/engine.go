@@ -119,8 +119,8 @@ func (e *Engine) Wait(ctx context.Context) error {
 }
 
 func (s *Server) displayName() string {
-	if s.cfg.Name == "" {
-		return "main"
+	if name := s.Config().Name; name != "" {
+		return name
 	}
-	return s.cfg.Name
+	return "main"
 }

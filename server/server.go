@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,11 +39,9 @@ type Server struct {
 // run is everything one Start creates and the matching Stop tears down.
 type run struct {
 	lns     []*listener
-	adapter tlsadapter.Adapter
-	core    *httpcore.Core
-	peers   *policy.PeerPolicy // accept-time peer-credential policy; nil allows all
-	names   *peercred.Resolver // nil unless peercreds_resolve
-	ctx     context.Context    // cancelled on stop: in-flight handshakes end
+	gen     atomic.Pointer[gen] // the configuration in service
+	retired sync.WaitGroup      // earlier generations still draining
+	ctx     context.Context     // cancelled on stop: in-flight handshakes end
 	cancel  context.CancelFunc
 	loops   sync.WaitGroup // accept loops
 	conns   sync.WaitGroup // connection goroutines
@@ -75,7 +74,11 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Config returns a copy of the server's configuration.
-func (s *Server) Config() Config { return s.cfg }
+func (s *Server) Config() Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}
 
 // Listen binds the listeners and builds the SSL adapter and the request core
 // without accepting yet, so a caller can drop privileges between binding and
@@ -117,7 +120,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	// The ACME module may need its start-up orders validated by tls-alpn-01
 	// probes answered on this very listener, so it obtains only now.
-	if st, ok := r.adapter.(tlsadapter.ACMEStarter); ok {
+	if st, ok := r.gen.Load().adapter.(tlsadapter.ACMEStarter); ok {
 		if err := st.Start(ctx); err != nil {
 			s.running = nil
 			s.stop(ctx, r)
@@ -129,54 +132,21 @@ func (s *Server) Start(ctx context.Context) error {
 }
 
 func (s *Server) start(ctx context.Context) (*run, error) {
-	var names *peercred.Resolver
-	if s.cfg.Peer.PeercredsResolve {
-		names = peercred.NewResolver(peercred.ResolverConfig{Logger: s.log})
-	}
-	peers, err := policy.NewPeerPolicy(s.cfg.Peer, policy.PeerPolicyConfig{Resolver: names, Logger: s.log})
-	if err != nil {
-		return nil, fmt.Errorf("%speercreds: %w", s.cfg.keyPrefix(), err)
-	}
-	handler, err := buildHandler(&s.cfg)
-	if err != nil {
-		return nil, err
-	}
-	handler = identityGuard(handler, peers)
-	if s.cfg.Middleware != nil {
-		handler = s.cfg.Middleware(handler)
-	}
-	handler = policy.HSTS(handler, s.cfg.TLS.HSTS())
 	lns, err := listen(ctx, &s.cfg)
 	if err != nil {
 		return nil, err
 	}
-	closeAll := func() {
+	g, err := s.newGen(ctx, &s.cfg, lns, nil)
+	if err != nil {
 		for _, l := range lns {
 			l.Close()
 		}
-	}
-	host, port := s.cfg.SocketHost, 0
-	if a, ok := lns[0].Addr().(*net.TCPAddr); ok {
-		port = a.Port
-	} else {
-		host = ""
-	}
-	adapter, err := s.cfg.Registry.New(ctx, s.cfg.TLS.SSLModule, tlsadapter.Params{
-		Options: s.cfg.TLS, Logger: s.log, Hosts: s.hosts(), Host: host, Port: port,
-		DataDir: s.cfg.DataDir, TLSConfig: s.cfg.TLSConfig,
-	})
-	if err != nil {
-		closeAll()
-		return nil, fmt.Errorf("%sssl_module %s: %w", s.cfg.keyPrefix(), s.cfg.TLS.SSLModule, err)
-	}
-	core, err := newCore(&s.cfg, handler, s.log, lns[0].Addr())
-	if err != nil {
-		adapter.Close()
-		closeAll()
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	return &run{lns: lns, adapter: adapter, core: core, peers: peers, names: names, ctx: rctx, cancel: cancel, done: make(chan struct{})}, nil
+	r := &run{lns: lns, ctx: rctx, cancel: cancel, done: make(chan struct{})}
+	r.gen.Store(g)
+	return r, nil
 }
 
 // hosts are the names clients are expected to use for this server.
@@ -219,7 +189,7 @@ func (s *Server) acceptLoop(r *run, l *listener) {
 				}
 				continue
 			}
-			r.core.CountSocketError()
+			r.gen.Load().core.CountSocketError()
 			r.errOnce.Do(func() { r.err = fmt.Errorf("accept on %s: %w", l.Addr(), err) })
 			s.log.Error("accept failed; listener stopped", "listener", l.Addr().String(), "err", err)
 			return
@@ -228,7 +198,7 @@ func (s *Server) acceptLoop(r *run, l *listener) {
 			s.log.Info("accept recovered", "listener", l.Addr().String())
 			backoff = 0
 		}
-		r.core.CountAccept()
+		r.gen.Load().core.CountAccept()
 		r.conns.Add(1)
 		go s.serveConn(r, l, c)
 	}
@@ -247,11 +217,12 @@ func isTemporary(err error) bool {
 // serving from a new one keeps an idle keep-alive connection small.
 func (s *Server) serveConn(r *run, l *listener, raw net.Conn) {
 	defer r.conns.Done()
-	if tc, ok := raw.(*net.TCPConn); ok && !s.cfg.Nodelay {
+	g := r.gen.Load() // this connection's configuration, whatever reloads follow
+	if tc, ok := raw.(*net.TCPConn); ok && !g.cfg.Nodelay {
 		_ = tc.SetNoDelay(false) // Go sets TCP_NODELAY by default
 	}
-	info := &httpcore.ConnInfo{Server: s.cfg.Name, Transport: l.kind, LocalAddr: raw.LocalAddr(), RemoteAddr: raw.RemoteAddr()}
-	if l.kind == "unix" && s.cfg.Peer.Peercreds {
+	info := &httpcore.ConnInfo{Server: g.cfg.Name, Transport: l.kind, LocalAddr: raw.LocalAddr(), RemoteAddr: raw.RemoteAddr()}
+	if l.kind == "unix" && g.cfg.Peer.Peercreds {
 		// Who is on the other end is read from the kernel once, before any
 		// byte is read, and checked before the client is served at all.
 		creds, err := peercred.Get(raw)
@@ -260,17 +231,17 @@ func (s *Server) serveConn(r *run, l *listener, raw net.Conn) {
 			raw.Close()
 			return
 		}
-		if r.names != nil {
-			r.names.Resolve(creds)
+		if g.names != nil {
+			g.names.Resolve(creds)
 		}
-		if err := r.peers.Allow(creds); err != nil {
+		if err := g.peers.Allow(creds); err != nil {
 			s.log.Info("peer refused at accept", "listener", l.Addr().String(), "peer", creds, "err", err)
 			raw.Close()
 			return
 		}
 		info.Peer = creds
 	}
-	conn, state, err := r.adapter.Wrap(r.ctx, raw)
+	conn, state, err := g.adapter.Wrap(r.ctx, raw)
 	if err != nil {
 		s.log.Debug("connection dropped before HTTP", "remote_addr", raw.RemoteAddr().String(), "err", err)
 		raw.Close()
@@ -280,7 +251,15 @@ func (s *Server) serveConn(r *run, l *listener, raw net.Conn) {
 	r.conns.Add(1)
 	go func() {
 		defer r.conns.Done()
-		r.core.ServeConn(conn, info)
+		// A reload may have retired this generation's core during the
+		// handshake: hand the connection to the core now in service.
+		for !r.gen.Load().core.TryServeConn(conn, info) {
+			if r.stopped.Load() {
+				conn.Close()
+				return
+			}
+			runtime.Gosched()
+		}
 	}()
 }
 
@@ -309,17 +288,20 @@ func (s *Server) stop(ctx context.Context, r *run) error {
 		}
 	}
 	r.loops.Wait()
+	g := r.gen.Load()
 	sctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
 	defer cancel()
-	if err := r.core.Shutdown(sctx); err != nil {
+	if err := g.core.Shutdown(sctx); err != nil {
 		s.log.Warn("shutdown_timeout reached; closing the remaining connections", "timeout", s.cfg.ShutdownTimeout.String())
-		r.core.Close()
+		g.core.Close()
 	}
 	r.cancel() // ends handshakes still in progress
+	r.retired.Wait()
 	r.conns.Wait()
-	if err := r.adapter.Close(); err != nil {
+	if err := g.adapter.Close(); err != nil {
 		errs = append(errs, err)
 	}
+	closeMounts(g.mounts)
 	close(r.done)
 	return errors.Join(errs...)
 }
@@ -364,7 +346,7 @@ func (s *Server) Reload(ctx context.Context) error {
 	if r == nil {
 		return errors.New("server: not running")
 	}
-	return r.adapter.Reload(ctx)
+	return r.gen.Load().adapter.Reload(ctx)
 }
 
 // BindAddr is the address of the first listener (with the real port when
@@ -399,7 +381,7 @@ func (s *Server) Scheme() string {
 	if s.running == nil {
 		return ""
 	}
-	return s.running.adapter.Scheme()
+	return s.running.gen.Load().adapter.Scheme()
 }
 
 // Base is where the server can be reached: "https://host:port" for TCP (the
@@ -409,15 +391,16 @@ func (s *Server) Base() string {
 	if addr == nil {
 		return ""
 	}
+	cfg := s.Config()
 	ta, ok := addr.(*net.TCPAddr)
 	if !ok {
-		if s.cfg.SocketFile != "" {
-			return s.cfg.SocketFile
+		if cfg.SocketFile != "" {
+			return cfg.SocketFile
 		}
 		return addr.String()
 	}
-	host := strings.Trim(s.cfg.SocketHost, "[]")
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() || len(s.cfg.Listeners) > 0 {
+	host := strings.Trim(cfg.SocketHost, "[]")
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() || len(cfg.Listeners) > 0 {
 		host = "localhost"
 	}
 	return s.Scheme() + "://" + net.JoinHostPort(host, strconv.Itoa(ta.Port))
@@ -431,7 +414,7 @@ func (s *Server) Stats() httpcore.Stats {
 	if s.running == nil {
 		return httpcore.Stats{}
 	}
-	return s.running.core.Stats()
+	return s.running.gen.Load().core.Stats()
 }
 
 // Adapter returns the running SSL adapter, or nil when stopped.
@@ -441,7 +424,7 @@ func (s *Server) Adapter() tlsadapter.Adapter {
 	if s.running == nil {
 		return nil
 	}
-	return s.running.adapter
+	return s.running.gen.Load().adapter
 }
 
 // Check builds what Start would (mount table, SSL adapter) without binding a
@@ -451,9 +434,11 @@ func (s *Server) Adapter() tlsadapter.Adapter {
 // certificate without building the adapter, which could place orders; the
 // findings are returned as Check results, failures also as the error.
 func (s *Server) Check(ctx context.Context) ([]string, error) {
-	if _, err := buildHandler(&s.cfg); err != nil {
+	_, mounts, err := buildHandler(&s.cfg)
+	if err != nil {
 		return nil, err
 	}
+	closeMounts(mounts)
 	if _, err := policy.NewPeerPolicy(s.cfg.Peer, policy.PeerPolicyConfig{}); err != nil {
 		return nil, fmt.Errorf("%speercreds: %w", s.cfg.keyPrefix(), err)
 	}

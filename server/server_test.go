@@ -227,3 +227,76 @@ func mustGet(t *testing.T, url string) string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+// A reload under steady load swaps the mount table with zero failed
+// requests; a change to the sockets, or a broken configuration, is refused
+// and the server keeps serving what it had.
+func TestReconfigureUnderLoad(t *testing.T) {
+	c := plainConfig(t, nil)
+	c.Handlers = nil
+	c.Mount = []string{"/=text:one"}
+	s, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(ctx)
+	url := "http://" + s.BindAddr().String() + "/"
+	var failed, seenTwo atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		client := &http.Client{Timeout: 5 * time.Second}
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			resp, err := client.Get(url)
+			if err != nil {
+				failed.Add(1)
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			switch string(b) {
+			case "two":
+				seenTwo.Add(1)
+			case "one":
+			default:
+				failed.Add(1)
+			}
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	next := s.Config()
+	next.Mount = []string{"/=text:two"}
+	next.Core.MaxRequestBodySize = 1 << 20 // a core option too: a new core, the old one drains
+	if err := s.Reconfigure(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	bad := s.Config()
+	bad.Mount = []string{"/=nothing:x"}
+	if err := s.Reconfigure(ctx, bad); err == nil {
+		t.Fatal("a broken mount was accepted")
+	}
+	moved := s.Config()
+	moved.SocketPort = 1
+	if err := s.Reconfigure(ctx, moved); err == nil || !strings.Contains(err.Error(), "socket_port") {
+		t.Fatalf("a socket change was accepted: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	<-done
+	if failed.Load() != 0 || seenTwo.Load() == 0 {
+		t.Fatalf("%d failed requests, %d answered by the new configuration", failed.Load(), seenTwo.Load())
+	}
+	if body := mustGet(t, url); body != "two" {
+		t.Fatalf("after the refused reloads: %q", body)
+	}
+}

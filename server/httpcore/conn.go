@@ -149,9 +149,24 @@ func (w *connWriter) Write(p []byte) (int, error) {
 // a small frame so an idle connection's stack can shrink (see
 // waitFirstByte). A nil info is derived from conn.
 func (c *Core) ServeConn(nc net.Conn, info *ConnInfo) {
-	cn, h2 := c.newConn(nc, info)
+	if !c.TryServeConn(nc, info) {
+		nc.Close() // shutting down: refused before a byte was read
+	}
+}
+
+// TryServeConn is ServeConn for a caller that has another core to offer the
+// connection to (a server swapping in a new configuration): when this core
+// has begun shutting down it returns false at once, leaving nc open and
+// unread; otherwise it serves nc as ServeConn does and returns true. The
+// check and the core's registration of nc are one step, so no connection is
+// lost between them.
+func (c *Core) TryServeConn(nc net.Conn, info *ConnInfo) bool {
+	cn, h2, declined := c.newConn(nc, info)
+	if declined {
+		return false
+	}
 	if cn == nil {
-		return
+		return true
 	}
 	defer c.connDone(cn)
 	if h2 {
@@ -159,6 +174,7 @@ func (c *Core) ServeConn(nc net.Conn, info *ConnInfo) {
 	} else {
 		cn.serve()
 	}
+	return true
 }
 
 func (c *Core) connDone(cn *conn) {
@@ -166,9 +182,10 @@ func (c *Core) connDone(cn *conn) {
 	c.g.connsOpen.Add(-1)
 }
 
-// newConn admits and registers a connection; nil means it was refused
-// (and closed).
-func (c *Core) newConn(nc net.Conn, info *ConnInfo) (*conn, bool) {
+// newConn admits and registers a connection; nil means it was refused (and
+// closed), or, with declined, that the core is shutting down and nc was left
+// untouched.
+func (c *Core) newConn(nc net.Conn, info *ConnInfo) (_ *conn, h2, declined bool) {
 	if info == nil {
 		info = &ConnInfo{Transport: nc.LocalAddr().Network(), LocalAddr: nc.LocalAddr(), RemoteAddr: nc.RemoteAddr()}
 		if tc, ok := nc.(*tls.Conn); ok {
@@ -177,11 +194,11 @@ func (c *Core) newConn(nc net.Conn, info *ConnInfo) (*conn, bool) {
 		}
 	}
 	open := c.g.connsOpen.Add(1)
-	h2 := info.TLS != nil && info.TLS.NegotiatedProtocol == "h2"
+	h2 = info.TLS != nil && info.TLS.NegotiatedProtocol == "h2"
 	if open > int64(c.opts.MaxConnections) {
 		c.rejectConn(nc, h2)
 		c.g.connsOpen.Add(-1)
-		return nil, false
+		return nil, false, false
 	}
 	cn := &conn{core: c, nc: nc, info: info}
 	cn.rd.nc = nc
@@ -196,11 +213,10 @@ func (c *Core) newConn(nc net.Conn, info *ConnInfo) (*conn, bool) {
 	}
 	if !c.track(cn) {
 		cn.cancel()
-		nc.Close()
 		c.g.connsOpen.Add(-1)
-		return nil, false
+		return nil, false, true
 	}
-	return cn, h2
+	return cn, h2, false
 }
 
 // rawConn finds the socket under nc (itself, or under a *tls.Conn).
