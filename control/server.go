@@ -12,9 +12,9 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
+	"tlsedge/internal/unixsock"
 	"tlsedge/peercred"
 )
 
@@ -147,26 +147,12 @@ func (s *Server) Listen() (net.Listener, error) {
 }
 
 func removeStale(path string) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+	err := unixsock.RemoveStale(path)
+	if errors.Is(err, unixsock.ErrInUse) {
+		return fmt.Errorf("%w: %s", ErrSocketInUse, path)
 	}
 	if err != nil {
 		return fmt.Errorf("control: %w", err)
-	}
-	if fi.Mode().Type() != fs.ModeSocket {
-		return fmt.Errorf("control: %s exists and is not a socket; not removing it", path)
-	}
-	c, err := net.DialTimeout("unix", path, time.Second)
-	if err == nil {
-		c.Close()
-		return fmt.Errorf("%w: %s", ErrSocketInUse, path)
-	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("control: probing %s: %w", path, err)
-	}
-	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("control: removing stale socket: %w", err)
 	}
 	return nil
 }

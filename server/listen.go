@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"tlsedge/internal/unixsock"
 	"tlsedge/peercred"
 )
 
@@ -241,26 +242,12 @@ func (l *listener) removeFile() {
 // removeStaleSocket removes a socket file left by a process that is gone. A
 // socket something still listens on, or a file that is not a socket, stays.
 func removeStaleSocket(path string) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
+	err := unixsock.RemoveStale(path)
+	if errors.Is(err, unixsock.ErrInUse) {
+		return &bindError{path, syscall.EADDRINUSE}
 	}
 	if err != nil {
 		return &bindError{path, err}
-	}
-	if fi.Mode()&os.ModeSocket == 0 {
-		return &bindError{path, fmt.Errorf("%s exists and is not a socket; remove it or choose another socket_file", path)}
-	}
-	conn, err := net.DialTimeout("unix", path, time.Second)
-	if err == nil {
-		conn.Close()
-		return &bindError{path, syscall.EADDRINUSE}
-	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return &bindError{path, fmt.Errorf("checking the existing socket: %w", err)}
-	}
-	if err := os.Remove(path); err != nil {
-		return &bindError{path, fmt.Errorf("removing the stale socket: %w", err)}
 	}
 	return nil
 }
