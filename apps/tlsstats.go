@@ -36,6 +36,7 @@ func AdapterTLSStats(adapter func() tlsadapter.Adapter, extra func() []CertStatu
 				{Event: "obtained", Count: uint64(max(st.Obtained, 0))},
 				{Event: "renewed", Count: uint64(max(st.Renewed, 0))},
 				{Event: "failed", Count: uint64(max(st.Failed, 0))},
+				{Event: "storage_failed", Count: uint64(max(st.StorageFailed, 0))},
 			}
 			for _, n := range st.Names {
 				if !n.NotAfter.IsZero() {

@@ -24,7 +24,7 @@ func (fakeAdapter) TLSStats() tlsadapter.TLSStats {
 	return tlsadapter.TLSStats{Handshakes: 50, Failures: map[string]uint64{"unknown_sni": 3, "plaintext": 2, "eof": 0}}
 }
 func (f fakeAdapter) ACMEStats() tlsadapter.ACMEStats {
-	return tlsadapter.ACMEStats{Obtained: 1, Renewed: 2, Failed: 3, Names: []tlsadapter.ACMENameState{
+	return tlsadapter.ACMEStats{Obtained: 1, Renewed: 2, Failed: 3, StorageFailed: 4, Names: []tlsadapter.ACMENameState{
 		{Name: "a.example", State: "valid", NotAfter: f.now.Add(48 * time.Hour)},
 		{Name: "pending.example", State: "pending"},
 	}}
@@ -51,7 +51,7 @@ func TestAdapterTLSStats(t *testing.T) {
 				{Name: "a.example", Source: "acme", NotAfter: now.Add(48 * time.Hour)},
 				file,
 			},
-			ACME: []EventCount{{"obtained", 1}, {"renewed", 2}, {"failed", 3}},
+			ACME: []EventCount{{"obtained", 1}, {"renewed", 2}, {"failed", 3}, {"storage_failed", 4}},
 		}},
 	}
 	for _, tt := range tests {

@@ -30,10 +30,10 @@ func acmeArgs(pb *Pebble, port int, challenges string, names ...string) []string
 	}
 }
 
-// acmeGet does one HTTPS request for name at 127.0.0.1:port, verifying
-// against roots (nil: no verification, to look at what is served), and
-// returns the served leaf.
-func acmeGet(port int, name string, roots *x509.CertPool) (*x509.Certificate, int, error) {
+// acmeClient sends every request to 127.0.0.1:port whatever the URL's name
+// (which is the SNI), verifying against roots (nil: no verification), each on
+// a new connection.
+func acmeClient(port int, roots *x509.CertPool) *http.Client {
 	tr := &http.Transport{
 		TLSClientConfig:   &tls.Config{RootCAs: roots, InsecureSkipVerify: roots == nil},
 		DisableKeepAlives: true,
@@ -41,8 +41,14 @@ func acmeGet(port int, name string, roots *x509.CertPool) (*x509.Certificate, in
 			return (&net.Dialer{}).DialContext(ctx, network, HostPort(port))
 		},
 	}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(fmt.Sprintf("https://%s:%d/", name, port))
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// acmeGet does one HTTPS request for name at 127.0.0.1:port, verifying
+// against roots (nil: no verification, to look at what is served), and
+// returns the served leaf.
+func acmeGet(port int, name string, roots *x509.CertPool) (*x509.Certificate, int, error) {
+	resp, err := acmeClient(port, roots).Get(fmt.Sprintf("https://%s:%d/", name, port))
 	if err != nil {
 		return nil, 0, err
 	}

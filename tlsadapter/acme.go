@@ -77,6 +77,7 @@ type acmeAdapter struct {
 // acmeCounters are the event counts behind ACMEStats.
 type acmeCounters struct {
 	obtained, renewed, failed atomic.Int64
+	storageFailed             atomic.Int64
 	mu                        sync.Mutex
 	names                     map[string]struct{} // on-demand names issued so far
 }
@@ -93,7 +94,10 @@ type ACMEStats struct {
 	Obtained int64 // certificates obtained for the first time
 	Renewed  int64 // certificates renewed
 	Failed   int64 // failed obtain or renew attempts (each retry counts)
-	Names    []ACMENameState
+	// StorageFailed counts checks that found the storage directory not
+	// writable: renewed certificates could not be saved.
+	StorageFailed int64
+	Names         []ACMENameState
 }
 
 // ACMENameState is one managed name as ACMEStats and CheckACME see it.
@@ -203,6 +207,8 @@ func newACME(ctx context.Context, p Params) (Adapter, error) {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
+	a.wg.Add(1)
+	go a.watchStorage(runCtx, fs, o.RenewInterval)
 	alpnBusy := len(o.Domains) > 0 && !o.Async && a.alpnPortBusy(p)
 	switch {
 	case len(o.Domains) == 0:
@@ -593,6 +599,8 @@ func (a *acmeAdapter) ACMEStats() ACMEStats {
 		Obtained: a.stats.obtained.Load(),
 		Renewed:  a.stats.renewed.Load(),
 		Failed:   a.stats.failed.Load(),
+
+		StorageFailed: a.stats.storageFailed.Load(),
 	}
 	names := append([]string(nil), a.opts.Domains...)
 	a.stats.mu.Lock()
@@ -691,4 +699,44 @@ func loadCARoots(file string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("tlsadapter: acme_ca_root: no PEM certificates in %s", file)
 	}
 	return pool, nil
+}
+
+// storageProbeKey is written and deleted to check that storage is writable.
+const storageProbeKey = "tlsedge-storage-probe"
+
+// watchStorage checks every interval that the storage directory takes writes.
+// certmagic on unwritable storage keeps serving the certificates it has
+// cached but cannot save renewals, and says so only in passing; this makes it
+// an error an operator sees once per episode, with what to fix, and a counter.
+func (a *acmeAdapter) watchStorage(ctx context.Context, fs *certmagic.FileStorage, interval time.Duration) {
+	defer a.wg.Done()
+	failing := false
+	check := func() {
+		err := fs.Store(ctx, storageProbeKey, []byte("ok"))
+		if err == nil {
+			err = fs.Delete(ctx, storageProbeKey)
+		}
+		switch {
+		case err != nil && ctx.Err() == nil:
+			a.stats.storageFailed.Add(1)
+			if !failing {
+				a.log.Error("acme: storage is not writable; renewed certificates cannot be saved, the cached ones are served meanwhile",
+					"storage", fs.Path, "err", err, "fix", "make acme_storage writable by the user tlsedge runs as")
+			}
+			failing = true
+		case err == nil && failing:
+			a.log.Info("acme: storage is writable again", "storage", fs.Path)
+			failing = false
+		}
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			check()
+		}
+	}
 }
