@@ -3,7 +3,6 @@ package peercred
 import (
 	"net/http"
 	"strconv"
-	"strings"
 )
 
 // Header names tlsedge sets from peer credentials on requests it forwards,
@@ -23,19 +22,39 @@ const (
 // "X-Remote-User" and "X_Remote_User" into HTTP_X_REMOTE_USER, so a client
 // could smuggle an identity through the underscore spelling if only the
 // canonical one were removed.
-var strippedHeaders = map[string]bool{
-	"x-remote-pid":   true,
-	"x-remote-uid":   true,
-	"x-remote-gid":   true,
-	"x-remote-user":  true,
-	"x-remote-group": true,
-	"remote-user":    true,
+var strippedHeaders = []string{
+	"x-remote-pid", "x-remote-uid", "x-remote-gid", "x-remote-user", "x-remote-group", "remote-user",
 }
 
 // IsIdentityHeader reports whether name is one of the identity headers in any
-// spelling: any letter case, '_' in place of '-'.
+// spelling: any letter case, '_' in place of '-'. It runs on every header of
+// every request, so it compares in place rather than building a normalised
+// copy.
 func IsIdentityHeader(name string) bool {
-	return strippedHeaders[strings.ReplaceAll(strings.ToLower(name), "_", "-")]
+	for _, h := range strippedHeaders {
+		if len(h) == len(name) && sameFolded(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameFolded compares name with the normalised lower, reading name's
+// upper-case ASCII as lower and '_' as '-'.
+func sameFolded(name, lower string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // StripHeaders deletes every client-sent identity header from h, in every

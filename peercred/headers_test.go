@@ -90,3 +90,11 @@ func TestLookupIDs(t *testing.T) {
 		})
 	}
 }
+
+// Stripping runs on every request on every listener: it must not allocate.
+func TestStripHeadersAllocatesNothing(t *testing.T) {
+	h := http.Header{"Host": {"x"}, "User-Agent": {"y"}, "Accept": {"*/*"}, "Accept-Encoding": {"gzip"}, "Cookie": {"a=b"}}
+	if n := testing.AllocsPerRun(100, func() { peercred.StripHeaders(h) }); n != 0 {
+		t.Fatalf("StripHeaders allocated %.0f times per call", n)
+	}
+}
