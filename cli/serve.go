@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,7 +103,15 @@ func (e *edge) wire(c *server.Config, o *Options) error {
 	m := e.metrics[c.Name]
 	env := apps.Env{Logger: e.log, Options: c.Apps, Metrics: m}
 	c.Targets = func(target string) (http.Handler, error) { return apps.New(target, env) }
-	c.Middleware = func(h http.Handler) http.Handler { return al.Wrap(m.Wrap(h)) }
+	// Request metrics cost a little on every request; they are kept only
+	// where a status: mount shows them.
+	measured := slices.ContainsFunc(c.Mount, func(spec string) bool { return strings.Contains(spec, "=status:") })
+	c.Middleware = func(h http.Handler) http.Handler {
+		if measured {
+			h = m.Wrap(h)
+		}
+		return al.Wrap(h)
+	}
 	return nil
 }
 
