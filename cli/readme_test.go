@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"errors"
 	"flag"
+	"io/fs"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -57,6 +61,31 @@ func TestEveryOptionHasHelpAndGroup(t *testing.T) {
 		}
 		if f.Usage == "" || len(f.Annotations["group"]) == 0 {
 			t.Errorf("flag --%s lacks help or a group", flagName)
+		}
+	}
+}
+
+// Every config file the README shows loads and validates as printed.
+func TestREADMEConfigExamples(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(readme), "```ini\n")[1:]
+	if len(blocks) < 3 {
+		t.Fatalf("found %d ini examples in the README, want at least 3", len(blocks))
+	}
+	for i, b := range blocks {
+		body, _, _ := strings.Cut(b, "```")
+		f := filepath.Join(t.TempDir(), "example.conf")
+		os.WriteFile(f, []byte(body), 0o644)
+		o, err := Load([]string{"--config", f}, io.Discard)
+		if err == nil {
+			err = o.Validate()
+		}
+		// Files the examples name exist on the reader's machine, not here.
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("README ini example %d:\n%s\n%v", i+1, body, err)
 		}
 	}
 }

@@ -140,8 +140,16 @@ func Parse(path string, data []byte) (*File, error) {
 
 const valueHelp = `use a number (8443), a quoted string ("text"), True, False, None or a list (["a", "b"])`
 
-// ParseValue parses one value as written after "=".
+// ParseValue parses one value as written after "=". A comment may follow it
+// (" # why" or " ; why").
 func ParseValue(s string) (Value, error) {
+	s = strings.TrimSpace(s)
+	if s != "" && s[0] != '"' && s[0] != '\'' && s[0] != '[' {
+		// Numbers and words hold no '#' or ';', so a comment starts at the first.
+		if i := strings.IndexAny(s, "#;"); i >= 0 {
+			s = strings.TrimSpace(s[:i])
+		}
+	}
 	switch s {
 	case "":
 		return Value{}, errors.New("missing value: " + valueHelp)
@@ -160,7 +168,7 @@ func ParseValue(s string) (Value, error) {
 		if err != nil {
 			return Value{}, err
 		}
-		if strings.TrimSpace(rest) != "" {
+		if !isComment(rest) {
 			return Value{}, fmt.Errorf("unexpected %q after the closing quote", rest)
 		}
 		return Value{Kind: String, Text: str}, nil
@@ -169,6 +177,12 @@ func ParseValue(s string) (Value, error) {
 		return Value{Kind: Number, Text: s}, nil
 	}
 	return Value{}, fmt.Errorf("%q is not a value: %s (strings need quotes: %q)", s, valueHelp, s)
+}
+
+// isComment reports whether what follows a value is empty or a comment.
+func isComment(rest string) bool {
+	rest = strings.TrimSpace(rest)
+	return rest == "" || rest[0] == '#' || rest[0] == ';'
 }
 
 func isNumber(s string) bool {
@@ -217,7 +231,7 @@ func parseList(s string) (Value, error) {
 			return Value{}, errors.New("list has no closing ]")
 		}
 		if rest[0] == ']' {
-			if strings.TrimSpace(rest[1:]) != "" {
+			if !isComment(rest[1:]) {
 				return Value{}, fmt.Errorf("unexpected %q after the closing ]", rest[1:])
 			}
 			return v, nil

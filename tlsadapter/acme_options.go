@@ -135,7 +135,7 @@ func (o *ACMEOptions) check(inUse bool) []error {
 	}
 	if o.CARoot != "" {
 		if _, err := os.Stat(o.CARoot); err != nil {
-			bad("acme_ca_root", "%v", err)
+			bad("acme_ca_root", "%w", err)
 		}
 	}
 	if (o.EABKID == "") != (o.EABHMAC == "") {
