@@ -296,8 +296,9 @@ func (w *response) commit(final bool) {
 }
 
 // writeFields writes the handler's header fields, sorted for a stable
-// output. Values are sanitised the way net/http does (CR and LF become
-// spaces) so a handler cannot split the response; invalid names are dropped.
+// output. Values are sanitised: every control character but HTAB becomes a
+// space (net/http does this for CR and LF only), so a handler can neither
+// split the response nor make it unreadable; invalid names are dropped.
 func (w *response) writeFields(bw *bufio.Writer) {
 	if len(w.hdr) == 0 {
 		return
@@ -347,7 +348,10 @@ func writeField(bw *bufio.Writer, k, v string) {
 	bw.WriteString(": ")
 	for i := 0; i < len(v); i++ {
 		b := v[i]
-		if b == '\r' || b == '\n' || b == 0 {
+		// RFC 9110 5.5: no control characters but HTAB in a field value.
+		// CR and LF would split the response; the others make clients
+		// reject it.
+		if b < ' ' && b != '\t' || b == 0x7f {
 			b = ' '
 		}
 		bw.WriteByte(b)
