@@ -3,8 +3,8 @@ package cli
 import (
 	"errors"
 	"flag"
-	"io/fs"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
