@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"tlsedge/apps"
 	"tlsedge/config"
@@ -285,7 +286,15 @@ func serveForeground(ctx context.Context, args []string, o *Options, stdout, std
 		return err
 	}
 	if ctlServer != nil {
-		defer ctlServer.Close()
+		// Gracefully: the request that asked for the stop still gets its
+		// whole answer.
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if ctlServer.Shutdown(sctx) != nil {
+				ctlServer.Close()
+			}
+		}()
 	}
 	stop := func() error {
 		sdNotify("STOPPING=1")
