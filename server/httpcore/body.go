@@ -293,37 +293,12 @@ func (b *body) readTrailer(br *bufio.Reader) error {
 	return nil
 }
 
-// parseFieldLine validates one field line (without CRLF) the way parseHead
-// does and returns its canonical name and trimmed value.
+// parseFieldLine validates one trailer field line (without CRLF) by the
+// head's rules and returns its canonical name and trimmed value.
 func parseFieldLine(ln []byte) (string, string, bool) {
-	if len(ln) == 0 || ln[0] == ' ' || ln[0] == '\t' {
+	colon, v0, v1, err := splitField(ln)
+	if err != nil {
 		return "", "", false
-	}
-	colon := -1
-	for i, c := range ln {
-		if c == ':' {
-			colon = i
-			break
-		}
-		if !isTokenByte(c) {
-			return "", "", false
-		}
-	}
-	if colon <= 0 {
-		return "", "", false
-	}
-	canonicalize(ln[:colon])
-	v0, v1 := colon+1, len(ln)
-	for v0 < v1 && (ln[v0] == ' ' || ln[v0] == '\t') {
-		v0++
-	}
-	for v1 > v0 && (ln[v1-1] == ' ' || ln[v1-1] == '\t') {
-		v1--
-	}
-	for _, c := range ln[v0:v1] {
-		if (c < 0x20 && c != '\t') || c == 0x7f {
-			return "", "", false
-		}
 	}
 	return string(ln[:colon]), string(ln[v0:v1]), true
 }

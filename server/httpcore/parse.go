@@ -219,38 +219,9 @@ func parseHead(raw []byte, fields []field, maxBody int64, h *head, u *url.URL) (
 		if e < pos {
 			return fields, errBadHeaderValue
 		}
-		ln := raw[pos:e]
-		if ln[0] == ' ' || ln[0] == '\t' {
-			return fields, errObsFold
-		}
-		colon := -1
-		for i, b := range ln {
-			if b == ':' {
-				colon = i
-				break
-			}
-			if !isTokenByte(b) {
-				if b == ' ' || b == '\t' {
-					return fields, errSpaceBeforeCol
-				}
-				return fields, errBadHeaderName
-			}
-		}
-		if colon <= 0 {
-			return fields, errBadHeaderName
-		}
-		canonicalize(ln[:colon])
-		v0, v1 := colon+1, len(ln)
-		for v0 < v1 && (ln[v0] == ' ' || ln[v0] == '\t') {
-			v0++
-		}
-		for v1 > v0 && (ln[v1-1] == ' ' || ln[v1-1] == '\t') {
-			v1--
-		}
-		for _, b := range ln[v0:v1] {
-			if (b < 0x20 && b != '\t') || b == 0x7f {
-				return fields, errBadHeaderValue
-			}
+		colon, v0, v1, err := splitField(raw[pos:e])
+		if err != nil {
+			return fields, err
 		}
 		fields = append(fields, field{int32(pos), int32(pos + colon), int32(pos + v0), int32(pos + v1)})
 		pos = e + 2
@@ -603,4 +574,48 @@ func validPort(p string) bool {
 		}
 	}
 	return true
+}
+
+// splitField validates one field line (without its CRLF), canonicalises its
+// name in place and returns the offsets of the colon and of the value with
+// surrounding whitespace trimmed. Heads and trailers share it, so both are
+// held to the same rules: no obs-fold, token names, no space before the
+// colon, no control characters but HTAB in the value.
+func splitField(ln []byte) (colon, v0, v1 int, err *rejectError) {
+	if len(ln) == 0 {
+		return 0, 0, 0, errBadHeaderName
+	}
+	if ln[0] == ' ' || ln[0] == '\t' {
+		return 0, 0, 0, errObsFold
+	}
+	colon = -1
+	for i, b := range ln {
+		if b == ':' {
+			colon = i
+			break
+		}
+		if !isTokenByte(b) {
+			if b == ' ' || b == '\t' {
+				return 0, 0, 0, errSpaceBeforeCol
+			}
+			return 0, 0, 0, errBadHeaderName
+		}
+	}
+	if colon <= 0 {
+		return 0, 0, 0, errBadHeaderName
+	}
+	canonicalize(ln[:colon])
+	v0, v1 = colon+1, len(ln)
+	for v0 < v1 && (ln[v0] == ' ' || ln[v0] == '\t') {
+		v0++
+	}
+	for v1 > v0 && (ln[v1-1] == ' ' || ln[v1-1] == '\t') {
+		v1--
+	}
+	for _, b := range ln[v0:v1] {
+		if (b < 0x20 && b != '\t') || b == 0x7f {
+			return 0, 0, 0, errBadHeaderValue
+		}
+	}
+	return colon, v0, v1, nil
 }
