@@ -99,7 +99,7 @@ func (e *edge) wire(c *server.Config, o *Options) error {
 	}
 	al, err := e.logs.open(c.Apps)
 	if err != nil {
-		return fmt.Errorf("%saccess_log: %w", serverPrefix(*c), err)
+		return fmt.Errorf("%saccess_log: %w", c.KeyPrefix(), err)
 	}
 	m := e.metrics[c.Name]
 	env := apps.Env{Logger: e.log, Options: c.Apps, Metrics: m}
@@ -159,13 +159,6 @@ func (e *edge) reconfigure(ctx context.Context, args []string, o *Options) (*Opt
 		errs = append(errs, s.Reconfigure(ctx, configs[i]))
 	}
 	return next, errors.Join(errs...)
-}
-
-func serverPrefix(c server.Config) string {
-	if c.Name == "" {
-		return ""
-	}
-	return "server." + c.Name + "."
 }
 
 // accessLogs are the access logs of all servers, one per destination, so

@@ -80,7 +80,7 @@ func (c *Config) Options() *config.Table { return config.NewTable(c) }
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s%s: %s", c.keyPrefix(), key, fmt.Sprintf(format, args...)))
+		errs = append(errs, fmt.Errorf("%s%s: %s", c.KeyPrefix(), key, fmt.Sprintf(format, args...)))
 	}
 	unix := c.SocketFile != ""
 	switch {
@@ -128,7 +128,7 @@ func (c *Config) Validate() error {
 	for _, v := range []any{&c.Core, &c.TLS, &c.TLS.ACME, &c.Peer, &c.Apps} {
 		if v, ok := v.(interface{ Validate() error }); ok {
 			if err := v.Validate(); err != nil {
-				errs = append(errs, prefixErrors(c.keyPrefix(), err)...)
+				errs = append(errs, prefixErrors(c.KeyPrefix(), err)...)
 			}
 		}
 	}
@@ -147,7 +147,9 @@ func prefixErrors(prefix string, err error) []error {
 	return out
 }
 
-func (c *Config) keyPrefix() string {
+// KeyPrefix is how the server's options are written in a config file:
+// "" for the main server's bare names in errors, "server.NAME." for an extra.
+func (c *Config) KeyPrefix() string {
 	if c.Name == "" {
 		return ""
 	}

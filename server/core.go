@@ -35,15 +35,15 @@ func buildHandler(c *Config) (http.Handler, []http.Handler, error) {
 	for _, spec := range c.Mount {
 		prefix, target, err := httpcore.ParseMount(spec)
 		if err != nil {
-			return fail(fmt.Errorf("%smount: %w", c.keyPrefix(), err))
+			return fail(fmt.Errorf("%smount: %w", c.KeyPrefix(), err))
 		}
 		h, err := resolveTarget(c, target)
 		if err != nil {
-			return fail(fmt.Errorf("%smount %s: %w", c.keyPrefix(), spec, err))
+			return fail(fmt.Errorf("%smount %s: %w", c.KeyPrefix(), spec, err))
 		}
 		resolved = append(resolved, h)
 		if err := d.Mount(prefix, h); err != nil {
-			return fail(fmt.Errorf("%smount %s: %w", c.keyPrefix(), spec, err))
+			return fail(fmt.Errorf("%smount %s: %w", c.KeyPrefix(), spec, err))
 		}
 	}
 	return d, resolved, nil

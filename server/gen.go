@@ -56,7 +56,7 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 		g.names = peercred.NewResolver(peercred.ResolverConfig{Logger: s.log})
 	}
 	if g.peers, err = policy.NewPeerPolicy(c.Peer, policy.PeerPolicyConfig{Resolver: g.names, Logger: s.log}); err != nil {
-		return nil, fmt.Errorf("%speercreds: %w", c.keyPrefix(), err)
+		return nil, fmt.Errorf("%speercreds: %w", c.KeyPrefix(), err)
 	}
 	handler, mounts, err := buildHandler(c)
 	if err != nil {
@@ -78,7 +78,7 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 	case prev != nil && sameOptions(&prev.cfg.TLS, &c.TLS):
 		g.adapter = prev.adapter
 	case prev != nil && (prev.cfg.TLS.SSLModule == "acme" || c.TLS.SSLModule == "acme"):
-		return nil, fmt.Errorf("%sacme: changing ACME or SSL module settings needs a restart", c.keyPrefix())
+		return nil, fmt.Errorf("%sacme: changing ACME or SSL module settings needs a restart", c.KeyPrefix())
 	default:
 		host, port := c.SocketHost, 0
 		if a, ok := lns[0].Addr().(*net.TCPAddr); ok {
@@ -91,7 +91,7 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 			DataDir: c.DataDir, TLSConfig: c.TLSConfig,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("%sssl_module %s: %w", c.keyPrefix(), c.TLS.SSLModule, err)
+			return nil, fmt.Errorf("%sssl_module %s: %w", c.KeyPrefix(), c.TLS.SSLModule, err)
 		}
 	}
 	if prev != nil && sameOptions(&prev.cfg.Core, &c.Core) {
@@ -153,7 +153,7 @@ func (s *Server) Reconfigure(ctx context.Context, c Config) error {
 		a, _ := old.Lookup(k)
 		b, _ := next.Lookup(k)
 		if a.String() != b.String() {
-			changed = append(changed, c.keyPrefix()+k)
+			changed = append(changed, c.KeyPrefix()+k)
 		}
 	}
 	if len(changed) > 0 {

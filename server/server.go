@@ -64,7 +64,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Registry = tlsadapter.NewRegistry()
 	}
 	if !cfg.Registry.Has(cfg.TLS.SSLModule) {
-		return nil, fmt.Errorf("%sssl_module: unknown module %q; registered: %s", cfg.keyPrefix(), cfg.TLS.SSLModule, strings.Join(cfg.Registry.Names(), ", "))
+		return nil, fmt.Errorf("%sssl_module: unknown module %q; registered: %s", cfg.KeyPrefix(), cfg.TLS.SSLModule, strings.Join(cfg.Registry.Names(), ", "))
 	}
 	name := cfg.Name
 	if name == "" {
@@ -440,7 +440,7 @@ func (s *Server) Check(ctx context.Context) ([]string, error) {
 	}
 	closeMounts(mounts)
 	if _, err := policy.NewPeerPolicy(s.cfg.Peer, policy.PeerPolicyConfig{}); err != nil {
-		return nil, fmt.Errorf("%speercreds: %w", s.cfg.keyPrefix(), err)
+		return nil, fmt.Errorf("%speercreds: %w", s.cfg.KeyPrefix(), err)
 	}
 	p := tlsadapter.Params{
 		Options: s.cfg.TLS, Logger: s.log, Hosts: s.hosts(), Host: s.cfg.SocketHost, Port: s.cfg.SocketPort,
@@ -453,7 +453,7 @@ func (s *Server) Check(ctx context.Context) ([]string, error) {
 			lines = append(lines, fmt.Sprintf("server %s: %s", s.displayName(), l))
 		}
 		if !report.OK() {
-			return lines, fmt.Errorf("%sTLS settings or certificates have errors (listed above)", s.cfg.keyPrefix())
+			return lines, fmt.Errorf("%sTLS settings or certificates have errors (listed above)", s.cfg.KeyPrefix())
 		}
 	}
 	if s.cfg.TLS.SSLModule == "acme" {
@@ -462,7 +462,7 @@ func (s *Server) Check(ctx context.Context) ([]string, error) {
 	}
 	a, err := s.cfg.Registry.New(ctx, s.cfg.TLS.SSLModule, p)
 	if err != nil {
-		return lines, fmt.Errorf("%sssl_module %s: %w", s.cfg.keyPrefix(), s.cfg.TLS.SSLModule, err)
+		return lines, fmt.Errorf("%sssl_module %s: %w", s.cfg.KeyPrefix(), s.cfg.TLS.SSLModule, err)
 	}
 	return lines, a.Close()
 }
@@ -470,14 +470,14 @@ func (s *Server) Check(ctx context.Context) ([]string, error) {
 func (s *Server) checkACME(ctx context.Context, p tlsadapter.Params) ([]string, error) {
 	checks, err := tlsadapter.CheckACME(ctx, p)
 	if err != nil {
-		return nil, fmt.Errorf("%sacme: %w", s.cfg.keyPrefix(), err)
+		return nil, fmt.Errorf("%sacme: %w", s.cfg.KeyPrefix(), err)
 	}
 	var lines []string
 	var errs []error
 	for _, c := range checks {
 		lines = append(lines, c.String())
 		if !c.OK {
-			errs = append(errs, fmt.Errorf("%s%s", s.cfg.keyPrefix(), c.String()))
+			errs = append(errs, fmt.Errorf("%s%s", s.cfg.KeyPrefix(), c.String()))
 		}
 	}
 	return lines, errors.Join(errs...)
