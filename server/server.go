@@ -294,6 +294,9 @@ func (s *Server) stop(ctx context.Context, r *run) error {
 	if err := g.core.Shutdown(sctx); err != nil {
 		s.log.Warn("shutdown_timeout reached; closing the remaining connections", "timeout", s.cfg.ShutdownTimeout.String())
 		g.core.Close()
+		// A connection woken from the idle parker runs on a goroutine the
+		// core started, not one of r.conns: wait for those here.
+		_ = g.core.Shutdown(context.Background())
 	}
 	r.cancel() // ends handshakes still in progress
 	r.retired.Wait()

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"tlsedge/policy"
@@ -253,9 +254,25 @@ func (c *sniffConn) Read(p []byte) (int, error) {
 	if len(c.buf) > 0 {
 		n := copy(p, c.buf)
 		c.buf = c.buf[n:]
+		if len(c.buf) == 0 {
+			c.buf = nil // the handshake has it; keep no sniff buffer per connection
+		}
 		return n, nil
 	}
 	return c.Conn.Read(p)
+}
+
+// SyscallConn exposes the socket, so the request core can wait on it while
+// a connection idles (and park it without a goroutine). The replayed bytes
+// are the start of the ClientHello, long consumed by then; the core waits on
+// the socket only after a read through every layer has timed out, which
+// proves nothing is buffered above it.
+func (c *sniffConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	return sc.SyscallConn()
 }
 
 func (c *sniffConn) mark(reason string) {

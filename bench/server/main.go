@@ -74,6 +74,9 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	if os.Getenv("BENCH_HEAP_PROFILE") != "" {
+		runtime.MemProfileRate = 1 // every allocation, so per-connection bytes add up exactly
+	}
 	go gcOnSignal()
 	handler := httpcore.Text("hello")
 	fmt.Printf("ready %s\n", ln.Addr())

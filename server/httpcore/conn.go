@@ -95,6 +95,12 @@ type conn struct {
 
 	hijacked bool
 
+	// Set while the connection is parked (see parker); woke tells the
+	// goroutine the parker started that bytes are waiting.
+	parkTok   uint64
+	parkTimer *time.Timer
+	woke      bool
+
 	accIn, accOut int64 // byte counts already attributed to a request
 }
 
@@ -141,7 +147,10 @@ func (w *connWriter) Write(p []byte) (int, error) {
 // ServeConn serves conn until it is finished, then closes it. It takes
 // ownership of conn; for TLS it must be an already-handshaken *tls.Conn and
 // info.TLS its state. It is called on the connection's own goroutine and
-// returns when the connection is closed (or hijacked by a handler).
+// returns when the connection is closed, hijacked by a handler, or parked:
+// on Linux a keep-alive connection that stays quiet past a short wait is
+// handed to the Core's epoll set and served on from a new goroutine when its
+// next request arrives. Shutdown waits for every connection, parked or not.
 //
 // For the smallest idle footprint, run the TLS handshake on a short-lived
 // goroutine and call ServeConn from a fresh one (go c.ServeConn(...)): the
@@ -168,13 +177,35 @@ func (c *Core) TryServeConn(nc net.Conn, info *ConnInfo) bool {
 	if cn == nil {
 		return true
 	}
-	defer c.connDone(cn)
 	if h2 {
+		defer c.connDone(cn)
 		c.serveH2(cn)
-	} else {
-		cn.serve()
+		return true
 	}
+	cn.run()
 	return true
+}
+
+// run serves an HTTP/1.x connection until it is finished (then closes it
+// and lets the Core forget it) or parked.
+func (cn *conn) run() {
+	parked := false
+	defer func() {
+		if !parked {
+			cn.close()
+			cn.core.connDone(cn)
+		}
+	}()
+	parked = cn.serve()
+}
+
+// finishParked closes a connection taken out of the parker by its timer,
+// Shutdown or Close.
+func (cn *conn) finishParked() {
+	cn.state.Store(stateClosing)
+	cn.core.g.connsIdle.Add(-1)
+	cn.close()
+	cn.core.connDone(cn)
 }
 
 func (c *Core) connDone(cn *conn) {
@@ -249,12 +280,19 @@ func (c *Core) rejectConn(nc net.Conn, h2 bool) {
 	nc.Close()
 }
 
-func (cn *conn) serve() {
+// serve is the request loop. It reports whether it ended by parking the
+// connection, which then belongs to the parker.
+func (cn *conn) serve() (parked bool) {
 	c := cn.core
-	defer cn.close()
 	for {
-		if cn.bufs == nil && !cn.waitFirstByte() {
-			return
+		if cn.bufs == nil {
+			started, parked := cn.waitFirstByte()
+			if parked {
+				return true
+			}
+			if !started {
+				return false
+			}
 		}
 		cn.nc.SetReadDeadline(time.Now().Add(c.opts.RequestHeaderTimeout))
 		raw, err := readHead(cn.bufs.br, cn.bufs.head, c.opts.MaxRequestHeaderSize)
@@ -272,7 +310,7 @@ func (cn *conn) serve() {
 					c.g.socketErrors.Add(1)
 				}
 			}
-			return
+			return false
 		}
 		ex := &exchange{}
 		fields, rerr := parseHead(raw, cn.bufs.fields, c.opts.MaxRequestBodySize, &cn.h, &ex.url)
@@ -283,13 +321,13 @@ func (cn *conn) serve() {
 				proto = "HTTP/1.0"
 			}
 			cn.rejectAndClose(rerr, proto)
-			return
+			return false
 		}
 		if !cn.serveRequest(ex) || cn.hijacked {
-			return
+			return false
 		}
 		if c.shutting.Load() {
-			return
+			return false
 		}
 		cn.h = head{} // keep nothing of the last request while idle
 		if cn.bufs.br.Buffered() == 0 && !cn.rd.hasFirst {
@@ -300,69 +338,90 @@ func (cn *conn) serve() {
 	}
 }
 
-// waitFirstByte is the idle phase: no worker, no buffers, and (on TCP and
-// TLS-over-TCP connections) no deep stack either. It reports whether a
-// request started.
-//
-// Blocking in tls.Conn.Read would pin the record-layer call chain on the
-// goroutine's stack, which keeps the stack the handler grew from ever
-// shrinking. Instead the connection waits for readability on the raw
-// socket (syscall.RawConn.Read), a few shallow frames, so the GC can shrink
-// an idle connection's stack to its minimum. A TLS connection may already
-// hold a complete record the socket will never announce again, so a
-// plain read is tried first (see idleRead).
-func (cn *conn) waitFirstByte() bool {
+// waitFirstByte is the idle phase: no worker, no buffers, and, on TCP and
+// TLS-over-TCP connections, soon no goroutine either. It reports whether a
+// request started, or that the connection was parked (and now belongs to
+// the parker).
+func (cn *conn) waitFirstByte() (started, parked bool) {
 	c := cn.core
-	cn.state.Store(stateIdle)
-	c.g.connsIdle.Add(1)
-	if c.shutting.Load() {
-		c.g.connsIdle.Add(-1)
-		return false
+	if !cn.woke {
+		cn.state.Store(stateIdle)
+		c.g.connsIdle.Add(1)
+		if c.shutting.Load() {
+			c.g.connsIdle.Add(-1)
+			return false, false
+		}
 	}
-	n, err := cn.idleRead()
+	n, err, parked := cn.idleRead()
+	if parked {
+		return false, true
+	}
 	c.g.connsIdle.Add(-1)
 	if !cn.state.CompareAndSwap(stateIdle, stateActive) {
-		return false // Shutdown closed us while idle
+		return false, false // Shutdown closed us while idle
 	}
 	if n == 0 {
 		if err != nil && !errors.Is(err, io.EOF) && !isTimeout(err) && !errors.Is(err, net.ErrClosed) {
 			c.g.socketErrors.Add(1)
 		}
-		return false
+		return false, false
 	}
 	cn.rd.n++
 	cn.rd.hasFirst = true
 	cn.bufs = c.getBufs(&cn.rd, &cn.wr)
-	return true
+	return true, false
 }
 
-// idleRead reads the first byte of the next request into cn.rd.first.
+// idleRead reads the first byte of the next request into cn.rd.first, or
+// parks the connection.
 //
 // A keep-alive client usually sends its next request at once, so the
 // first idleHotWait is spent in an ordinary blocking read: two syscalls, as
-// cheap as it gets. Only a connection that stays quiet longer moves to the
-// shallow wait on the raw socket. The timed-out read proves the TLS layer
+// cheap as it gets. A connection that stays quiet longer is parked (see
+// parker) and its goroutine ends. The timed-out read proves the TLS layer
 // holds no complete record, so the socket's readability is the whole truth.
-func (cn *conn) idleRead() (int, error) {
-	timeout := cn.core.opts.SocketTimeout
+//
+// Where there is no parker, the connection waits for readability on the raw
+// socket instead (syscall.RawConn.Read): a few shallow frames rather than
+// the record layer's call chain, so the GC can shrink the idle goroutine's
+// stack to its minimum.
+func (cn *conn) idleRead() (n int, err error, parked bool) {
+	c := cn.core
+	timeout := c.opts.SocketTimeout
+	if cn.woke {
+		// Back from the parker with bytes waiting; a TLS record may still be
+		// incomplete, so the read may wait for the rest, within socket_timeout.
+		cn.woke = false
+		cn.nc.SetReadDeadline(time.Now().Add(timeout))
+		n, err = cn.nc.Read(cn.rd.first[:])
+		return n, err, false
+	}
 	start := time.Now()
 	if cn.raw == nil || timeout <= idleHotWait {
 		cn.nc.SetReadDeadline(start.Add(timeout))
-		return cn.nc.Read(cn.rd.first[:])
+		n, err = cn.nc.Read(cn.rd.first[:])
+		return n, err, false
 	}
 	cn.nc.SetReadDeadline(start.Add(idleHotWait))
-	n, err := cn.nc.Read(cn.rd.first[:])
+	n, err = cn.nc.Read(cn.rd.first[:])
 	if n > 0 || !isTimeout(err) {
-		return n, err
+		return n, err, false
+	}
+	if p := c.idleParker(); p != nil {
+		switch p.park(cn, start.Add(timeout)) {
+		case parkOK:
+			return 0, nil, true
+		case parkClosed:
+			return 0, net.ErrClosed, false
+		}
 	}
 	cn.nc.SetReadDeadline(start.Add(timeout))
 	if err := cn.raw.Read(cn.readable); err != nil {
-		return 0, err
+		return 0, err, false
 	}
-	// Bytes have arrived; a TLS record may still be incomplete, so the read
-	// below may wait for the rest, within socket_timeout.
 	cn.nc.SetReadDeadline(time.Now().Add(timeout))
-	return cn.nc.Read(cn.rd.first[:])
+	n, err = cn.nc.Read(cn.rd.first[:])
+	return n, err, false
 }
 
 // idleHotWait is how long an idle connection waits in a plain read before

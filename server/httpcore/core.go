@@ -38,7 +38,9 @@ type Core struct {
 	closed   bool
 	drained  chan struct{} // closed when conns empties after shutdown starts
 	h2srv    *http2.Server
-	h2base   *http.Server // carries the h2 limits; its Shutdown sends GOAWAY
+	parker   atomic.Pointer[parker] // idle connections without a goroutine; made on first use
+	noParker bool                   // creating one failed; under mu
+	h2base   *http.Server           // carries the h2 limits; its Shutdown sends GOAWAY
 }
 
 // New validates o and returns a Core ready for ServeConn.
@@ -138,7 +140,52 @@ func (c *Core) untrack(cn *conn) {
 		close(c.drained)
 		c.drained = nil
 	}
+	c.closeParkerLocked()
 	c.mu.Unlock()
+}
+
+// idleParker returns the Core's parker, making it on first use; nil where
+// there is none (not Linux, or shutting down).
+func (c *Core) idleParker() *parker {
+	if p := c.parker.Load(); p != nil {
+		return p
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.parker.Load() == nil && !c.noParker && !c.shutting.Load() {
+		p, err := newParker(c.log)
+		if err != nil {
+			c.noParker = true
+			c.log.Debug("idle connections keep a goroutine", "err", err)
+			return nil
+		}
+		c.parker.Store(p)
+	}
+	return c.parker.Load()
+}
+
+// closeParkerLocked stops the parker once the Core is shutting down and has
+// no connection left that could be parked.
+func (c *Core) closeParkerLocked() {
+	if c.shutting.Load() && len(c.conns) == 0 {
+		if p := c.parker.Load(); p != nil {
+			p.close()
+		}
+	}
+}
+
+// finishParked closes the parked connections among cs (taken from c.conns
+// while they were idle); the others are finished by their own goroutines.
+func (c *Core) finishParked(cs []*conn) {
+	p := c.parker.Load()
+	if p == nil {
+		return
+	}
+	for _, cn := range cs {
+		if p.takeConn(cn) {
+			cn.finishParked()
+		}
+	}
 }
 
 // Shutdown stops reading new requests, closes idle keep-alive connections at
@@ -155,13 +202,17 @@ func (c *Core) Shutdown(ctx context.Context) error {
 		}
 		done = c.drained
 	}
+	var idle []*conn
 	for cn := range c.conns {
 		if cn.state.CompareAndSwap(stateIdle, stateClosing) {
 			cn.nc.Close()
+			idle = append(idle, cn)
 		}
 	}
+	c.closeParkerLocked()
 	h2 := c.h2base
 	c.mu.Unlock()
+	c.finishParked(idle)
 	if h2 != nil {
 		// Sends GOAWAY on every h2 connection; each ends when its streams do.
 		go h2.Shutdown(ctx)
@@ -184,6 +235,7 @@ func (c *Core) Close() error {
 	c.shutting.Store(true)
 	c.closed = true
 	c.pool.close()
+	all := make([]*conn, 0, len(c.conns))
 	for cn := range c.conns {
 		cn.state.Store(stateClosing)
 		cn.nc.Close()
@@ -191,8 +243,11 @@ func (c *Core) Close() error {
 		if rc := cn.cur.Load(); rc != nil {
 			rc.cancel()
 		}
+		all = append(all, cn)
 	}
+	c.closeParkerLocked()
 	c.mu.Unlock()
+	c.finishParked(all)
 	return nil
 }
 
