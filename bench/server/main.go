@@ -39,6 +39,8 @@ import (
 	"time"
 
 	"tlsedge/server/httpcore"
+
+	"golang.org/x/net/http2"
 )
 
 func main() {
@@ -83,6 +85,12 @@ func run(args []string) error {
 	switch *mode {
 	case "nethttp":
 		srv := &http.Server{Handler: handler, TLSConfig: cfg, IdleTimeout: 120 * time.Second}
+		return srv.ServeTLS(ln, "", "")
+	case "xnethttp": // net/http with golang.org/x/net/http2 in place of its bundled copy
+		srv := &http.Server{Handler: handler, TLSConfig: cfg, IdleTimeout: 120 * time.Second}
+		if err := http2.ConfigureServer(srv, &http2.Server{}); err != nil {
+			return err
+		}
 		return srv.ServeTLS(ln, "", "")
 	case "httpcore":
 		o := httpcore.DefaultOptions()

@@ -134,15 +134,40 @@ func (r *connReader) Read(p []byte) (int, error) {
 type connWriter struct {
 	nc      net.Conn
 	n       int64
-	timeout time.Duration
+	dl      writeDeadline
+	handler bool // the handler set its own write deadline (ResponseController)
 }
 
 func (w *connWriter) Write(p []byte) (int, error) {
-	w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+	if !w.handler {
+		w.dl.arm(w.nc)
+	}
 	n, err := w.nc.Write(p)
 	w.n += int64(n)
 	return n, err
 }
+
+// writeDeadline gives every write at least half of write_timeout and at
+// most all of it. It moves the socket's deadline only when less than half
+// is left, so a busy connection updates it a few times a second rather than
+// on every write: each update is a runtime timer operation, and per write
+// (twice, for http2's WriteByteTimeout) they add up to several percent of an
+// h2 connection's CPU.
+type writeDeadline struct {
+	timeout time.Duration
+	at      time.Time // the deadline now set on the socket
+}
+
+func (d *writeDeadline) arm(nc net.Conn) {
+	now := time.Now()
+	if d.at.Sub(now) < d.timeout/2 {
+		d.at = now.Add(d.timeout)
+		nc.SetWriteDeadline(d.at)
+	}
+}
+
+// forget is for when somebody else set the socket's write deadline.
+func (d *writeDeadline) forget() { d.at = time.Time{} }
 
 // ServeConn serves conn until it is finished, then closes it. It takes
 // ownership of conn; for TLS it must be an already-handshaken *tls.Conn and
@@ -233,7 +258,7 @@ func (c *Core) newConn(nc net.Conn, info *ConnInfo) (_ *conn, h2, declined bool)
 	}
 	cn := &conn{core: c, nc: nc, info: info}
 	cn.rd.nc = nc
-	cn.wr = connWriter{nc: nc, timeout: c.opts.WriteTimeout}
+	cn.wr = connWriter{nc: nc, dl: writeDeadline{timeout: c.opts.WriteTimeout}}
 	if info.RemoteAddr != nil {
 		cn.remote = info.RemoteAddr.String()
 	}
@@ -608,6 +633,10 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 		bd.cn = nil
 	}
 	cn.resp = nil
+	if cn.wr.handler { // the handler's write deadline was for its response only
+		cn.wr.handler = false
+		cn.wr.dl.forget()
+	}
 	if cn.bufs != nil {
 		clear(cn.bufs.hdr)
 	}

@@ -20,15 +20,14 @@ import (
 
 func (c *Core) initH2() error {
 	c.h2base = &http.Server{
-		Handler:        http.HandlerFunc(c.serveH2Request),
+		Handler:        (*h2Handler)(c),
 		MaxHeaderBytes: int(c.opts.MaxRequestHeaderSize),
 		IdleTimeout:    c.opts.SocketTimeout,
 		ErrorLog:       slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
 	}
-	c.h2srv = &http2.Server{
-		IdleTimeout:      c.opts.SocketTimeout,
-		WriteByteTimeout: c.opts.WriteTimeout,
-	}
+	// write_timeout is applied by h2Conn, not WriteByteTimeout (see
+	// writeDeadline).
+	c.h2srv = &http2.Server{IdleTimeout: c.opts.SocketTimeout}
 	if err := http2.ConfigureServer(c.h2base, c.h2srv); err != nil {
 		return fmt.Errorf("httpcore: configuring h2: %w", err)
 	}
@@ -39,11 +38,9 @@ func (c *Core) serveH2(cn *conn) {
 	c.g.h2Conns.Add(1)
 	defer c.g.h2Conns.Add(-1)
 	defer cn.cancel()
-	nc := cn.nc
-	if c.st != nil {
-		if tc, ok := nc.(*tls.Conn); ok {
-			nc = &h2CountConn{Conn: tc, tc: tc, st: c.st}
-		}
+	var nc net.Conn = &h2Conn{Conn: cn.nc, st: c.st, dl: writeDeadline{timeout: c.opts.WriteTimeout}}
+	if cs, ok := cn.nc.(connectionStater); ok {
+		nc = &h2TLSConn{h2Conn: nc.(*h2Conn), cs: cs}
 	}
 	// The head must arrive within request_header_timeout of the handshake.
 	cn.nc.SetReadDeadline(time.Time{})
@@ -55,30 +52,55 @@ func (c *Core) serveH2(cn *conn) {
 	cn.nc.Close()
 }
 
-// h2CountConn counts an h2 connection's bytes into the totals and keeps
-// ConnectionState visible so http2 still sees TLS (and sets Request.TLS).
-type h2CountConn struct {
+// h2Conn is the connection http2 serves: it bounds every write by
+// write_timeout and counts bytes into the totals (statistics on).
+type h2Conn struct {
 	net.Conn
-	tc *tls.Conn
-	st *counters
+	st *counters // nil: statistics off
+	dl writeDeadline
 }
 
-func (h *h2CountConn) Read(p []byte) (int, error) {
+func (h *h2Conn) Read(p []byte) (int, error) {
 	n, err := h.Conn.Read(p)
-	h.st.bytesRead.Add(uint64(n))
+	if h.st != nil {
+		h.st.bytesRead.Add(uint64(n))
+	}
 	return n, err
 }
 
-func (h *h2CountConn) Write(p []byte) (int, error) {
+// Write is called by one http2 goroutine at a time.
+func (h *h2Conn) Write(p []byte) (int, error) {
+	h.dl.arm(h.Conn)
 	n, err := h.Conn.Write(p)
-	h.st.bytesWritten.Add(uint64(n))
+	if h.st != nil {
+		h.st.bytesWritten.Add(uint64(n))
+	}
 	return n, err
 }
 
-func (h *h2CountConn) ConnectionState() tls.ConnectionState { return h.tc.ConnectionState() }
+type connectionStater interface {
+	ConnectionState() tls.ConnectionState
+}
 
-// serveH2Request runs one h2 stream through admission, limits and the handler.
-func (c *Core) serveH2Request(w http.ResponseWriter, r *http.Request) {
+// h2TLSConn keeps ConnectionState visible, so http2 still sees TLS (and
+// sets Request.TLS).
+type h2TLSConn struct {
+	*h2Conn
+	cs connectionStater
+}
+
+func (h *h2TLSConn) ConnectionState() tls.ConnectionState { return h.cs.ConnectionState() }
+
+// h2Handler runs each h2 stream through admission, limits and the Core's
+// handler. It is the Core under another name so that it is the handler
+// http2 calls directly: every frame between http2's runHandler and the
+// user's handler counts, because http2 starts a goroutine per stream and a
+// deeper call chain makes its small initial stack grow (a copy) on every
+// request. Hence no closures here and the recovery in a deferred method.
+type h2Handler Core
+
+func (h *h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := (*Core)(h)
 	max := c.opts.MaxRequestBodySize
 	if max > 0 && r.ContentLength > max {
 		c.h2Reject(w, errCLTooLarge)
@@ -96,42 +118,54 @@ func (c *Core) serveH2Request(w http.ResponseWriter, r *http.Request) {
 		c.h2Reject(w, rerr)
 		return
 	}
-	var t0 time.Time
+	ex := &h2Exchange{c: c, wk: wk, w: h2Writer{ResponseWriter: w, server: c.opts.ServerName}}
 	if c.st != nil {
-		t0 = time.Now()
+		ex.t0 = time.Now()
 	}
-	hw := &h2Writer{ResponseWriter: w, server: c.opts.ServerName}
 	if r.Body != nil && r.Body != http.NoBody {
-		lb := &h2Body{rc: r.Body, limit: max, w: hw}
-		r.Body = lb
-		hw.body = lb
+		ex.body = h2Body{rc: r.Body, limit: max}
+		r.Body = &ex.body
+		ex.w.body = &ex.body
 	}
-	func() {
-		defer func() {
-			if v := recover(); v != nil {
-				if v != http.ErrAbortHandler {
-					c.log.Error("handler panic", "remote_addr", r.RemoteAddr, "method", r.Method, "uri", r.RequestURI, "panic", v)
-				}
-				if !hw.started {
-					c.h2Reject(w, reject(500, "panic", "internal server error"))
-					return
-				}
-				panic(http.ErrAbortHandler) // reset the stream
-			}
-		}()
-		c.handler.ServeHTTP(hw, r)
-	}()
-	if hw.body != nil && hw.body.rerr != nil && !hw.started {
-		c.h2Reject(w, hw.body.rerr)
+	defer ex.done(r)
+	c.handler.ServeHTTP(&ex.w, r)
+}
+
+// h2Exchange is one h2 stream's state in the core, allocated once.
+type h2Exchange struct {
+	c    *Core
+	wk   *worker
+	t0   time.Time
+	w    h2Writer
+	body h2Body
+}
+
+// done runs when the handler returns or panics: it answers a body error
+// found while the handler read (when the response has not started), turns
+// a panic into a 500 or a stream reset, and releases the worker slot.
+func (ex *h2Exchange) done(r *http.Request) {
+	c, hw := ex.c, &ex.w
+	v := recover()
+	if v != nil && v != http.ErrAbortHandler {
+		c.log.Error("handler panic", "remote_addr", r.RemoteAddr, "method", r.Method, "uri", r.RequestURI, "panic", v)
+	}
+	switch {
+	case v != nil && !hw.started:
+		c.h2Reject(hw.ResponseWriter, reject(500, "panic", "internal server error"))
+	case v == nil && hw.body != nil && hw.body.rerr != nil && !hw.started:
+		c.h2Reject(hw.ResponseWriter, hw.body.rerr)
 	}
 	if c.st != nil {
-		d := time.Since(t0)
+		d := time.Since(ex.t0)
 		c.st.requests.Add(1)
 		c.st.workNanos.Add(int64(d))
-		wk.requests.Add(1)
-		wk.workNanos.Add(int64(d))
+		ex.wk.requests.Add(1)
+		ex.wk.workNanos.Add(int64(d))
 	}
-	c.pool.release(wk)
+	c.pool.release(ex.wk)
+	if v != nil && hw.started {
+		panic(http.ErrAbortHandler) // reset the stream
+	}
 }
 
 func (c *Core) h2Reject(w http.ResponseWriter, rerr *rejectError) {
@@ -208,7 +242,6 @@ type h2Body struct {
 	limit int64
 	n     int64
 	rerr  *rejectError
-	w     *h2Writer
 }
 
 func (b *h2Body) Read(p []byte) (int, error) {

@@ -465,5 +465,12 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 // SetReadDeadline and SetWriteDeadline serve http.ResponseController.
-func (w *response) SetReadDeadline(t time.Time) error  { return w.cn.nc.SetReadDeadline(t) }
-func (w *response) SetWriteDeadline(t time.Time) error { return w.cn.nc.SetWriteDeadline(t) }
+func (w *response) SetReadDeadline(t time.Time) error { return w.cn.nc.SetReadDeadline(t) }
+
+// SetWriteDeadline: a write deadline the handler sets replaces write_timeout
+// until the end of its response (the zero time: no deadline), as with
+// net/http.
+func (w *response) SetWriteDeadline(t time.Time) error {
+	w.cn.wr.handler = true
+	return w.cn.nc.SetWriteDeadline(t)
+}

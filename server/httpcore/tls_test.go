@@ -222,3 +222,52 @@ func TestIdleThenRequest(t *testing.T) {
 		t.Fatalf("requests did not share one connection: %d open", st.ConnectionsOpen)
 	}
 }
+
+// h2 handler panics, before and after the response started, cost no worker
+// slot: with a pool of two, many panicking streams later a request is still
+// served, and the panics are answered 500 or reset.
+func TestH2PanicsReleaseSlots(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/early":
+			panic("early boom")
+		case "/late":
+			io.WriteString(w, "partial")
+			w.(http.Flusher).Flush()
+			panic("late boom")
+		}
+		io.WriteString(w, "fine")
+	})
+	c := newCore(t, h, func(o *Options) { o.ThreadPool, o.ThreadPoolMax, o.AcceptedQueueSize = 1, 2, 0 })
+	addr, client := startTLS(t, c)
+	for i := 0; i < 5; i++ {
+		resp, err := client.Get("https://" + addr + "/early")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 500 || resp.ProtoMajor != 2 {
+			t.Fatalf("early panic: %d %s", resp.StatusCode, resp.Proto)
+		}
+		resp, err = client.Get("https://" + addr + "/late")
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		if err == nil {
+			t.Fatal("late panic: the stream was not reset")
+		}
+	}
+	resp, err := client.Get("https://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "fine" {
+		t.Fatalf("after panics: %d %q (worker slots leaked?)", resp.StatusCode, b)
+	}
+	if st := c.Stats(); st.ThreadsIdle != st.Threads {
+		t.Fatalf("%d of %d workers idle after all streams ended", st.ThreadsIdle, st.Threads)
+	}
+}
