@@ -97,6 +97,7 @@ func run(args []string) error {
 		o.Handler = handler
 		o.SocketTimeout = 120 * time.Second
 		o.MaxConnections = 100000
+		o.ServerName = "" // net/http sends no Server field: the same response bytes on both sides
 		core, err := httpcore.New(o)
 		if err != nil {
 			return err
@@ -160,8 +161,8 @@ func gcOnSignal() {
 		if sig == syscall.SIGUSR2 {
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
-			fmt.Fprintf(os.Stderr, "goroutines %d stack_inuse %d heap_inuse %d heap_objects %d sys %d\n",
-				runtime.NumGoroutine(), ms.StackInuse, ms.HeapInuse, ms.HeapObjects, ms.Sys)
+			fmt.Fprintf(os.Stderr, "goroutines %d stack_inuse %d heap_inuse %d heap_objects %d sys %d mallocs %d total_alloc %d\n",
+				runtime.NumGoroutine(), ms.StackInuse, ms.HeapInuse, ms.HeapObjects, ms.Sys, ms.Mallocs, ms.TotalAlloc)
 			if p := os.Getenv("BENCH_HEAP_PROFILE"); p != "" {
 				if f, err := os.Create(p); err == nil {
 					pprof.Lookup("heap").WriteTo(f, 0)
