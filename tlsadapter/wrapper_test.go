@@ -3,8 +3,10 @@ package tlsadapter
 import (
 	"context"
 	"crypto/tls"
+	"net"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"tlsedge/internal/testenv"
@@ -54,3 +56,57 @@ func TestBadSNINeverReachesTheSource(t *testing.T) {
 type wrapperAdapter struct{ *Wrapper }
 
 func (a wrapperAdapter) Reload(context.Context) error { return a.ReloadPolicy() }
+
+// The connection Wrap returns exposes its socket (syscall.Conn under the
+// tls.Conn), which the request core needs to park an idle keep-alive
+// connection without a goroutine; the descriptor is the accepted socket's.
+func TestWrappedConnExposesSocket(t *testing.T) {
+	ca := testenv.NewCA(t, "sock")
+	leaf := ca.Leaf(t, "a.test")
+	ad := newBuiltinT(t, builtinOpts(leaf.CertFile, leaf.KeyFile), "a.test")
+	defer ad.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := tls.Dial("tcp", ln.Addr().String(), clientCfg(ca, "a.test"))
+		if err == nil {
+			c.Read(make([]byte, 1)) // hold it open until the server closes
+			c.Close()
+		}
+	}()
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, _, err := ad.Wrap(context.Background(), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fdOf := func(c any) uintptr {
+		t.Helper()
+		sc, ok := c.(syscall.Conn)
+		if !ok {
+			t.Fatalf("%T is not a syscall.Conn", c)
+		}
+		rc, err := sc.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fd uintptr
+		if err := rc.Control(func(f uintptr) { fd = f }); err != nil {
+			t.Fatal(err)
+		}
+		return fd
+	}
+	tc, ok := conn.(*tls.Conn)
+	if !ok {
+		t.Fatalf("Wrap returned %T", conn)
+	}
+	if got, want := fdOf(tc.NetConn()), fdOf(raw); got != want {
+		t.Fatalf("socket under the TLS connection is fd %d, accepted fd %d", got, want)
+	}
+}
