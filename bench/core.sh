@@ -14,9 +14,14 @@
 # each round (the order alternating), and the ratio reported is the median
 # of the per-round ratios, beside each server's median.
 #
+# With NGINX=1 (and nginx installed) nginx joins each round as a third
+# subject, one process (master_process off), the same certificate, a fixed
+# "hello": the reference the goals were set against, measured here rather
+# than quoted.
+#
 # Environment: DUR (seconds per load run, 5), ROUNDS (5), CONNS (wrk
 # connections, 50), IDLE_N (idle connections, 1000), SERVER_CPU (0),
-# CLIENT_CPU (1).
+# CLIENT_CPU (1), NGINX (0), NGINX_PORT (18443).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +31,13 @@ CONNS=${CONNS:-50}
 IDLE_N=${IDLE_N:-1000}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
+NGINX=${NGINX:-0}
+NGINX_PORT=${NGINX_PORT:-18443}
+SUBJECTS="httpcore nethttp"
+if [ "$NGINX" = 1 ]; then
+	command -v nginx >/dev/null || { echo "core.sh: NGINX=1 but nginx not found (Debian: nginx)" >&2; exit 1; }
+	SUBJECTS="httpcore nethttp nginx"
+fi
 
 for tool in wrk h2load taskset; do
 	command -v "$tool" >/dev/null || { echo "core.sh: $tool not found (Debian: wrk, nghttp2-client, util-linux)" >&2; exit 1; }
@@ -47,7 +59,52 @@ go build -o "$work/server" ./bench/server
 CLK=$(getconf CLK_TCK)
 ulimit -n 65536 2>/dev/null || true
 
+start_nginx() {
+	mkdir -p "$work/nginx"
+	cat >"$work/nginx/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 65536;
+error_log $work/nginx/error.log;
+pid $work/nginx/nginx.pid;
+events { worker_connections 65536; }
+http {
+	access_log off;
+	server_tokens off;
+	client_body_temp_path $work/nginx/body;
+	proxy_temp_path $work/nginx/proxy;
+	fastcgi_temp_path $work/nginx/fastcgi;
+	uwsgi_temp_path $work/nginx/uwsgi;
+	scgi_temp_path $work/nginx/scgi;
+	keepalive_requests 10000000;
+	keepalive_timeout 120s;
+	http2_max_requests 10000000;
+	ssl_certificate $work/cert.pem;
+	ssl_certificate_key $work/key.pem;
+	ssl_protocols TLSv1.2 TLSv1.3;
+	server {
+		listen 127.0.0.1:$NGINX_PORT ssl http2;
+		location / { default_type text/plain; return 200 "hello"; }
+	}
+}
+EOF
+	taskset -c "$SERVER_CPU" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" >"$work/nginx.out" 2>&1 &
+	PID=$!
+	ADDR=127.0.0.1:$NGINX_PORT
+	for _ in $(seq 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$NGINX_PORT") 2>/dev/null && return
+		sleep 0.05
+	done
+	cat "$work/nginx.out" "$work/nginx/error.log" >&2
+	exit 1
+}
+
 start_server() { # mode
+	if [ "$1" = nginx ]; then
+		start_nginx
+		return
+	fi
 	taskset -c "$SERVER_CPU" "$work/server" -mode "$1" -cert "$work/cert.pem" -key "$work/key.pem" >"$work/$1.out" 2>&1 &
 	PID=$!
 	for _ in $(seq 100); do
@@ -113,8 +170,8 @@ echo "core.sh: server on CPU $SERVER_CPU, load on CPU $CLIENT_CPU, ${DUR}s runs,
 results="$work/results"
 : >"$results"
 for round in $(seq "$ROUNDS"); do
-	order="httpcore nethttp"
-	[ $((round % 2)) -eq 0 ] && order="nethttp httpcore"
+	order=$SUBJECTS
+	[ $((round % 2)) -eq 0 ] && order=$(echo "$SUBJECTS" | tr ' ' '\n' | tac | paste -sd' ')
 	for mode in $order; do
 		start_server "$mode"
 		idle_b=$(measure_idle)
@@ -127,16 +184,19 @@ for round in $(seq "$ROUNDS"); do
 	done
 done
 
-median() { sort -n | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2] + a[NR/2+1]) / 2}'; }
+median() { sort -n | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2] + a[NR/2+1]) / 2}'; }
 col() { awk -v m="$1" -v c="$2" '$1 == m {print $c}' "$results" | median; }
 echo
 printf '%-9s %18s %18s %20s\n' server "HTTPS keep-alive" "h2 (16x10)" "idle TLS conn"
-for mode in httpcore nethttp; do
+for mode in $SUBJECTS; do
 	printf '%-9s %13s us/req %13s us/req %15s B/conn\n' "$mode" "$(col $mode 2)" "$(col $mode 3)" "$(col $mode 4)"
 done
-# ratios COL: httpcore/net/http per round, one per line.
-ratios() { awk -v c="$1" '{v[$1, $5] = $c; r[$5] = 1} END {for (k in r) if (v["nethttp", k] > 0) printf "%.3f\n", v["httpcore", k] / v["nethttp", k]}' "$results"; }
-printf 'ratio     %16.2fx %16.2fx %18.2fx   (httpcore / net/http: median of per-round ratios)\n' \
-	"$(ratios 2 | median)" "$(ratios 3 | median)" "$(ratios 4 | median)"
-echo "per-round h1 ratios: $(ratios 2 | sort -n | paste -sd' ')"
-echo "per-round h2 ratios: $(ratios 3 | sort -n | paste -sd' ')"
+# ratios MODE COL: MODE / net/http per round, one per line.
+ratios() { awk -v m="$1" -v c="$2" '{v[$1, $5] = $c; r[$5] = 1} END {for (k in r) if (v["nethttp", k] > 0) printf "%.3f\n", v[m, k] / v["nethttp", k]}' "$results"; }
+for mode in $SUBJECTS; do
+	[ "$mode" = nethttp ] && continue
+	printf '%-9s %16.2fx %16.2fx %18.2fx   (/ net/http: median of per-round ratios)\n' \
+		"$mode" "$(ratios $mode 2 | median)" "$(ratios $mode 3 | median)" "$(ratios $mode 4 | median)"
+	echo "  per-round h1 ratios: $(ratios $mode 2 | sort -n | paste -sd' ')"
+	echo "  per-round h2 ratios: $(ratios $mode 3 | sort -n | paste -sd' ')"
+done
