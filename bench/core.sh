@@ -10,33 +10,36 @@
 # Needs wrk and h2load (Debian: wrk, nghttp2-client) and taskset.
 #
 # This machine class is noisy: the same server's CPU per request moves by
-# 30% between runs a minute apart. So the two servers run back to back in
-# each round (the order alternating), and the ratio reported is the median
-# of the per-round ratios, beside each server's median.
+# 30% between runs a minute apart. So every subject runs at once (idle ones
+# cost nothing), the load runs are short and alternate between subjects
+# round by round, and the ratio reported is the median of the per-round
+# ratios, beside each subject's median. Idle memory is measured first, once
+# per subject, on fresh processes.
 #
 # With NGINX=1 (and nginx installed) nginx joins each round as a third
 # subject, one process (master_process off), the same certificate, a fixed
 # "hello": the reference the goals were set against, measured here rather
 # than quoted.
 #
-# Environment: DUR (seconds per load run, 5), ROUNDS (5), CONNS (wrk
+# Environment: DUR (seconds per load run, 3), ROUNDS (7), CONNS (wrk
 # connections, 50), IDLE_N (idle connections, 1000), SERVER_CPU (0),
-# CLIENT_CPU (1), NGINX (0), NGINX_PORT (18443).
+# CLIENT_CPU (1), NGINX (0), NGINX_PORT (18443), SUBJECTS ("httpcore
+# nethttp"; nethttp must be among them, the ratios are against it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DUR=${DUR:-5}
-ROUNDS=${ROUNDS:-5}
+DUR=${DUR:-3}
+ROUNDS=${ROUNDS:-7}
 CONNS=${CONNS:-50}
 IDLE_N=${IDLE_N:-1000}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 NGINX=${NGINX:-0}
 NGINX_PORT=${NGINX_PORT:-18443}
-SUBJECTS="httpcore nethttp"
+SUBJECTS=${SUBJECTS:-httpcore nethttp} # also: xnethttp (net/http with x/net's http2)
 if [ "$NGINX" = 1 ]; then
 	command -v nginx >/dev/null || { echo "core.sh: NGINX=1 but nginx not found (Debian: nginx)" >&2; exit 1; }
-	SUBJECTS="httpcore nethttp nginx"
+	SUBJECTS="$SUBJECTS nginx"
 fi
 
 for tool in wrk h2load taskset; do
@@ -44,11 +47,11 @@ for tool in wrk h2load taskset; do
 done
 
 work=$(mktemp -d)
-PID=""
+declare -A PIDS ADDRS
 IDLE_PID=""
 cleanup() {
 	[ -n "$IDLE_PID" ] && kill "$IDLE_PID" 2>/dev/null || true
-	[ -n "$PID" ] && kill "$PID" 2>/dev/null || true
+	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	rm -rf "$work"
 }
@@ -90,8 +93,8 @@ http {
 }
 EOF
 	taskset -c "$SERVER_CPU" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" >"$work/nginx.out" 2>&1 &
-	PID=$!
-	ADDR=127.0.0.1:$NGINX_PORT
+	PIDS[nginx]=$!
+	ADDRS[nginx]=127.0.0.1:$NGINX_PORT
 	for _ in $(seq 100); do
 		(exec 3<>"/dev/tcp/127.0.0.1/$NGINX_PORT") 2>/dev/null && return
 		sleep 0.05
@@ -106,30 +109,24 @@ start_server() { # mode
 		return
 	fi
 	taskset -c "$SERVER_CPU" "$work/server" -mode "$1" -cert "$work/cert.pem" -key "$work/key.pem" >"$work/$1.out" 2>&1 &
-	PID=$!
+	PIDS[$1]=$!
 	for _ in $(seq 100); do
 		grep -q '^ready' "$work/$1.out" 2>/dev/null && break
 		sleep 0.05
 	done
-	ADDR=$(awk '/^ready/ {print $2}' "$work/$1.out")
-	[ -n "$ADDR" ] || { cat "$work/$1.out"; exit 1; }
+	ADDRS[$1]=$(awk '/^ready/ {print $2}' "$work/$1.out")
+	[ -n "${ADDRS[$1]}" ] || { cat "$work/$1.out"; exit 1; }
 }
 
-stop_server() {
-	kill "$PID" 2>/dev/null || true
-	wait "$PID" 2>/dev/null || true
-	PID=""
-}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/${PIDS[$1]}/stat"; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/${PIDS[$1]}/status"; }
+gc() { kill -USR1 "${PIDS[$1]}"; sleep 1; } # Go: collect and return memory; nginx: reopen logs
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$PID/status"; }
-gc() { kill -USR1 "$PID"; sleep 1; }
-
-measure_idle() { # prints bytes per idle connection
-	gc
+measure_idle() { # mode; prints bytes per idle connection
+	gc "$1"
 	local before after
-	before=$(rss_kb)
-	taskset -c "$CLIENT_CPU" "$work/server" -mode idle -addr "$ADDR" -n "$IDLE_N" >"$work/idle.out" 2>&1 &
+	before=$(rss_kb "$1")
+	taskset -c "$CLIENT_CPU" "$work/server" -mode idle -addr "${ADDRS[$1]}" -n "$IDLE_N" >"$work/idle.out" 2>&1 &
 	IDLE_PID=$!
 	for _ in $(seq 600); do
 		grep -q '^idle' "$work/idle.out" 2>/dev/null && break
@@ -137,8 +134,8 @@ measure_idle() { # prints bytes per idle connection
 	done
 	grep -q '^idle' "$work/idle.out" || { cat "$work/idle.out" >&2; exit 1; }
 	sleep 1
-	gc
-	after=$(rss_kb)
+	gc "$1"
+	after=$(rss_kb "$1")
 	kill "$IDLE_PID" 2>/dev/null || true
 	wait "$IDLE_PID" 2>/dev/null || true
 	IDLE_PID=""
@@ -146,57 +143,70 @@ measure_idle() { # prints bytes per idle connection
 	echo $(( (after - before) * 1024 / IDLE_N ))
 }
 
-measure_wrk() { # prints us per request
-	taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d1s "https://$ADDR/" >/dev/null # warm-up
-	local t0 t1 reqs
-	t0=$(cpu_ticks)
-	taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DUR}s" "https://$ADDR/" >"$work/wrk.out"
-	t1=$(cpu_ticks)
-	reqs=$(awk '/requests in/ {print $1}' "$work/wrk.out")
-	awk -v d=$((t1 - t0)) -v clk="$CLK" -v n="$reqs" 'BEGIN {printf "%.1f %d\n", d * 1e6 / clk / n, n}'
+per_req() { # ticks requests; prints us per request
+	awk -v d="$1" -v clk="$CLK" -v n="$2" 'BEGIN {if (n > 0) printf "%.2f\n", d * 1e6 / clk / n; else print 0}'
 }
 
-measure_h2() { # prints us per request
+measure_wrk() { # mode seconds; prints us per request and requests
 	local t0 t1 reqs
-	t0=$(cpu_ticks)
-	taskset -c "$CLIENT_CPU" h2load -c16 -m10 -D "$DUR" "https://$ADDR/" >"$work/h2.out" 2>&1
-	t1=$(cpu_ticks)
+	t0=$(cpu_ticks "$1")
+	taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${2}s" "https://${ADDRS[$1]}/" >"$work/wrk.out"
+	t1=$(cpu_ticks "$1")
+	reqs=$(awk '/requests in/ {print $1}' "$work/wrk.out")
+	echo "$(per_req $((t1 - t0)) "$reqs") $reqs"
+}
+
+measure_h2() { # mode seconds; prints us per request and requests
+	local t0 t1 reqs
+	t0=$(cpu_ticks "$1")
+	taskset -c "$CLIENT_CPU" h2load -c16 -m10 -D "$2" "https://${ADDRS[$1]}/" >"$work/h2.out" 2>&1
+	t1=$(cpu_ticks "$1")
 	reqs=$(awk '/^requests:/ {print $8}' "$work/h2.out")
 	[ -n "$reqs" ] && [ "$reqs" -gt 0 ] || { cat "$work/h2.out" >&2; echo "0 0"; return; }
-	awk -v d=$((t1 - t0)) -v clk="$CLK" -v n="$reqs" 'BEGIN {printf "%.1f %d\n", d * 1e6 / clk / n, n}'
+	echo "$(per_req $((t1 - t0)) "$reqs") $reqs"
 }
 
 echo "core.sh: server on CPU $SERVER_CPU, load on CPU $CLIENT_CPU, ${DUR}s runs, $ROUNDS rounds, $(nproc) CPUs, $(go version | awk '{print $3}')"
-results="$work/results"
+results="$work/results" # lines: mode kind value round
 : >"$results"
+for mode in $SUBJECTS; do
+	start_server "$mode"
+	idle_b=$(measure_idle "$mode")
+	echo "$mode idle $idle_b 0" >>"$results"
+	printf 'idle      %-9s %6s B/conn\n' "$mode" "$idle_b"
+	measure_wrk "$mode" 1 >/dev/null # warm-up
+	measure_h2 "$mode" 1 >/dev/null
+done
 for round in $(seq "$ROUNDS"); do
 	order=$SUBJECTS
 	[ $((round % 2)) -eq 0 ] && order=$(echo "$SUBJECTS" | tr ' ' '\n' | tac | paste -sd' ')
-	for mode in $order; do
-		start_server "$mode"
-		idle_b=$(measure_idle)
-		read -r h1_us h1_n < <(measure_wrk)
-		read -r h2_us h2_n < <(measure_h2)
-		stop_server
-		echo "$mode $h1_us $h2_us $idle_b $round" >>"$results"
-		printf 'round %d %-9s h1 %6s us/req (%s req)  h2 %6s us/req (%s req)  idle %6s B/conn\n' \
-			"$round" "$mode" "$h1_us" "$h1_n" "$h2_us" "$h2_n" "$idle_b"
+	line="round $round"
+	for kind in h1 h2; do
+		for mode in $order; do
+			if [ "$kind" = h1 ]; then read -r us n < <(measure_wrk "$mode" "$DUR"); else read -r us n < <(measure_h2 "$mode" "$DUR"); fi
+			echo "$mode $kind $us $round" >>"$results"
+			line="$line  $kind $mode $us"
+		done
 	done
+	echo "$line"
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2] + a[NR/2+1]) / 2}'; }
-col() { awk -v m="$1" -v c="$2" '$1 == m {print $c}' "$results" | median; }
+col() { awk -v m="$1" -v k="$2" '$1 == m && $2 == k {print $3}' "$results" | median; }
+# ratios MODE KIND: MODE / net/http per round, one per line.
+ratios() {
+	awk -v m="$1" -v k="$2" '$2 == k {v[$1, $4] = $3; r[$4] = 1}
+		END {for (i in r) if (v["nethttp", i] > 0) printf "%.3f\n", v[m, i] / v["nethttp", i]}' "$results"
+}
 echo
 printf '%-9s %18s %18s %20s\n' server "HTTPS keep-alive" "h2 (16x10)" "idle TLS conn"
 for mode in $SUBJECTS; do
-	printf '%-9s %13s us/req %13s us/req %15s B/conn\n' "$mode" "$(col $mode 2)" "$(col $mode 3)" "$(col $mode 4)"
+	printf '%-9s %13s us/req %13s us/req %15s B/conn\n' "$mode" "$(col $mode h1)" "$(col $mode h2)" "$(col $mode idle)"
 done
-# ratios MODE COL: MODE / net/http per round, one per line.
-ratios() { awk -v m="$1" -v c="$2" '{v[$1, $5] = $c; r[$5] = 1} END {for (k in r) if (v["nethttp", k] > 0) printf "%.3f\n", v[m, k] / v["nethttp", k]}' "$results"; }
 for mode in $SUBJECTS; do
 	[ "$mode" = nethttp ] && continue
 	printf '%-9s %16.2fx %16.2fx %18.2fx   (/ net/http: median of per-round ratios)\n' \
-		"$mode" "$(ratios $mode 2 | median)" "$(ratios $mode 3 | median)" "$(ratios $mode 4 | median)"
-	echo "  per-round h1 ratios: $(ratios $mode 2 | sort -n | paste -sd' ')"
-	echo "  per-round h2 ratios: $(ratios $mode 3 | sort -n | paste -sd' ')"
+		"$mode" "$(ratios $mode h1 | median)" "$(ratios $mode h2 | median)" "$(ratios $mode idle | median)"
+	echo "  per-round h1 ratios: $(ratios $mode h1 | sort -n | paste -sd' ')"
+	echo "  per-round h2 ratios: $(ratios $mode h2 | sort -n | paste -sd' ')"
 done
