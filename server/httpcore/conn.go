@@ -234,8 +234,10 @@ func (cn *conn) finishParked() {
 }
 
 func (c *Core) connDone(cn *conn) {
-	c.untrack(cn)
+	// The gauge first: untrack may release Shutdown, whose caller must see
+	// the connection gone from the figures too.
 	c.g.connsOpen.Add(-1)
+	c.untrack(cn)
 }
 
 // newConn admits and registers a connection; nil means it was refused (and

@@ -108,6 +108,10 @@ func (p *parker) loop() {
 		cn.parkTimer.Stop()
 		cn.finishParked()
 	}
+	// close() will find p.closed set and do nothing: release the set here.
+	// Any park that got into cs has finished its epoll_ctl (closing its
+	// socket above waited for Control), and later ones see p.closed.
+	p.file.Close()
 }
 
 // Results of park.
@@ -204,10 +208,23 @@ func (p *parker) wake(tok uint64) {
 }
 
 // expire closes a connection that stayed quiet for socket_timeout.
+//
+// Quiet means no byte arrived, not that the loop has not got round to it:
+// the timer's goroutine runs at once, while the loop, readied by netpoll,
+// can wait behind a saturated run queue for 100 ms and more. Bytes already
+// in the socket resume the connection here instead of being reset.
 func (p *parker) expire(tok uint64) {
-	if cn := p.take(tok); cn != nil {
-		cn.finishParked()
+	cn := p.take(tok)
+	if cn == nil {
+		return
 	}
+	ready := false
+	if cn.raw.Control(func(fd uintptr) { ready = cn.readable(fd) }) == nil && ready {
+		cn.woke = true
+		cn.run() // AfterFunc gave us a goroutine of our own
+		return
+	}
+	cn.finishParked()
 }
 
 // close stops the parker. The Core calls it once it has no connection left,
