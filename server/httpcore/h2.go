@@ -100,11 +100,25 @@ func (h *h2TLSConn) ConnectionState() tls.ConnectionState { return h.cs.Connecti
 type h2Handler Core
 
 func (h *h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c := (*Core)(h)
+	ex := (*Core)(h).h2Begin(w, r)
+	if ex == nil {
+		return
+	}
+	defer ex.done()
+	ex.c.handler.ServeHTTP(&ex.w, r)
+}
+
+// h2Begin admits a stream: nil means it was answered already (413, 503).
+// It is a function of its own so that its frame is gone before the user's
+// handler runs: the stream goroutine's stack is small, and a frame too many
+// at the deepest point of a response costs a stack copy per request.
+//
+//go:noinline
+func (c *Core) h2Begin(w http.ResponseWriter, r *http.Request) *h2Exchange {
 	max := c.opts.MaxRequestBodySize
 	if max > 0 && r.ContentLength > max {
 		c.h2Reject(w, errCLTooLarge)
-		return
+		return nil
 	}
 	wk, err := c.pool.acquire()
 	if err != nil {
@@ -116,9 +130,9 @@ func (h *h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rerr = errShutdown503
 		}
 		c.h2Reject(w, rerr)
-		return
+		return nil
 	}
-	ex := &h2Exchange{c: c, wk: wk, w: h2Writer{ResponseWriter: w, server: c.opts.ServerName}}
+	ex := &h2Exchange{c: c, wk: wk, r: r, w: h2Writer{ResponseWriter: w, server: c.opts.ServerName}}
 	if c.st != nil {
 		ex.t0 = time.Now()
 	}
@@ -127,14 +141,14 @@ func (h *h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = &ex.body
 		ex.w.body = &ex.body
 	}
-	defer ex.done(r)
-	c.handler.ServeHTTP(&ex.w, r)
+	return ex
 }
 
 // h2Exchange is one h2 stream's state in the core, allocated once.
 type h2Exchange struct {
 	c    *Core
 	wk   *worker
+	r    *http.Request
 	t0   time.Time
 	w    h2Writer
 	body h2Body
@@ -143,8 +157,8 @@ type h2Exchange struct {
 // done runs when the handler returns or panics: it answers a body error
 // found while the handler read (when the response has not started), turns
 // a panic into a 500 or a stream reset, and releases the worker slot.
-func (ex *h2Exchange) done(r *http.Request) {
-	c, hw := ex.c, &ex.w
+func (ex *h2Exchange) done() {
+	c, hw, r := ex.c, &ex.w, ex.r
 	v := recover()
 	if v != nil && v != http.ErrAbortHandler {
 		c.log.Error("handler panic", "remote_addr", r.RemoteAddr, "method", r.Method, "uri", r.RequestURI, "panic", v)
