@@ -14,7 +14,6 @@
 package main
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -102,37 +101,9 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
-		return serveCore(ln, cfg, core)
+		return core.Serve(ln, cfg)
 	}
 	return fmt.Errorf("unknown mode %q", *mode)
-}
-
-// serveCore is a minimal accept loop in the shape the server package uses:
-// the handshake runs on a short-lived goroutine and the connection is served
-// from a fresh one, so the stack the handshake grew is not kept by every
-// idle connection.
-func serveCore(ln net.Listener, cfg *tls.Config, core *httpcore.Core) error {
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			return err
-		}
-		core.CountAccept()
-		go func() {
-			tc := tls.Server(nc, cfg)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := tc.HandshakeContext(ctx)
-			cancel()
-			if err != nil {
-				core.CountSocketError()
-				nc.Close()
-				return
-			}
-			st := tc.ConnectionState()
-			info := &httpcore.ConnInfo{Transport: "tcp", LocalAddr: nc.LocalAddr(), RemoteAddr: nc.RemoteAddr(), TLS: &st}
-			go core.ServeConn(tc, info)
-		}()
-	}
 }
 
 // gcOnSignal: SIGUSR1 collects garbage and returns it to the OS; SIGUSR2

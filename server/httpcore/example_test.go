@@ -11,10 +11,8 @@ import (
 	"tlsedge/server/httpcore"
 )
 
-// An accept loop in the shape the core expects: the handshake on a
-// short-lived goroutine, the connection served from a fresh one (so idle
-// connections do not keep the handshake's stack), ConnInfo filled from the
-// handshake, and Shutdown then Close on the way out.
+// The core embedded directly: a dispatcher with two mounts, Serve as the
+// accept loop over TLS, and Shutdown then Close on the way out.
 func Example() {
 	d := httpcore.NewDispatcher()
 	for _, spec := range []string{"/=text:hello", "/health=text:ok"} {
@@ -37,29 +35,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	cfg := &tls.Config{NextProtos: []string{"h2", "http/1.1"} /* , Certificates: ... */}
-	go func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			core.CountAccept()
-			go func() {
-				tc := tls.Server(nc, cfg)
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				err := tc.HandshakeContext(ctx)
-				cancel()
-				if err != nil {
-					core.CountSocketError()
-					nc.Close()
-					return
-				}
-				st := tc.ConnectionState()
-				info := &httpcore.ConnInfo{Transport: "tcp", LocalAddr: nc.LocalAddr(), RemoteAddr: nc.RemoteAddr(), TLS: &st}
-				go core.ServeConn(tc, info) // h2 when ALPN chose it
-			}()
-		}
-	}()
+	go core.Serve(ln, cfg) // handshakes off the accept loop; h2 when ALPN chooses it
 
 	// ... later, on SIGTERM:
 	ln.Close()

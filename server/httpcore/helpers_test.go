@@ -55,16 +55,7 @@ func startServer(t testing.TB, h http.Handler, mod func(*Options)) *testServer {
 		t.Fatal(err)
 	}
 	ts := &testServer{core: c, addr: ln.Addr().String(), ln: ln}
-	go func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.CountAccept()
-			go c.ServeConn(nc, &ConnInfo{Transport: "tcp", LocalAddr: nc.LocalAddr(), RemoteAddr: nc.RemoteAddr()})
-		}
-	}()
+	go c.Serve(ln, nil)
 	t.Cleanup(func() {
 		ln.Close()
 		c.Close()

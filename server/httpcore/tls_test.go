@@ -24,26 +24,7 @@ func startTLS(t testing.TB, c *Core) (addr string, client *http.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				tc := tls.Server(nc, cfg)
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				if err := tc.HandshakeContext(ctx); err != nil {
-					c.CountSocketError()
-					nc.Close()
-					return
-				}
-				st := tc.ConnectionState()
-				c.ServeConn(tc, &ConnInfo{Transport: "tcp", LocalAddr: nc.LocalAddr(), RemoteAddr: nc.RemoteAddr(), TLS: &st})
-			}()
-		}
-	}()
+	go c.Serve(ln, cfg)
 	t.Cleanup(func() { ln.Close(); c.Close() })
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}, ForceAttemptHTTP2: true}
 	t.Cleanup(tr.CloseIdleConnections)
