@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"tlsedge/internal/testenv"
 	"tlsedge/peercred"
 )
 
@@ -126,17 +125,7 @@ func waitLine(t *testing.T, buf *logBuf) string {
 // TestAccessLogTLS checks the TLS fields: version, cipher, SNI, and the
 // verified client certificate's CN as the user.
 func TestAccessLogTLS(t *testing.T) {
-	ca := testenv.NewCA(t, "log")
-	server := ca.Leaf(t, "localhost")
-	client := ca.Leaf(t, "client-7")
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
-		Certificates: []tls.Certificate{server.TLS},
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    ca.Pool,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln, ca, client := clientCertListener(t, "log")
 	buf := &logBuf{}
 	al, err := NewAccessLog(Options{AccessLog: "stderr"}, buf)
 	if err != nil {

@@ -3,6 +3,7 @@ package apps
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"tlsedge/internal/testenv"
 	"tlsedge/peercred"
 	"tlsedge/server/httpcore"
 )
@@ -117,4 +119,22 @@ func mustNew(t *testing.T, target string, env Env) http.Handler {
 		t.Fatalf("New(%q): %v", target, err)
 	}
 	return h
+}
+
+// clientCertListener is a loopback TLS listener for "localhost" that asks
+// for, but does not require, a client certificate from ca; client is one.
+func clientCertListener(t testing.TB, caName string) (ln net.Listener, ca *testenv.CA, client *testenv.Issued) {
+	t.Helper()
+	ca = testenv.NewCA(t, caName)
+	server := ca.Leaf(t, "localhost")
+	client = ca.Leaf(t, "client-7")
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{server.TLS},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    ca.Pool,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln, ca, client
 }

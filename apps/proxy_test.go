@@ -738,17 +738,7 @@ func mustRequest(t *testing.T) *http.Request {
 // mod_ssl facts arrive as X-SSL-* headers, the client's own are replaced,
 // and the client certificate's PEM arrives percent-encoded.
 func TestProxySSLHeaders(t *testing.T) {
-	ca := testenv.NewCA(t, "front")
-	server := ca.Leaf(t, "localhost")
-	client := ca.Leaf(t, "client-7")
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
-		Certificates: []tls.Certificate{server.TLS},
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    ca.Pool,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln, ca, client := clientCertListener(t, "front")
 	front := strings.Replace(serveOn(t, ln, mustNew(t, serveTCP(t, echoHeaders()), Env{}), nil), "http://127.0.0.1", "https://localhost", 1)
 	tests := []struct {
 		name  string
