@@ -451,6 +451,15 @@ func (cn *conn) idleRead() (n int, err error, parked bool) {
 	return n, err, false
 }
 
+// Results of parker.park.
+type parkResult int
+
+const (
+	parkOK      parkResult = iota // the connection now belongs to the parker
+	parkRefused                   // not parked: wait some other way
+	parkClosed                    // not parked: the connection was closed meanwhile
+)
+
 // idleHotWait is how long an idle connection waits in a plain read before
 // moving to the shallow wait.
 const idleHotWait = 100 * time.Millisecond

@@ -174,9 +174,9 @@ func (c *Core) closeParkerLocked() {
 	}
 }
 
-// finishParked closes the parked connections among cs (taken from c.conns
+// releaseParked closes the parked connections among cs (taken from c.conns
 // while they were idle); the others are finished by their own goroutines.
-func (c *Core) finishParked(cs []*conn) {
+func (c *Core) releaseParked(cs []*conn) {
 	p := c.parker.Load()
 	if p == nil {
 		return
@@ -212,7 +212,7 @@ func (c *Core) Shutdown(ctx context.Context) error {
 	c.closeParkerLocked()
 	h2 := c.h2base
 	c.mu.Unlock()
-	c.finishParked(idle)
+	c.releaseParked(idle)
 	if h2 != nil {
 		// Sends GOAWAY on every h2 connection; each ends when its streams do.
 		go h2.Shutdown(ctx)
@@ -247,7 +247,7 @@ func (c *Core) Close() error {
 	}
 	c.closeParkerLocked()
 	c.mu.Unlock()
-	c.finishParked(all)
+	c.releaseParked(all)
 	return nil
 }
 

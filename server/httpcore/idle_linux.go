@@ -114,15 +114,6 @@ func (p *parker) loop() {
 	p.file.Close()
 }
 
-// Results of park.
-type parkResult int
-
-const (
-	parkOK      parkResult = iota // the connection now belongs to the parker
-	parkRefused                   // not parked: wait some other way
-	parkClosed                    // not parked: the connection was closed meanwhile
-)
-
 // park hands cn, idle since its last request, to the parker until its socket
 // is readable or deadline passes. The caller must not touch cn after parkOK.
 // cn.state must be stateIdle, and every layer above the socket must be known

@@ -17,14 +17,6 @@ func socketReadable(fd uintptr, scratch *[1]byte) bool { return true }
 // its goroutine.
 type parker struct{}
 
-type parkResult int
-
-const (
-	parkOK parkResult = iota
-	parkRefused
-	parkClosed
-)
-
 func newParker(*slog.Logger) (*parker, error) {
 	return nil, errors.New("httpcore: no idle parker on this system")
 }

@@ -162,9 +162,9 @@ func TestH2Shutdown(t *testing.T) {
 	}
 }
 
-// A keep-alive connection quiet for longer than the hot wait moves to the
-// shallow socket wait; its next request must still be served, over TCP and
-// over TLS.
+// A keep-alive connection quiet for longer than the hot wait is parked (the
+// shallow socket wait where there is no parker); its next request must still
+// be served, over TCP and over TLS.
 func TestIdleThenRequest(t *testing.T) {
 	ts := startServer(t, Text("ok"), nil)
 	nc, err := net.Dial("tcp", ts.addr)
