@@ -584,7 +584,7 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 	ex.ctx.Context = cn.ctx
 	if bd == nil && cn.raw != nil && cn.bufs.br.Buffered() == 0 && !cn.rd.hasFirst {
 		cn.armWatch(true)
-		ex.ctx.watched = cn.startWatch
+		ex.ctx.watcher = cn
 	} else {
 		cn.armWatch(false)
 	}

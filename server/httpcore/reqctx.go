@@ -22,15 +22,18 @@ type reqCtx struct {
 	err   error
 	funcs map[*func()]struct{}
 
-	watched func(*reqCtx) // called once when someone first watches; may be nil
+	// watcher is told (startWatch) when someone first watches; may be nil.
+	// A pointer rather than a method value: that would be an allocation per
+	// request.
+	watcher *conn
 }
 
-// watching runs the watched hook the first time the context is watched.
+// watchingLocked tells the watcher the first time the context is watched.
 // c.mu is held.
 func (c *reqCtx) watchingLocked() {
-	if w := c.watched; w != nil {
-		c.watched = nil
-		w(c) // lock order: reqCtx.mu, then the connection's watch.mu
+	if cn := c.watcher; cn != nil {
+		c.watcher = nil
+		cn.startWatch(c) // lock order: reqCtx.mu, then the connection's watch.mu
 	}
 }
 
@@ -87,7 +90,7 @@ func (c *reqCtx) cancel() {
 		return
 	}
 	c.err = context.Canceled
-	c.watched = nil
+	c.watcher = nil
 	if c.done != nil {
 		close(c.done)
 	}
