@@ -442,8 +442,11 @@ func (cn *conn) idleRead() (n int, err error, parked bool) {
 			return 0, net.ErrClosed, false
 		}
 	}
+	// Not parked. The deadline may have passed already, when this goroutine
+	// ran late (a loaded machine): a read then fails without looking, so a
+	// request already in the socket is served rather than reset.
 	cn.nc.SetReadDeadline(start.Add(timeout))
-	if err := cn.raw.Read(cn.readable); err != nil {
+	if err := cn.raw.Read(cn.readable); err != nil && !(isTimeout(err) && cn.bytesWaiting()) {
 		return 0, err, false
 	}
 	cn.nc.SetReadDeadline(time.Now().Add(timeout))

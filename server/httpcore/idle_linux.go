@@ -22,6 +22,15 @@ func socketReadable(fd uintptr, scratch *[1]byte) bool {
 	return errno != syscall.EAGAIN && errno != syscall.EINTR
 }
 
+// bytesWaiting reports whether bytes (or EOF, or an error) wait in the
+// socket under cn, without consuming them. It decides what to do with a
+// connection whose idle deadline passed: a goroutine or timer that runs
+// late must not reset a request that arrived in time.
+func (cn *conn) bytesWaiting() bool {
+	ready := false
+	return cn.raw.Control(func(fd uintptr) { ready = cn.readable(fd) }) == nil && ready
+}
+
 // parker holds idle keep-alive connections without a goroutine each: their
 // sockets sit in an epoll set of the Core's own, with a timer for
 // socket_timeout, and a connection gets a goroutine again only when its
@@ -209,8 +218,7 @@ func (p *parker) expire(tok uint64) {
 	if cn == nil {
 		return
 	}
-	ready := false
-	if cn.raw.Control(func(fd uintptr) { ready = cn.readable(fd) }) == nil && ready {
+	if cn.bytesWaiting() {
 		cn.woke = true
 		cn.run() // AfterFunc gave us a goroutine of our own
 		return

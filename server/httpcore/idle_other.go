@@ -13,6 +13,10 @@ import (
 // while idle).
 func socketReadable(fd uintptr, scratch *[1]byte) bool { return true }
 
+// bytesWaiting cannot tell here; a connection past its idle deadline is
+// closed.
+func (cn *conn) bytesWaiting() bool { return false }
+
 // parker exists on Linux only (epoll); elsewhere an idle connection keeps
 // its goroutine.
 type parker struct{}
