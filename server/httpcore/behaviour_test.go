@@ -267,6 +267,71 @@ func TestTimeouts(t *testing.T) {
 	})
 }
 
+// min_request_body_rate measures the client: only the time a body read
+// waits for bytes counts. A handler that consumes slowly (a proxy feeding a
+// slow backend) must not turn a fast upload into a 408, while a client that
+// trickles is still cut off however fast the handler reads.
+func TestBodyRateCountsOnlyWaiting(t *testing.T) {
+	mod := func(o *Options) {
+		o.SocketTimeout = 100 * time.Millisecond
+		o.MinRequestBodyRate = 100 << 10
+	}
+	// At 100 KiB/s after a 100 ms grace, 20 KiB are owed within about
+	// 0.35 s of the first read (the 4 KiB read buffer counted); this
+	// handler takes over a second to read them.
+	const size = 20 << 10
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 1024)
+		n := 0
+		for {
+			m, err := r.Body.Read(buf)
+			n += m
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				http.Error(w, "read: "+err.Error(), http.StatusInternalServerError)
+				return
+			}
+			time.Sleep(60 * time.Millisecond)
+		}
+		w.Header().Set("X-Len", itoa(n))
+	})
+	ts := startServer(t, slow, mod)
+
+	t.Run("slow handler, fast client", func(t *testing.T) {
+		req := "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + itoa(size) + "\r\n\r\n" + strings.Repeat("b", size)
+		out, _ := ts.exchange(t, req+"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 10*time.Second)
+		if statusOf(t, out) != 200 || !strings.Contains(out, "X-Len: "+itoa(size)+"\r\n") || strings.Count(out, "HTTP/1.1 200") != 2 {
+			t.Fatalf("want both answered, the body whole:\n%s", out)
+		}
+	})
+	t.Run("trickling client, fast handler", func(t *testing.T) {
+		ts2 := startServer(t, echoHandler(), mod)
+		nc, err := net.Dial("tcp", ts2.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		io.WriteString(nc, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: "+itoa(size)+"\r\n\r\n")
+		// 64 bytes every 40 ms is 1.6 KB/s: every wait is well inside the
+		// 100 ms grace, the pace far below the rate.
+		go func() {
+			for i := 0; i < size/64; i++ {
+				if _, err := nc.Write(bytes.Repeat([]byte("t"), 64)); err != nil {
+					return
+				}
+				time.Sleep(40 * time.Millisecond)
+			}
+		}()
+		start := time.Now()
+		out, closed := readAll(nc, 5*time.Second)
+		if !closed || statusOf(t, out) != 408 || time.Since(start) > 3*time.Second {
+			t.Fatalf("closed=%v after %s\n%s", closed, time.Since(start), out)
+		}
+	})
+}
+
 func TestPoolAdmission(t *testing.T) {
 	release := make(chan struct{})
 	var started sync.WaitGroup
