@@ -438,6 +438,12 @@ func (cn *conn) idleRead() (n int, err error, parked bool) {
 	if cn.raw == nil || timeout <= idleHotWait {
 		cn.nc.SetReadDeadline(start.Add(timeout))
 		n, err = cn.nc.Read(cn.rd.first[:])
+		if n == 0 && isTimeout(err) && cn.raw != nil && cn.bytesWaiting() {
+			// The deadline's wake-up beat the socket's on a loaded machine;
+			// the request came in time.
+			cn.nc.SetReadDeadline(time.Now().Add(timeout))
+			n, err = cn.nc.Read(cn.rd.first[:])
+		}
 		return n, err, false
 	}
 	cn.nc.SetReadDeadline(start.Add(idleHotWait))
@@ -455,7 +461,9 @@ func (cn *conn) idleRead() (n int, err error, parked bool) {
 	}
 	// Not parked. The deadline may have passed already, when this goroutine
 	// ran late (a loaded machine): a read then fails without looking, so a
-	// request already in the socket is served rather than reset.
+	// request already in the socket is served rather than reset. The same
+	// holds for a timed-out wait whose deadline woke it before the socket
+	// did.
 	cn.nc.SetReadDeadline(start.Add(timeout))
 	if err := cn.raw.Read(cn.readable); err != nil && !(isTimeout(err) && cn.bytesWaiting()) {
 		return 0, err, false
