@@ -19,15 +19,15 @@ import (
 type body struct {
 	cn      *conn // nil once the request is finished: reads then fail
 	chunked bool
-	left    int64         // bytes left: of the body (Content-Length) or the current chunk
-	limit   int64         // max_request_body_size; 0: none
-	n       int64         // payload bytes read so far
-	waited  time.Duration // spent waiting for the client (see deadline)
-	extra   int           // chunk-size line and extension bytes so far
-	inChunk bool          // chunked: inside chunk data (left bytes to go)
-	done    bool          // EOF reached
-	closed  bool          // handler called Close
-	err     error         // sticky error handed to the handler
+	left    int64 // bytes left: of the body (Content-Length) or the current chunk
+	limit   int64 // max_request_body_size; 0: none
+	n       int64 // payload bytes read so far
+	start   time.Time
+	extra   int   // chunk-size line and extension bytes so far
+	inChunk bool  // chunked: inside chunk data (left bytes to go)
+	done    bool  // EOF reached
+	closed  bool  // handler called Close
+	err     error // sticky error handed to the handler
 	rerr    *rejectError
 
 	expectContinue bool
@@ -85,7 +85,9 @@ func (b *body) Read(p []byte) (int, error) {
 			}
 		}
 	}
-	cn.rd.waited = &b.waited
+	if b.start.IsZero() {
+		b.start = time.Now()
+	}
 	br := cn.bufs.br
 	if !b.chunked {
 		if b.left <= 0 {
@@ -305,11 +307,6 @@ func parseFieldLine(ln []byte) (string, string, bool) {
 // network: the socket_timeout as a grace period, plus the time the bytes
 // read so far and the next want bytes take at min_request_body_rate. A
 // client slower than that is cut off with a 408 (slow POST).
-//
-// Only time spent waiting for the client counts (connReader adds it up):
-// a handler that reads slowly, say a proxy feeding a slow backend, finds
-// the bytes already in the socket, and its own pace must not turn a fast
-// client's upload into a 408.
 func (b *body) deadline(br *bufio.Reader, want int) {
 	if br.Buffered() > 0 {
 		return
@@ -318,7 +315,9 @@ func (b *body) deadline(br *bufio.Reader, want int) {
 	d := o.SocketTimeout
 	if o.MinRequestBodyRate > 0 {
 		bytes := b.n + int64(want) + int64(br.Size())
-		d += time.Duration(float64(bytes)/float64(o.MinRequestBodyRate)*float64(time.Second)) - b.waited
+		d += time.Duration(float64(bytes) / float64(o.MinRequestBodyRate) * float64(time.Second))
+		b.cn.nc.SetReadDeadline(b.start.Add(d))
+		return
 	}
 	b.cn.nc.SetReadDeadline(time.Now().Add(d))
 }

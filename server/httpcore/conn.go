@@ -111,7 +111,6 @@ type connReader struct {
 	n        int64
 	first    [1]byte
 	hasFirst bool
-	waited   *time.Duration // while a body is read: time spent in reads, added here
 }
 
 func (r *connReader) Read(p []byte) (int, error) {
@@ -121,21 +120,11 @@ func (r *connReader) Read(p []byte) (int, error) {
 		if len(p) == 1 {
 			return 1, nil
 		}
-		n, err := r.read(p[1:])
+		n, err := r.nc.Read(p[1:])
+		r.n += int64(n)
 		return n + 1, err
 	}
-	return r.read(p)
-}
-
-func (r *connReader) read(p []byte) (int, error) {
-	if r.waited == nil {
-		n, err := r.nc.Read(p)
-		r.n += int64(n)
-		return n, err
-	}
-	t0 := time.Now()
 	n, err := r.nc.Read(p)
-	*r.waited += time.Since(t0)
 	r.n += int64(n)
 	return n, err
 }
@@ -664,7 +653,6 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 	}
 	if bd != nil {
 		bd.cn = nil
-		cn.rd.waited = nil
 	}
 	cn.resp = nil
 	if cn.wr.handler { // the handler's write deadline was for its response only
