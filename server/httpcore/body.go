@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,7 +18,16 @@ import (
 // error is remembered (rerr) so that, if the handler answers nothing of its
 // own, the client still gets the right 400/408/413 and not the handler's 500
 // or the reverse proxy's 502.
+//
+// A body may be read by a goroutine the handler started and left behind: a
+// reverse proxy's transport goes on writing the request to a backend that
+// has already answered. mu serializes every read with the core, which takes
+// the body over when the handler returns (see conn.takeBody), so such a
+// goroutine can never touch the connection's buffers once they are reused.
 type body struct {
+	mu          sync.Mutex  // held by a read, and by the core from the handler's return on
+	interrupted atomic.Bool // the core cut a left-behind read short
+
 	cn      *conn // nil once the request is finished: reads then fail
 	chunked bool
 	left    int64 // bytes left: of the body (Content-Length) or the current chunk
@@ -57,6 +68,13 @@ func (b *body) fail(r *rejectError, err error) (int, error) {
 }
 
 func (b *body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.read(p)
+}
+
+// read is Read with b.mu held.
+func (b *body) read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
@@ -326,6 +344,10 @@ func (b *body) deadline(br *bufio.Reader, want int) {
 func (b *body) netErr(err error) (int, error) {
 	var ne net.Error
 	switch {
+	case b.interrupted.Load():
+		// The core took the body over: the client did nothing wrong.
+		b.err = errBodyAfterClose
+		return 0, b.err
 	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		return b.fail(errBodyTimeout, nil)
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
@@ -338,13 +360,15 @@ func (b *body) netErr(err error) (int, error) {
 // Close marks the body closed. The rest is drained (or the connection
 // closed) by the core once the handler returns.
 func (b *body) Close() error {
+	b.mu.Lock()
 	b.closed = true
+	b.mu.Unlock()
 	return nil
 }
 
 // drain reads and discards what the handler left, up to maxDrain, so the
 // connection can carry the next request. It reports whether the connection
-// can be kept.
+// can be kept. b.mu is held (the core has taken the body over).
 func (b *body) drain() bool {
 	if b.done {
 		return true
@@ -359,6 +383,11 @@ func (b *body) drain() bool {
 		return false
 	}
 	b.closed = false
-	n, err := io.CopyN(io.Discard, b, maxDrain+1)
+	n, err := io.CopyN(io.Discard, lockedBody{b}, maxDrain+1)
 	return err == io.EOF && n <= maxDrain
 }
+
+// lockedBody reads a body whose mu the caller holds.
+type lockedBody struct{ b *body }
+
+func (l lockedBody) Read(p []byte) (int, error) { return l.b.read(p) }

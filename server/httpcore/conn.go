@@ -633,7 +633,12 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 		return false
 	}
 	ex.ctx.cancel()
-	keep := w.finish(bd, panicked)
+	straggler := cn.takeBody(bd)
+	w.bodyHeld = bd != nil
+	if straggler {
+		w.closeAfter = true
+	}
+	keep := w.finish(bd, panicked) && !straggler
 	if c.st != nil {
 		in, out := cn.rd.n-cn.accIn, cn.wr.n-cn.accOut
 		cn.accIn, cn.accOut = cn.rd.n, cn.wr.n
@@ -653,6 +658,7 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 	}
 	if bd != nil {
 		bd.cn = nil
+		bd.mu.Unlock() // a read that was waiting now fails: the request is over
 	}
 	cn.resp = nil
 	if cn.wr.handler { // the handler's write deadline was for its response only
@@ -670,6 +676,20 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 
 // runHandler calls the handler, turning a panic into a logged error. A
 // panic harms only this connection.
+// takeBody takes the request body over from the handler (b.mu stays held
+// until the exchange ends). A goroutine the handler left behind may still be
+// inside a read, waiting for the client: its read is cut short, and takeBody
+// reports that, because the connection is then closed rather than reused.
+func (cn *conn) takeBody(b *body) (straggler bool) {
+	if b == nil || b.mu.TryLock() {
+		return false
+	}
+	b.interrupted.Store(true)
+	cn.nc.SetReadDeadline(aLongTimeAgo)
+	b.mu.Lock()
+	return true
+}
+
 func (cn *conn) runHandler(w *response, r *http.Request) (panicked bool) {
 	defer func() {
 		if v := recover(); v != nil {

@@ -25,6 +25,8 @@ type response struct {
 	hdr http.Header
 	bd  *body // the request body as the core made it (a handler may wrap r.Body)
 
+	bodyHeld bool // the core has taken bd over (its mu is held): the handler returned
+
 	status      int
 	wroteHeader bool // the handler chose a status (WriteHeader or first Write)
 	committed   bool // the head is in the connection's writer
@@ -234,11 +236,13 @@ func (w *response) commit(final bool) {
 	if c.shutting.Load() {
 		w.closeAfter = true
 	}
-	if b := w.bd; b != nil && !b.done {
+	if b := w.bd; b != nil {
 		// Decide now, while Connection: close can still be said, whether
 		// the unread rest of the body will be drained or the connection
-		// closed (as net/http does).
-		if b.err != nil || b.expectContinue && !b.continueSent || !b.chunked && b.left > maxDrain {
+		// closed (as net/http does). A body some other goroutine is reading
+		// right now (a proxy streaming the upload on) cannot be judged:
+		// close.
+		if w.bodyBlocksKeepAlive(b) {
 			w.closeAfter = true
 		}
 	}
@@ -369,6 +373,21 @@ func writeStatus(bw *bufio.Writer, code int) {
 	}
 	bw.WriteString(text)
 	bw.WriteString("\r\n")
+}
+
+// bodyBlocksKeepAlive reports whether the unread rest of the request body
+// rules out keeping the connection: too much to drain, an error, a client
+// still waiting for 100 Continue, or a body another goroutine is reading at
+// this moment (a proxy streaming the upload on), whose state cannot be
+// judged.
+func (w *response) bodyBlocksKeepAlive(b *body) bool {
+	if !w.bodyHeld {
+		if !b.mu.TryLock() {
+			return true
+		}
+		defer b.mu.Unlock()
+	}
+	return !b.done && (b.err != nil || b.expectContinue && !b.continueSent || !b.chunked && b.left > maxDrain)
 }
 
 // finish completes the response after the handler returned and reports

@@ -1,0 +1,107 @@
+package httpcore
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A handler may leave a goroutine reading the request body after it
+// returns (a reverse proxy's transport writing to a backend that has
+// answered already). The core takes the body over when the handler returns:
+// that read is cut short and fails, the connection closes after the
+// response instead of being reused, and the goroutine can never reach the
+// connection's buffers once another connection has them (the race detector
+// saw exactly that before).
+func TestBodyReadLeftBehind(t *testing.T) {
+	readErr := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, ok := r.Body.(*body)
+		if !ok {
+			return // the GET that follows
+		}
+		go func() {
+			_, err := io.Copy(io.Discard, r.Body)
+			readErr <- err
+		}()
+		// Return only once the goroutine is inside a read.
+		for b.mu.TryLock() {
+			b.mu.Unlock()
+			time.Sleep(time.Millisecond)
+		}
+		io.WriteString(w, "early")
+	})
+	ts := startServer(t, h, func(o *Options) { o.SocketTimeout = 5 * time.Second; o.Statistics = true })
+	nc, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	io.WriteString(nc, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n0123456789")
+	start := time.Now()
+	out, closed := readAll(nc, 3*time.Second)
+	if statusOf(t, out) != 200 || !strings.HasSuffix(out, "early") || !strings.Contains(out, "Connection: close\r\n") || !closed {
+		t.Fatalf("closed=%v\n%s", closed, out)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the answer took %v: the left-behind read was not cut short", d)
+	}
+	select {
+	case err := <-readErr:
+		if !errors.Is(err, errBodyAfterClose) {
+			t.Fatalf("left-behind read: %v, want %v", err, errBodyAfterClose)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the left-behind read never returned")
+	}
+	if st := ts.core.Stats(); len(st.Rejections) > 0 {
+		t.Fatalf("the client did nothing wrong, yet: %v", st.Rejections)
+	}
+	if out, _ := ts.exchange(t, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 2*time.Second); statusOf(t, out) != 200 {
+		t.Fatalf("next connection:\n%s", out)
+	}
+}
+
+// The same through net/http/httputil's ReverseProxy, with a backend that
+// answers 401 without reading the upload while the client is still
+// sending it: every answer is the backend's, and the core keeps serving.
+func TestProxyBackendAnswersBeforeBody(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer backend.Close()
+	u, _ := url.Parse(backend.URL)
+	ts := startServer(t, httputil.NewSingleHostReverseProxy(u), nil)
+	for _, size := range []int{2000, 100000, 1000000} {
+		nc, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(nc, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: "+itoa(size)+"\r\n\r\n0123456789")
+		go func() {
+			time.Sleep(200 * time.Millisecond)
+			io.WriteString(nc, strings.Repeat("x", size-10))
+			io.WriteString(nc, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		}()
+		out, _ := readAll(nc, 3*time.Second)
+		nc.Close()
+		if statusOf(t, out) != http.StatusUnauthorized {
+			t.Fatalf("size %d:\n%s", size, out)
+		}
+		for _, resp := range strings.Split(out, "HTTP/1.1 ")[1:] {
+			if !strings.HasPrefix(resp, "401 ") {
+				t.Fatalf("size %d: an answer that is not the backend's:\n%s", size, out)
+			}
+		}
+	}
+	if out, _ := ts.exchange(t, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 2*time.Second); statusOf(t, out) != http.StatusUnauthorized {
+		t.Fatalf("next connection:\n%s", out)
+	}
+}
