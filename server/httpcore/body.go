@@ -34,11 +34,11 @@ type body struct {
 	limit   int64 // max_request_body_size; 0: none
 	n       int64 // payload bytes read so far
 	start   time.Time
-	extra   int   // chunk-size line and extension bytes so far
-	inChunk bool  // chunked: inside chunk data (left bytes to go)
-	done    bool  // EOF reached
-	closed  bool  // handler called Close
-	err     error // sticky error handed to the handler
+	extra   int         // chunk-size line and extension bytes so far
+	inChunk bool        // chunked: inside chunk data (left bytes to go)
+	done    bool        // EOF reached
+	closed  atomic.Bool // handler called Close (without waiting for a read in progress)
+	err     error       // sticky error handed to the handler
 	rerr    *rejectError
 
 	expectContinue bool
@@ -78,7 +78,7 @@ func (b *body) read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
-	if b.closed {
+	if b.closed.Load() {
 		return 0, errBodyAfterClose
 	}
 	if b.done {
@@ -326,6 +326,12 @@ func parseFieldLine(ln []byte) (string, string, bool) {
 // read so far and the next want bytes take at min_request_body_rate. A
 // client slower than that is cut off with a 408 (slow POST).
 func (b *body) deadline(br *bufio.Reader, want int) {
+	if b.interrupted.Load() {
+		// The core is taking the body over (takeBody): keep its past
+		// deadline, so this read ends now.
+		b.cn.nc.SetReadDeadline(aLongTimeAgo)
+		return
+	}
 	if br.Buffered() > 0 {
 		return
 	}
@@ -359,10 +365,12 @@ func (b *body) netErr(err error) (int, error) {
 
 // Close marks the body closed. The rest is drained (or the connection
 // closed) by the core once the handler returns.
+//
+// It does not take mu: a handler's Close must not wait for a read another
+// of its goroutines has in progress (that read may wait for the client for
+// as long as socket_timeout), or the handler's own answer would wait too.
 func (b *body) Close() error {
-	b.mu.Lock()
-	b.closed = true
-	b.mu.Unlock()
+	b.closed.Store(true)
 	return nil
 }
 
@@ -382,7 +390,7 @@ func (b *body) drain() bool {
 	if !b.chunked && b.left > maxDrain {
 		return false
 	}
-	b.closed = false
+	b.closed.Store(false)
 	n, err := io.CopyN(io.Discard, lockedBody{b}, maxDrain+1)
 	return err == io.EOF && n <= maxDrain
 }

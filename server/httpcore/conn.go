@@ -674,8 +674,6 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 	return keep
 }
 
-// runHandler calls the handler, turning a panic into a logged error. A
-// panic harms only this connection.
 // takeBody takes the request body over from the handler (b.mu stays held
 // until the exchange ends). A goroutine the handler left behind may still be
 // inside a read, waiting for the client: its read is cut short, and takeBody
@@ -689,6 +687,9 @@ func (cn *conn) takeBody(b *body) (straggler bool) {
 	b.mu.Lock()
 	return true
 }
+
+// runHandler calls the handler, turning a panic into a logged error. A
+// panic harms only this connection.
 
 func (cn *conn) runHandler(w *response, r *http.Request) (panicked bool) {
 	defer func() {

@@ -475,6 +475,13 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, errors.New("httpcore: Hijack after the response started")
 	}
 	cn.stopWatch() // a byte it read is still served first by the reader
+	if bd := w.bd; bd != nil {
+		// A goroutine still reading the body would go on consuming the
+		// reader the handler now gets: end its read, and any later one.
+		cn.takeBody(bd)
+		bd.cn = nil
+		bd.mu.Unlock()
+	}
 	cn.hijacked = true
 	cn.nc.SetDeadline(time.Time{})
 	rw := bufio.NewReadWriter(cn.bufs.br, cn.bufs.bw)

@@ -1,6 +1,7 @@
 package httpcore
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -103,5 +104,96 @@ func TestProxyBackendAnswersBeforeBody(t *testing.T) {
 	}
 	if out, _ := ts.exchange(t, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 2*time.Second); statusOf(t, out) != http.StatusUnauthorized {
 		t.Fatalf("next connection:\n%s", out)
+	}
+}
+
+// A handler that closes the body while a goroutine of its own is still
+// reading it (an http.Client upload, say, waiting on a client that paused)
+// answers at once: Close does not wait for the read, and the answer is the
+// handler's, not a 408 from the read timing out meanwhile.
+func TestBodyCloseDoesNotWaitForARead(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, ok := r.Body.(*body)
+		if !ok {
+			return
+		}
+		go io.Copy(io.Discard, r.Body)
+		for b.mu.TryLock() { // until the goroutine is inside a read
+			b.mu.Unlock()
+			time.Sleep(time.Millisecond)
+		}
+		r.Body.Close()
+		io.WriteString(w, "handled")
+	})
+	ts := startServer(t, h, func(o *Options) { o.SocketTimeout = 2 * time.Second; o.MinRequestBodyRate = 0 })
+	nc, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	io.WriteString(nc, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n0123456789")
+	start := time.Now()
+	out, _ := readAll(nc, 4*time.Second)
+	if statusOf(t, out) != 200 || !strings.HasSuffix(out, "handled") {
+		t.Fatalf("after %v:\n%s", time.Since(start), out)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the answer waited %v for the goroutine's read", d)
+	}
+}
+
+// Hijacking while a goroutine of the handler's is inside a body read: the
+// read is ended (it must not go on consuming the reader the hijacker now
+// owns), and the hijacker gets the bytes the client sends next.
+func TestHijackEndsABodyRead(t *testing.T) {
+	readErr := make(chan error, 1)
+	got := make(chan string, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := r.Body.(*body)
+		go func() {
+			_, err := io.Copy(io.Discard, r.Body)
+			readErr <- err
+		}()
+		for b.mu.TryLock() {
+			b.mu.Unlock()
+			time.Sleep(time.Millisecond)
+		}
+		nc, rw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			got <- "hijack: " + err.Error()
+			return
+		}
+		defer nc.Close()
+		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\n\r\n")
+		rw.Flush()
+		nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+		line, err := rw.ReadString('\n')
+		if err != nil {
+			line = "read: " + err.Error()
+		}
+		got <- line
+	})
+	ts := startServer(t, h, nil)
+	nc, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	io.WriteString(nc, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n0123456789")
+	br := bufio.NewReader(nc)
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 101") {
+		t.Fatalf("%q %v", line, err)
+	}
+	select {
+	case err := <-readErr:
+		if !errors.Is(err, errBodyAfterClose) {
+			t.Fatalf("the body read ended with %v, want %v", err, errBodyAfterClose)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the body read was not ended by the hijack")
+	}
+	io.WriteString(nc, "upgraded\n")
+	if line := <-got; line != "upgraded\n" {
+		t.Fatalf("the hijacker read %q", line)
 	}
 }
