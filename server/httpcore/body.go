@@ -91,16 +91,10 @@ func (b *body) read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if b.expectContinue && !b.continueSent {
-		b.continueSent = true
-		if !cn.resp.committed {
-			// Only now, when the handler wants the body, invite the client to send it.
-			bw := cn.bufs.bw
-			bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-			if err := bw.Flush(); err != nil {
-				b.err = err
-				return 0, err
-			}
+	if b.expectContinue {
+		if err := b.sendContinue(cn); err != nil {
+			b.err = err
+			return 0, err
 		}
 	}
 	if b.start.IsZero() {
@@ -319,6 +313,25 @@ func parseFieldLine(ln []byte) (string, string, bool) {
 		return "", "", false
 	}
 	return string(ln[:colon]), string(ln[v0:v1]), true
+}
+
+// sendContinue invites the client to send the body, once, when the body is
+// first read: unless the response has started (the client then learns from
+// it). The reader may be a goroutine of the handler's running beside it, so
+// this is ordered with the response head by cn.wmu.
+func (b *body) sendContinue(cn *conn) error {
+	cn.wmu.Lock()
+	defer cn.wmu.Unlock()
+	if b.continueSent {
+		return nil
+	}
+	b.continueSent = true
+	if cn.resp.committed {
+		return nil
+	}
+	bw := cn.bufs.bw
+	bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+	return bw.Flush()
 }
 
 // deadline sets the read deadline before a read that will reach the

@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -74,8 +75,13 @@ func (c *Core) putBufs(b *bufset) {
 
 // conn is one HTTP/1.x connection, served on its own goroutine.
 type conn struct {
-	core   *Core
-	nc     net.Conn
+	core *Core
+	nc   net.Conn
+	// wmu orders the one write a body read may make (100 Continue, from
+	// whichever goroutine reads first) with the response head's: taken by
+	// both, and by other 1xx writes. Once the head is committed no body
+	// read writes, so later response writes need no lock.
+	wmu    sync.Mutex
 	info   *ConnInfo
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -99,6 +99,8 @@ func (w *response) WriteHeader(code int) {
 // writeInformational sends a 1xx (103 Early Hints and the like) at once.
 // HTTP/1.0 clients do not understand 1xx: they get nothing.
 func (w *response) writeInformational(code int) {
+	w.cn.wmu.Lock()
+	defer w.cn.wmu.Unlock()
 	if !w.proto11 || w.committed {
 		return
 	}
@@ -198,6 +200,8 @@ func (w *response) writeBody(p []byte) error {
 // commit writes the head. final says the handler has returned, so the
 // buffered body is all there is and its length is known.
 func (w *response) commit(final bool) {
+	w.cn.wmu.Lock()
+	defer w.cn.wmu.Unlock()
 	w.committed = true
 	c := w.cn.core
 	hdr := w.Header()

@@ -197,3 +197,55 @@ func TestHijackEndsABodyRead(t *testing.T) {
 		t.Fatalf("the hijacker read %q", line)
 	}
 }
+
+// Expect: 100-continue with the body read by a goroutine of the handler's
+// while the handler starts its response: the 100 Continue (sent on the
+// first read, unless the response has started) and the response head are
+// written in some order, never into each other, and the race detector
+// sees them ordered.
+func TestContinueBesideTheResponse(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		done := make(chan int64)
+		go func() {
+			n, _ := io.Copy(io.Discard, r.Body)
+			done <- n
+		}()
+		w.Header().Set("X-Early", "1")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		io.WriteString(w, itoa(int(<-done)))
+	})
+	ts := startServer(t, h, nil)
+	for i := 0; i < 20; i++ {
+		nc, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(nc, "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n")
+		br := bufio.NewReader(nc)
+		nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(line, "HTTP/1.1 100 ") {
+			if blank, _ := br.ReadString('\n'); blank != "\r\n" {
+				t.Fatalf("100 Continue followed by %q", blank)
+			}
+			line, _ = br.ReadString('\n')
+		}
+		if !strings.HasPrefix(line, "HTTP/1.1 200 ") {
+			t.Fatalf("status line %q", line)
+		}
+		io.WriteString(nc, "0123456789")
+		resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(strings.NewReader(line), br)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || string(body) != "10" || resp.Header.Get("X-Early") != "1" {
+			t.Fatalf("%q %v %v", body, err, resp.Header)
+		}
+		nc.Close()
+	}
+}
