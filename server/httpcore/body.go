@@ -338,13 +338,11 @@ func (b *body) sendContinue(cn *conn) error {
 // network: the socket_timeout as a grace period, plus the time the bytes
 // read so far and the next want bytes take at min_request_body_rate. A
 // client slower than that is cut off with a 408 (slow POST).
+//
+// Once the core is taking the body over (takeBody) its past deadline must
+// win: takeBody sets interrupted before its deadline, so checking after
+// setting ours catches every order of the two.
 func (b *body) deadline(br *bufio.Reader, want int) {
-	if b.interrupted.Load() {
-		// The core is taking the body over (takeBody): keep its past
-		// deadline, so this read ends now.
-		b.cn.nc.SetReadDeadline(aLongTimeAgo)
-		return
-	}
 	if br.Buffered() > 0 {
 		return
 	}
@@ -354,9 +352,12 @@ func (b *body) deadline(br *bufio.Reader, want int) {
 		bytes := b.n + int64(want) + int64(br.Size())
 		d += time.Duration(float64(bytes) / float64(o.MinRequestBodyRate) * float64(time.Second))
 		b.cn.nc.SetReadDeadline(b.start.Add(d))
-		return
+	} else {
+		b.cn.nc.SetReadDeadline(time.Now().Add(d))
 	}
-	b.cn.nc.SetReadDeadline(time.Now().Add(d))
+	if b.interrupted.Load() {
+		b.cn.nc.SetReadDeadline(aLongTimeAgo)
+	}
 }
 
 // netErr classifies a read error in the middle of a body.

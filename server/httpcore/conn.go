@@ -696,7 +696,6 @@ func (cn *conn) takeBody(b *body) (straggler bool) {
 
 // runHandler calls the handler, turning a panic into a logged error. A
 // panic harms only this connection.
-
 func (cn *conn) runHandler(w *response, r *http.Request) (panicked bool) {
 	defer func() {
 		if v := recover(); v != nil {

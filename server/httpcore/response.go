@@ -501,6 +501,10 @@ func (w *response) SetReadDeadline(t time.Time) error { return w.cn.nc.SetReadDe
 // until the end of its response (the zero time: no deadline), as with
 // net/http.
 func (w *response) SetWriteDeadline(t time.Time) error {
+	// Under wmu: a body read beside the handler may be writing its 100
+	// Continue through the same connWriter.
+	w.cn.wmu.Lock()
+	defer w.cn.wmu.Unlock()
 	w.cn.wr.handler = true
 	return w.cn.nc.SetWriteDeadline(t)
 }

@@ -198,18 +198,25 @@ func TestHijackEndsABodyRead(t *testing.T) {
 	}
 }
 
-// Expect: 100-continue with the body read by a goroutine of the handler's
-// while the handler starts its response: the 100 Continue (sent on the
-// first read, unless the response has started) and the response head are
-// written in some order, never into each other, and the race detector
-// sees them ordered.
+// Expect: 100-continue with the body read by a goroutine of the handler's:
+// its first read writes the 100 Continue while the handler, beside it,
+// sets a write deadline and starts its response. The two go out whole, one
+// after the other, and the race detector sees them ordered.
 func TestContinueBesideTheResponse(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := r.Body.(*body)
 		done := make(chan int64)
 		go func() {
 			n, _ := io.Copy(io.Discard, r.Body)
 			done <- n
 		}()
+		for b.mu.TryLock() { // until the goroutine is in its first read
+			b.mu.Unlock()
+			time.Sleep(time.Millisecond)
+		}
+		// A write deadline of the handler's own, set while the body read
+		// may be writing the 100 Continue through the same writer.
+		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(5 * time.Second))
 		w.Header().Set("X-Early", "1")
 		w.WriteHeader(http.StatusOK)
 		w.(http.Flusher).Flush()
