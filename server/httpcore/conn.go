@@ -257,13 +257,7 @@ func (c *Core) newConn(nc net.Conn, info *ConnInfo) (_ *conn, h2, declined bool)
 			info.TLS = &st
 		}
 	}
-	open := c.g.connsOpen.Add(1)
 	h2 = info.TLS != nil && info.TLS.NegotiatedProtocol == "h2"
-	if open > int64(c.opts.MaxConnections) {
-		c.rejectConn(nc, h2)
-		c.g.connsOpen.Add(-1)
-		return nil, false, false
-	}
 	cn := &conn{core: c, nc: nc, info: info}
 	cn.rd.nc = nc
 	cn.wr = connWriter{nc: nc, dl: writeDeadline{timeout: c.opts.WriteTimeout}}
@@ -275,10 +269,14 @@ func (c *Core) newConn(nc net.Conn, info *ConnInfo) (_ *conn, h2, declined bool)
 	if cn.raw != nil {
 		cn.readable = func(fd uintptr) bool { return socketReadable(fd, &cn.peek) }
 	}
-	if !c.track(cn) {
+	switch c.track(cn) {
+	case trackDeclined:
 		cn.cancel()
-		c.g.connsOpen.Add(-1)
 		return nil, false, true
+	case trackFull:
+		cn.cancel()
+		c.rejectConn(nc, h2)
+		return nil, false, false
 	}
 	return cn, h2, false
 }

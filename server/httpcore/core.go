@@ -122,15 +122,28 @@ func (o *Options) validate() error {
 	return errors.Join(errs...)
 }
 
-// track registers cn for Shutdown and Close; it refuses once shutting down.
-func (c *Core) track(cn *conn) bool {
+// Results of track.
+const (
+	trackOK       = iota
+	trackDeclined // shutting down: the caller may offer the connection elsewhere
+	trackFull     // max_connections reached: the caller sheds it
+)
+
+// track registers cn for Shutdown and Close and counts it open, in one step
+// under c.mu: a connection the core refuses is never counted, so the
+// figures read the moment Shutdown returns are exact.
+func (c *Core) track(cn *conn) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.shutting.Load() || c.closed {
-		return false
+		return trackDeclined
+	}
+	if c.g.connsOpen.Load() >= int64(c.opts.MaxConnections) {
+		return trackFull
 	}
 	c.conns[cn] = struct{}{}
-	return true
+	c.g.connsOpen.Add(1)
+	return trackOK
 }
 
 func (c *Core) untrack(cn *conn) {
