@@ -516,7 +516,10 @@ func (cn *conn) writeReject(rerr *rejectError, proto string) {
 // lingerClose half-closes the connection and discards what the client is
 // still sending for a moment before closing: closing a TCP socket with
 // unread input makes the kernel send RST, which can destroy the response
-// before the client has read it.
+// before the client has read it. A client that is mid-upload when it gets
+// a 413 typically writes on until its body is out and only then reads the
+// answer, so the linger must outlast a few MiB on a fast link (as nginx's
+// lingering_close does), and it is bounded in bytes and time.
 func (cn *conn) lingerClose() {
 	nc := cn.nc
 	if tc, ok := nc.(*tls.Conn); ok {
@@ -526,10 +529,16 @@ func (cn *conn) lingerClose() {
 	}
 	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
-		nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-		io.CopyN(io.Discard, nc, 256<<10)
+		nc.SetReadDeadline(time.Now().Add(lingerTime))
+		io.CopyN(io.Discard, nc, lingerBytes)
 	}
 }
+
+// How long, and how much, lingerClose discards at most.
+const (
+	lingerTime  = time.Second
+	lingerBytes = 4 << 20
+)
 
 // rejectBytes renders a complete core-generated response.
 func (c *Core) rejectBytes(rerr *rejectError, proto string) []byte {
