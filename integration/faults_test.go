@@ -192,6 +192,19 @@ func TestRequestFlood(t *testing.T) {
 	}
 }
 
+// settled returns n's value once it has not moved for 100 ms.
+func settled(n *atomic.Int64) int64 {
+	v := n.Load()
+	for {
+		time.Sleep(100 * time.Millisecond)
+		if m := n.Load(); m != v {
+			v = m
+			continue
+		}
+		return v
+	}
+}
+
 // Request-smuggling attempts through the reverse proxy: the upstream never
 // sees a request the edge did not answer for, and never the smuggled one.
 func TestSmugglingThroughProxy(t *testing.T) {
@@ -248,7 +261,11 @@ func TestSmugglingThroughProxy(t *testing.T) {
 			if answers != 1 {
 				t.Errorf("%d answers on the connection, want exactly 1 (then close)", answers)
 			}
-			if got := u.seen.Load() - before; got > int64(answers) {
+			// The edge may answer before the upstream's handler has even
+			// started on what the proxy forwarded (the request head goes
+			// out before a bad body is found): let the count settle, so a
+			// late arrival is not charged to the next case.
+			if got := settled(&u.seen) - before; got > int64(answers) {
 				t.Errorf("upstream saw %d requests for %d answers", got, answers)
 			}
 			if u.sawPath("/smuggled") {
