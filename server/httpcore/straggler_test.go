@@ -14,6 +14,41 @@ import (
 	"time"
 )
 
+// besideResult is how a body read beside the handler ended.
+type besideResult struct {
+	n   int64
+	err error
+}
+
+// readBeside starts a goroutine that reads r's body to the end, as a
+// reverse proxy's transport does beside the handler, and returns once that
+// goroutine is inside a read (it holds the body's mutex).
+func readBeside(r *http.Request) <-chan besideResult {
+	b := r.Body.(*body)
+	ch := make(chan besideResult, 1)
+	go func() {
+		n, err := io.Copy(io.Discard, r.Body)
+		ch <- besideResult{n, err}
+	}()
+	for b.mu.TryLock() {
+		b.mu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+	return ch
+}
+
+// stalledPost sends a POST that declares 1000 bytes of body and sends 10,
+// then pauses: whatever reads the rest waits for the client.
+func stalledPost(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(nc, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n0123456789")
+	return nc
+}
+
 // A handler may leave a goroutine reading the request body after it
 // returns (a reverse proxy's transport writing to a backend that has
 // answered already). The core takes the body over when the handler returns:
@@ -22,30 +57,17 @@ import (
 // connection's buffers once another connection has them (the race detector
 // saw exactly that before).
 func TestBodyReadLeftBehind(t *testing.T) {
-	readErr := make(chan error, 1)
+	read := make(chan (<-chan besideResult), 1)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, ok := r.Body.(*body)
-		if !ok {
+		if r.Method != "POST" {
 			return // the GET that follows
 		}
-		go func() {
-			_, err := io.Copy(io.Discard, r.Body)
-			readErr <- err
-		}()
-		// Return only once the goroutine is inside a read.
-		for b.mu.TryLock() {
-			b.mu.Unlock()
-			time.Sleep(time.Millisecond)
-		}
+		read <- readBeside(r)
 		io.WriteString(w, "early")
 	})
 	ts := startServer(t, h, func(o *Options) { o.SocketTimeout = 5 * time.Second; o.Statistics = true })
-	nc, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := stalledPost(t, ts.addr)
 	defer nc.Close()
-	io.WriteString(nc, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n0123456789")
 	start := time.Now()
 	out, closed := readAll(nc, 3*time.Second)
 	if statusOf(t, out) != 200 || !strings.HasSuffix(out, "early") || !strings.Contains(out, "Connection: close\r\n") || !closed {
@@ -55,9 +77,9 @@ func TestBodyReadLeftBehind(t *testing.T) {
 		t.Fatalf("the answer took %v: the left-behind read was not cut short", d)
 	}
 	select {
-	case err := <-readErr:
-		if !errors.Is(err, errBodyAfterClose) {
-			t.Fatalf("left-behind read: %v, want %v", err, errBodyAfterClose)
+	case res := <-<-read:
+		if !errors.Is(res.err, errBodyAfterClose) {
+			t.Fatalf("left-behind read: %v, want %v", res.err, errBodyAfterClose)
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("the left-behind read never returned")
@@ -113,25 +135,13 @@ func TestProxyBackendAnswersBeforeBody(t *testing.T) {
 // handler's, not a 408 from the read timing out meanwhile.
 func TestBodyCloseDoesNotWaitForARead(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, ok := r.Body.(*body)
-		if !ok {
-			return
-		}
-		go io.Copy(io.Discard, r.Body)
-		for b.mu.TryLock() { // until the goroutine is inside a read
-			b.mu.Unlock()
-			time.Sleep(time.Millisecond)
-		}
+		readBeside(r)
 		r.Body.Close()
 		io.WriteString(w, "handled")
 	})
 	ts := startServer(t, h, func(o *Options) { o.SocketTimeout = 2 * time.Second; o.MinRequestBodyRate = 0 })
-	nc, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := stalledPost(t, ts.addr)
 	defer nc.Close()
-	io.WriteString(nc, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n0123456789")
 	start := time.Now()
 	out, _ := readAll(nc, 4*time.Second)
 	if statusOf(t, out) != 200 || !strings.HasSuffix(out, "handled") {
@@ -146,18 +156,10 @@ func TestBodyCloseDoesNotWaitForARead(t *testing.T) {
 // read is ended (it must not go on consuming the reader the hijacker now
 // owns), and the hijacker gets the bytes the client sends next.
 func TestHijackEndsABodyRead(t *testing.T) {
-	readErr := make(chan error, 1)
+	read := make(chan (<-chan besideResult), 1)
 	got := make(chan string, 1)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b := r.Body.(*body)
-		go func() {
-			_, err := io.Copy(io.Discard, r.Body)
-			readErr <- err
-		}()
-		for b.mu.TryLock() {
-			b.mu.Unlock()
-			time.Sleep(time.Millisecond)
-		}
+		read <- readBeside(r)
 		nc, rw, err := w.(http.Hijacker).Hijack()
 		if err != nil {
 			got <- "hijack: " + err.Error()
@@ -174,20 +176,16 @@ func TestHijackEndsABodyRead(t *testing.T) {
 		got <- line
 	})
 	ts := startServer(t, h, nil)
-	nc, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := stalledPost(t, ts.addr)
 	defer nc.Close()
-	io.WriteString(nc, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n0123456789")
 	br := bufio.NewReader(nc)
 	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 101") {
 		t.Fatalf("%q %v", line, err)
 	}
 	select {
-	case err := <-readErr:
-		if !errors.Is(err, errBodyAfterClose) {
-			t.Fatalf("the body read ended with %v, want %v", err, errBodyAfterClose)
+	case res := <-<-read:
+		if !errors.Is(res.err, errBodyAfterClose) {
+			t.Fatalf("the body read ended with %v, want %v", res.err, errBodyAfterClose)
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("the body read was not ended by the hijack")
@@ -204,23 +202,14 @@ func TestHijackEndsABodyRead(t *testing.T) {
 // after the other, and the race detector sees them ordered.
 func TestContinueBesideTheResponse(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b := r.Body.(*body)
-		done := make(chan int64)
-		go func() {
-			n, _ := io.Copy(io.Discard, r.Body)
-			done <- n
-		}()
-		for b.mu.TryLock() { // until the goroutine is in its first read
-			b.mu.Unlock()
-			time.Sleep(time.Millisecond)
-		}
+		read := readBeside(r)
 		// A write deadline of the handler's own, set while the body read
 		// may be writing the 100 Continue through the same writer.
 		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(5 * time.Second))
 		w.Header().Set("X-Early", "1")
 		w.WriteHeader(http.StatusOK)
 		w.(http.Flusher).Flush()
-		io.WriteString(w, itoa(int(<-done)))
+		io.WriteString(w, itoa(int((<-read).n)))
 	})
 	ts := startServer(t, h, nil)
 	for i := 0; i < 20; i++ {
