@@ -409,6 +409,13 @@ func (b *body) drain() bool {
 	return err == io.EOF && n <= maxDrain
 }
 
+// release ends the core's hold on the body (see conn.takeBody): the request
+// is over, and any read, one waiting for mu included, now fails.
+func (b *body) release() {
+	b.cn = nil
+	b.mu.Unlock()
+}
+
 // lockedBody reads a body whose mu the caller holds.
 type lockedBody struct{ b *body }
 

@@ -646,12 +646,11 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 		return false
 	}
 	ex.ctx.cancel()
-	straggler := cn.takeBody(bd)
-	w.bodyHeld = bd != nil
-	if straggler {
-		w.closeAfter = true
+	if cn.takeBody(bd) {
+		w.closeAfter = true // a read was cut short: the stream is not reusable
 	}
-	keep := w.finish(bd, panicked) && !straggler
+	w.bodyHeld = bd != nil
+	keep := w.finish(bd, panicked)
 	if c.st != nil {
 		in, out := cn.rd.n-cn.accIn, cn.wr.n-cn.accOut
 		cn.accIn, cn.accOut = cn.rd.n, cn.wr.n
@@ -670,8 +669,7 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 		keep = bd.drain()
 	}
 	if bd != nil {
-		bd.cn = nil
-		bd.mu.Unlock() // a read that was waiting now fails: the request is over
+		bd.release()
 	}
 	cn.resp = nil
 	if cn.wr.handler { // the handler's write deadline was for its response only

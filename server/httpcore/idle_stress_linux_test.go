@@ -327,33 +327,26 @@ func runParkStress(t *testing.T, tc parkStressCase) {
 	close(stopCh)
 	lnPlain.Close()
 	lnTLS.Close()
+	shutdownWithin := func(d time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		return c.Shutdown(ctx)
+	}
 	t0 := time.Now()
 	switch tc.end {
 	case "shutdown":
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = c.Shutdown(ctx)
-		cancel()
-		if err != nil {
+		if err := shutdownWithin(5 * time.Second); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
 	case "close":
 		c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = c.Shutdown(ctx)
-		cancel()
-		if err != nil {
+		if err := shutdownWithin(5 * time.Second); err != nil {
 			t.Errorf("Shutdown after Close: %v", err)
 		}
 	case "shutdown-timeout":
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-		err = c.Shutdown(ctx)
-		cancel()
-		t.Logf("short Shutdown: %v", err)
+		t.Logf("short Shutdown: %v", shutdownWithin(20*time.Millisecond))
 		c.Close()
-		ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
-		err = c.Shutdown(ctx)
-		cancel()
-		if err != nil {
+		if err := shutdownWithin(5 * time.Second); err != nil {
 			t.Errorf("Shutdown after Close: %v", err)
 		}
 	}

@@ -483,8 +483,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		// A goroutine still reading the body would go on consuming the
 		// reader the handler now gets: end its read, and any later one.
 		cn.takeBody(bd)
-		bd.cn = nil
-		bd.mu.Unlock()
+		bd.release()
 	}
 	cn.hijacked = true
 	cn.nc.SetDeadline(time.Time{})
