@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"tlsedge/conninfo"
 	"tlsedge/policy"
-	"tlsedge/server/httpcore"
 )
 
 // AccessLog writes one line per request, in the combined format or as JSON,
@@ -150,7 +150,7 @@ func (a *AccessLog) format(r *http.Request, rec *recorder, start time.Time, d ti
 		UserAgent:  r.UserAgent(),
 	}
 	cs := r.TLS
-	ci, _ := httpcore.FromContext(r.Context())
+	ci, _ := conninfo.FromContext(r.Context())
 	if ci != nil && cs == nil {
 		cs = ci.TLS
 	}
@@ -197,7 +197,7 @@ func (a *AccessLog) format(r *http.Request, rec *recorder, start time.Time, d ti
 
 // remoteHost is the client's IP, or "unix" for a UNIX-socket peer.
 func remoteHost(r *http.Request) string {
-	if ci, ok := httpcore.FromContext(r.Context()); ok && ci.Transport == "unix" {
+	if ci, ok := conninfo.FromContext(r.Context()); ok && ci.Transport == "unix" {
 		return "unix"
 	}
 	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"tlsedge/conninfo"
+	"tlsedge/router"
 	"tlsedge/server/httpcore"
 )
 
@@ -21,7 +23,7 @@ import (
 // responses, typed body errors) against the real engine.
 func serveCore(t *testing.T, mounts map[string]http.Handler, mod func(*httpcore.Options)) (string, *httpcore.Core) {
 	t.Helper()
-	d := httpcore.NewDispatcher()
+	d := router.NewDispatcher()
 	for p, h := range mounts {
 		if err := d.Mount(p, h); err != nil {
 			t.Fatal(err)
@@ -48,7 +50,7 @@ func serveCore(t *testing.T, mounts map[string]http.Handler, mod func(*httpcore.
 				return
 			}
 			c.CountAccept()
-			go c.ServeConn(nc, &httpcore.ConnInfo{Transport: "tcp", LocalAddr: nc.LocalAddr(), RemoteAddr: nc.RemoteAddr()})
+			go c.ServeConn(nc, &conninfo.Info{Transport: "tcp", LocalAddr: nc.LocalAddr(), RemoteAddr: nc.RemoteAddr()})
 		}
 	}()
 	t.Cleanup(func() {

@@ -14,7 +14,7 @@
 // Handlers expect the dispatcher to strip the mount prefix from r.URL.Path the
 // way http.StripPrefix does, and leave r.RequestURI as the client sent it.
 //
-// Connection facts come from httpcore.FromContext; headers derived from them
+// Connection facts come from conninfo.FromContext; headers derived from them
 // (peer credentials, TLS facts) are computed by hooks in Env so that the code
 // that owns those facts also owns their header names. Whatever the hooks do,
 // the proxy first removes every client-supplied copy of those headers, so a

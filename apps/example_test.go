@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"tlsedge/apps"
+	"tlsedge/router"
 	"tlsedge/server/httpcore"
 )
 
@@ -34,7 +35,7 @@ func Example() {
 		Metrics: metrics,
 		// IdentityHeaders, TLSHeaders: hooks from the peer-credential and TLS code.
 	}
-	d := httpcore.NewDispatcher()
+	d := router.NewDispatcher()
 	for prefix, target := range map[string]string{
 		"/":        "dir:/srv/www",
 		"/api":     "http://127.0.0.1:8080",

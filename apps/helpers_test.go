@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"tlsedge/conninfo"
 	"tlsedge/internal/testenv"
 	"tlsedge/peercred"
-	"tlsedge/server/httpcore"
 )
 
 // serveOn serves h on ln with net/http's server, putting a ConnInfo into
@@ -27,13 +27,13 @@ func serveOn(t *testing.T, ln net.Listener, h http.Handler, creds *peercred.Cred
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			ci := &httpcore.ConnInfo{
+			ci := &conninfo.Info{
 				Transport:  c.LocalAddr().Network(),
 				LocalAddr:  c.LocalAddr(),
 				RemoteAddr: c.RemoteAddr(),
 				Peer:       creds,
 			}
-			return httpcore.NewContext(ctx, ci)
+			return conninfo.NewContext(ctx, ci)
 		},
 		ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelError),
 	}

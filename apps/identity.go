@@ -6,9 +6,9 @@ import (
 	"strings"
 	"time"
 
+	"tlsedge/conninfo"
 	"tlsedge/peercred"
 	"tlsedge/policy"
-	"tlsedge/server/httpcore"
 )
 
 // HeaderHook adds headers derived from the connection a request arrived on to
@@ -44,7 +44,7 @@ func stripReserved(h http.Header) {
 // writes them. Policy code that also knows client-certificate identities
 // supplies its own hook.
 func PeerHeaders(r *http.Request, h http.Header) {
-	ci, ok := httpcore.FromContext(r.Context())
+	ci, ok := conninfo.FromContext(r.Context())
 	if !ok || ci.Peer == nil {
 		return
 	}
@@ -61,7 +61,7 @@ func PeerHeaders(r *http.Request, h http.Header) {
 // plain connections get nothing.
 func SSLHeaders(r *http.Request, h http.Header) {
 	cs := r.TLS
-	if ci, ok := httpcore.FromContext(r.Context()); ok && cs == nil {
+	if ci, ok := conninfo.FromContext(r.Context()); ok && cs == nil {
 		cs = ci.TLS
 	}
 	if cs == nil {

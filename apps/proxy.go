@@ -16,7 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"tlsedge/server/httpcore"
+	"tlsedge/conninfo"
+	"tlsedge/router"
 )
 
 // StatusError is what the proxy looks for in a request-body read error to
@@ -183,7 +184,7 @@ type clientAddrKey struct{}
 func clientAddrs(r *http.Request) peer {
 	var pe peer
 	pe.tls = r.TLS != nil
-	if ci, ok := httpcore.FromContext(r.Context()); ok {
+	if ci, ok := conninfo.FromContext(r.Context()); ok {
 		pe.unixPeer = ci.Transport == "unix"
 		pe.tls = pe.tls || ci.TLS != nil
 		pe.addr = addrPort(ci.RemoteAddr)
@@ -252,7 +253,7 @@ func (p *proxy) setForwarded(pr *httputil.ProxyRequest, pe peer) {
 	// build its links. ReverseProxy leaves it alone, so without this a client
 	// could choose it.
 	prefix := ""
-	if m, ok := httpcore.MountFromContext(pr.In.Context()); ok && m.Prefix != "/" {
+	if m, ok := router.MountFromContext(pr.In.Context()); ok && m.Prefix != "/" {
 		prefix = m.Prefix
 	}
 	if v := in.Get("X-Forwarded-Prefix"); trusted && v != "" {

@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"tlsedge/conninfo"
 	"tlsedge/peercred"
-	"tlsedge/server/httpcore"
 )
 
 // ErrPeerDenied is wrapped by every PeerDenyError, for errors.Is checks.
@@ -293,7 +293,7 @@ func (p *PeerPolicy) check(r *rule, c *peercred.Creds) error {
 }
 
 // Middleware enforces p's per-mount rules on each request, reading the peer
-// from the request context (httpcore.ConnInfo.Peer). A denied request gets a
+// from the request context (conninfo.Info.Peer). A denied request gets a
 // short text/plain 403 and never reaches next. With no mount rules it
 // returns next unchanged.
 func (p *PeerPolicy) Middleware(next http.Handler) http.Handler {
@@ -329,7 +329,7 @@ func PeerMiddleware(next http.Handler, pol *PeerPolicy) http.Handler {
 }
 
 func peerFrom(r *http.Request) *peercred.Creds {
-	if info, ok := httpcore.FromContext(r.Context()); ok {
+	if info, ok := conninfo.FromContext(r.Context()); ok {
 		return info.Peer
 	}
 	return nil

@@ -6,9 +6,9 @@ import (
 	"net"
 	"net/http"
 
+	"tlsedge/conninfo"
 	"tlsedge/peercred"
 	"tlsedge/policy"
-	"tlsedge/server/httpcore"
 )
 
 // Example_peerWiring shows how a server applies peer credentials: read them
@@ -50,7 +50,7 @@ func Example_peerWiring() {
 			c.Close()
 			return nil, false
 		}
-		return httpcore.NewContext(context.Background(), &httpcore.ConnInfo{Transport: "unix", Peer: creds}), true
+		return conninfo.NewContext(context.Background(), &conninfo.Info{Transport: "unix", Peer: creds}), true
 	}
 	_, _ = accept, handler
 }

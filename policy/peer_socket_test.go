@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"tlsedge/conninfo"
 	"tlsedge/internal/testenv"
 	"tlsedge/peercred"
 	"tlsedge/peercred/peercredtest"
 	"tlsedge/policy"
-	"tlsedge/server/httpcore"
 )
 
 func TestMain(m *testing.M) {
@@ -132,7 +132,7 @@ func TestAcceptTimePolicy(t *testing.T) {
 
 // newHTTPServer serves h over a fresh UNIX socket the way the server wires
 // peer credentials: ConnContext reads and resolves them once per connection
-// and stores them in the httpcore.ConnInfo every request sees.
+// and stores them in the conninfo.Info every request sees.
 func newHTTPServer(t *testing.T, h http.Handler, res *peercred.Resolver) string {
 	t.Helper()
 	sock := filepath.Join(peercredtest.Dir(t), "h.sock")
@@ -152,7 +152,7 @@ func newHTTPServer(t *testing.T, h http.Handler, res *peercred.Resolver) string 
 				creds = nil
 			}
 			res.Resolve(creds)
-			return httpcore.NewContext(ctx, &httpcore.ConnInfo{
+			return conninfo.NewContext(ctx, &conninfo.Info{
 				Transport: "unix", LocalAddr: c.LocalAddr(), RemoteAddr: c.RemoteAddr(), Peer: creds,
 			})
 		},
@@ -166,7 +166,7 @@ func newHTTPServer(t *testing.T, h http.Handler, res *peercred.Resolver) string 
 // identity headers the client sent with the peer's, then reports every
 // request header whose name mentions "remote".
 func echoIdentity(w http.ResponseWriter, r *http.Request) {
-	info, _ := httpcore.FromContext(r.Context())
+	info, _ := conninfo.FromContext(r.Context())
 	h := r.Header.Clone()
 	peercred.SetHeaders(h, info.Peer)
 	w.Header().Set("Content-Type", "text/plain")

@@ -14,6 +14,7 @@ import (
 	"tlsedge/apps"
 	"tlsedge/config"
 	"tlsedge/policy"
+	"tlsedge/router"
 	"tlsedge/server/httpcore"
 	"tlsedge/tlsadapter"
 )
@@ -121,7 +122,7 @@ func (c *Config) Validate() error {
 		add("shutdown_timeout", "must be above 0 (seconds, or a duration like 5s)")
 	}
 	for _, m := range c.Mount {
-		if _, _, err := httpcore.ParseMount(m); err != nil {
+		if _, _, err := router.ParseMount(m); err != nil {
 			add("mount", "%v", err)
 		}
 	}

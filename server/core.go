@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"tlsedge/router"
 	"tlsedge/server/httpcore"
 )
 
@@ -21,7 +22,7 @@ func newCore(c *Config, h http.Handler, log *slog.Logger, bind net.Addr) (*httpc
 // returns the handlers it resolved from specs too, for the caller to close
 // when they are retired (proxies hold pooled connections, dir: an open root).
 func buildHandler(c *Config) (http.Handler, []http.Handler, error) {
-	d := httpcore.NewDispatcher()
+	d := router.NewDispatcher()
 	var resolved []http.Handler
 	fail := func(err error) (http.Handler, []http.Handler, error) {
 		closeMounts(resolved)
@@ -33,7 +34,7 @@ func buildHandler(c *Config) (http.Handler, []http.Handler, error) {
 		}
 	}
 	for _, spec := range c.Mount {
-		prefix, target, err := httpcore.ParseMount(spec)
+		prefix, target, err := router.ParseMount(spec)
 		if err != nil {
 			return fail(fmt.Errorf("%smount: %w", c.KeyPrefix(), err))
 		}

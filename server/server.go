@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"tlsedge/conninfo"
 	"tlsedge/peercred"
 	"tlsedge/policy"
 	"tlsedge/server/httpcore"
@@ -221,7 +222,7 @@ func (s *Server) serveConn(r *run, l *listener, raw net.Conn) {
 	if tc, ok := raw.(*net.TCPConn); ok && !g.cfg.Nodelay {
 		_ = tc.SetNoDelay(false) // Go sets TCP_NODELAY by default
 	}
-	info := &httpcore.ConnInfo{Server: g.cfg.Name, Transport: l.kind, LocalAddr: raw.LocalAddr(), RemoteAddr: raw.RemoteAddr()}
+	info := &conninfo.Info{Server: g.cfg.Name, Transport: l.kind, LocalAddr: raw.LocalAddr(), RemoteAddr: raw.RemoteAddr()}
 	if l.kind == "unix" && g.cfg.Peer.Peercreds {
 		// Who is on the other end is read from the kernel once, before any
 		// byte is read, and checked before the client is served at all.

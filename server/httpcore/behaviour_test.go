@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"tlsedge/conninfo"
 )
 
 func TestResponses(t *testing.T) {
@@ -486,14 +487,14 @@ func TestShutdown(t *testing.T) {
 
 func TestConnInfoAndRequestFields(t *testing.T) {
 	var got struct {
-		info       *ConnInfo
+		info       *conninfo.Info
 		remote     string
 		requestURI string
 		host       string
 	}
 	done := make(chan struct{})
 	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got.info, _ = FromContext(r.Context())
+		got.info, _ = conninfo.FromContext(r.Context())
 		got.remote, got.requestURI, got.host = r.RemoteAddr, r.RequestURI, r.Host
 		close(done)
 	}), nil)

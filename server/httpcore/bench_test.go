@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+	"tlsedge/conninfo"
 )
 
 // A browser-like request head: 9 header fields.
@@ -111,7 +112,7 @@ func BenchmarkKeepAliveExchange(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			c.ServeConn(&memConn{r: &repeatReader{req: []byte(benchHead), n: b.N}, w: io.Discard}, &ConnInfo{Transport: "tcp"})
+			c.ServeConn(&memConn{r: &repeatReader{req: []byte(benchHead), n: b.N}, w: io.Discard}, &conninfo.Info{Transport: "tcp"})
 		})
 	}
 }
@@ -146,5 +147,5 @@ func BenchmarkKeepAliveWriteString(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	c.ServeConn(&memConn{r: &repeatReader{req: []byte(benchHead), n: b.N}, w: io.Discard}, &ConnInfo{Transport: "tcp"})
+	c.ServeConn(&memConn{r: &repeatReader{req: []byte(benchHead), n: b.N}, w: io.Discard}, &conninfo.Info{Transport: "tcp"})
 }

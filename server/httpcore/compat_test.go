@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"tlsedge/conninfo"
+	"tlsedge/router"
 )
 
 // Handlers written for net/http mount unchanged: the reverse proxy and the
@@ -34,7 +36,7 @@ func TestReverseProxyAndFileServer(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "f.txt"), []byte("file body"), 0o644)
 
-	d := NewDispatcher()
+	d := router.NewDispatcher()
 	d.Mount("/api", httputil.NewSingleHostReverseProxy(u))
 	d.Mount("/files", http.FileServer(http.Dir(dir)))
 	ts := startServer(t, d, func(o *Options) { o.MaxRequestBodySize = 16 })
@@ -129,7 +131,7 @@ func TestRequestContext(t *testing.T) {
 	got := make(chan error, 2)
 	entered := make(chan struct{})
 	ts := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := FromContext(r.Context()); !ok {
+		if _, ok := conninfo.FromContext(r.Context()); !ok {
 			t.Error("no ConnInfo in the request context")
 		}
 		if r.URL.Path == "/block" {

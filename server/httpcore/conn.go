@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"tlsedge/conninfo"
 )
 
 // Connection states, for graceful shutdown: Shutdown closes idle
@@ -82,7 +83,7 @@ type conn struct {
 	// both, and by other 1xx writes. Once the head is committed no body
 	// read writes, so later response writes need no lock.
 	wmu    sync.Mutex
-	info   *ConnInfo
+	info   *conninfo.Info
 	ctx    context.Context
 	cancel context.CancelFunc
 	remote string
@@ -188,7 +189,7 @@ func (d *writeDeadline) forget() { d.at = time.Time{} }
 // stack a handshake grows stays with its goroutine. ServeConn itself keeps
 // a small frame so an idle connection's stack can shrink (see
 // waitFirstByte). A nil info is derived from conn.
-func (c *Core) ServeConn(nc net.Conn, info *ConnInfo) {
+func (c *Core) ServeConn(nc net.Conn, info *conninfo.Info) {
 	if !c.TryServeConn(nc, info) {
 		nc.Close() // shutting down: refused before a byte was read
 	}
@@ -200,7 +201,7 @@ func (c *Core) ServeConn(nc net.Conn, info *ConnInfo) {
 // unread; otherwise it serves nc as ServeConn does and returns true. The
 // check and the core's registration of nc are one step, so no connection is
 // lost between them.
-func (c *Core) TryServeConn(nc net.Conn, info *ConnInfo) bool {
+func (c *Core) TryServeConn(nc net.Conn, info *conninfo.Info) bool {
 	cn, h2, declined := c.newConn(nc, info)
 	if declined {
 		return false
@@ -249,13 +250,9 @@ func (c *Core) connDone(cn *conn) {
 // newConn admits and registers a connection; nil means it was refused (and
 // closed), or, with declined, that the core is shutting down and nc was left
 // untouched.
-func (c *Core) newConn(nc net.Conn, info *ConnInfo) (_ *conn, h2, declined bool) {
+func (c *Core) newConn(nc net.Conn, info *conninfo.Info) (_ *conn, h2, declined bool) {
 	if info == nil {
-		info = &ConnInfo{Transport: nc.LocalAddr().Network(), LocalAddr: nc.LocalAddr(), RemoteAddr: nc.RemoteAddr()}
-		if tc, ok := nc.(*tls.Conn); ok {
-			st := tc.ConnectionState()
-			info.TLS = &st
-		}
+		info = conninfo.New(nc)
 	}
 	h2 = info.TLS != nil && info.TLS.NegotiatedProtocol == "h2"
 	cn := &conn{core: c, nc: nc, info: info}
@@ -264,7 +261,7 @@ func (c *Core) newConn(nc net.Conn, info *ConnInfo) (_ *conn, h2, declined bool)
 	if info.RemoteAddr != nil {
 		cn.remote = info.RemoteAddr.String()
 	}
-	cn.ctx, cn.cancel = context.WithCancel(NewContext(context.Background(), info))
+	cn.ctx, cn.cancel = context.WithCancel(conninfo.NewContext(context.Background(), info))
 	cn.raw = rawConn(nc)
 	if cn.raw != nil {
 		cn.readable = func(fd uintptr) bool { return socketReadable(fd, &cn.peek) }

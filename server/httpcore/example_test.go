@@ -8,15 +8,16 @@ import (
 	"strings"
 	"time"
 
+	"tlsedge/router"
 	"tlsedge/server/httpcore"
 )
 
 // The core embedded directly: a dispatcher with two mounts, Serve as the
 // accept loop over TLS, and Shutdown then Close on the way out.
 func Example() {
-	d := httpcore.NewDispatcher()
+	d := router.NewDispatcher()
 	for _, spec := range []string{"/=text:hello", "/health=text:ok"} {
-		prefix, target, err := httpcore.ParseMount(spec)
+		prefix, target, err := router.ParseMount(spec)
 		if err != nil {
 			log.Fatal(err)
 		}

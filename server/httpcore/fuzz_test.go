@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"tlsedge/conninfo"
 )
 
 // memConn is a net.Conn over an in-memory input: reads come from r, writes
@@ -171,7 +172,7 @@ func FuzzConn(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var out bytes.Buffer
-		c.ServeConn(&memConn{r: bytes.NewReader(in), w: &out}, &ConnInfo{Transport: "tcp"})
+		c.ServeConn(&memConn{r: bytes.NewReader(in), w: &out}, &conninfo.Info{Transport: "tcp"})
 		br := bufio.NewReader(&out)
 		for out.Len() > 0 || br.Buffered() > 0 {
 			resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})

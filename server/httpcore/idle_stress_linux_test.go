@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"tlsedge/conninfo"
 	"tlsedge/internal/testenv"
 )
 
@@ -135,7 +136,7 @@ func runParkStress(t *testing.T, tc parkStressCase) {
 				return
 			}
 			c.CountAccept()
-			info := &ConnInfo{Transport: "tcp", LocalAddr: nc.LocalAddr(), RemoteAddr: nc.RemoteAddr()}
+			info := &conninfo.Info{Transport: "tcp", LocalAddr: nc.LocalAddr(), RemoteAddr: nc.RemoteAddr()}
 			if !wrap {
 				go c.ServeConn(nc, info)
 				continue

@@ -6,7 +6,7 @@ import (
 )
 
 // reqCtx is a request's context: the connection's context (which carries
-// the ConnInfo) made cancelable the way net/http's request contexts are:
+// the conninfo.Info) made cancelable the way net/http's request contexts are:
 // canceled when ServeHTTP returns, or when the Core is closed under it.
 //
 // It lives inside the request's own allocation, and its Done channel is

@@ -7,6 +7,7 @@ import (
 	"net"
 	"syscall"
 	"time"
+	"tlsedge/conninfo"
 )
 
 // Serve accepts connections on ln and serves each on goroutines of its
@@ -39,7 +40,7 @@ func (c *Core) Serve(ln net.Listener, cfg *tls.Config) error {
 }
 
 func (c *Core) serveAccepted(nc net.Conn, cfg *tls.Config) {
-	info := &ConnInfo{Transport: nc.LocalAddr().Network(), LocalAddr: nc.LocalAddr(), RemoteAddr: nc.RemoteAddr()}
+	info := &conninfo.Info{Transport: nc.LocalAddr().Network(), LocalAddr: nc.LocalAddr(), RemoteAddr: nc.RemoteAddr()}
 	if cfg == nil {
 		c.ServeConn(nc, info)
 		return

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"tlsedge/conninfo"
 	"tlsedge/internal/testenv"
 )
 
@@ -48,7 +49,7 @@ func newCore(t testing.TB, h http.Handler, mod func(*Options)) *Core {
 
 func TestTLSAndH2(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		info, ok := FromContext(r.Context())
+		info, ok := conninfo.FromContext(r.Context())
 		if !ok || info.TLS == nil || r.TLS == nil {
 			http.Error(w, "no conn info", 500)
 			return

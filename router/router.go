@@ -1,4 +1,8 @@
-package httpcore
+// Package router is the mount table between the request core and the apps:
+// it picks the handler for a request by path prefix (whole segments, the
+// longest first) and hands it the path below its prefix. It sees the one
+// canonical path the core produced, as every policy rule and app does.
+package router
 
 import (
 	"context"
@@ -6,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 )
 
@@ -59,11 +62,11 @@ func (d *Dispatcher) Mount(prefix string, h http.Handler) error {
 		return err
 	}
 	if h == nil {
-		return fmt.Errorf("httpcore: mount %q: nil handler", prefix)
+		return fmt.Errorf("router: mount %q: nil handler", prefix)
 	}
 	for _, m := range d.mounts {
 		if m.prefix == p {
-			return fmt.Errorf("httpcore: mount %q: prefix already mounted", prefix)
+			return fmt.Errorf("router: mount %q: prefix already mounted", prefix)
 		}
 	}
 	d.mounts = append(d.mounts, mountEntry{prefix: p, h: h})
@@ -73,15 +76,15 @@ func (d *Dispatcher) Mount(prefix string, h http.Handler) error {
 
 func cleanPrefix(prefix string) (string, error) {
 	if !strings.HasPrefix(prefix, "/") {
-		return "", fmt.Errorf("httpcore: mount prefix %q must start with \"/\"", prefix)
+		return "", fmt.Errorf("router: mount prefix %q must start with \"/\"", prefix)
 	}
 	for i := 0; i < len(prefix); i++ {
-		if !isPlainPathByte(prefix[i]) && prefix[i] != '%' {
-			return "", fmt.Errorf("httpcore: mount prefix %q: invalid character %q", prefix, prefix[i])
+		if !plainPathByte(prefix[i]) && prefix[i] != '%' {
+			return "", fmt.Errorf("router: mount prefix %q: invalid character %q", prefix, prefix[i])
 		}
 	}
 	if strings.Contains(prefix, "//") {
-		return "", fmt.Errorf("httpcore: mount prefix %q: empty path segment", prefix)
+		return "", fmt.Errorf("router: mount prefix %q: empty path segment", prefix)
 	}
 	if len(prefix) > 1 {
 		prefix = strings.TrimSuffix(prefix, "/")
@@ -158,25 +161,16 @@ func ParseMount(spec string) (prefix, target string, err error) {
 	return prefix, t, nil
 }
 
-// Text returns the handler of a text:BODY mount: 200 with body as
-// text/plain for any method, for health checks and benchmarks. Its header
-// values are built once and shared by every response.
-func Text(body string) http.Handler {
-	return &textHandler{
-		body: []byte(body),
-		ct:   []string{"text/plain; charset=utf-8"},
-		cl:   []string{strconv.Itoa(len(body))},
+// plainPathByte reports whether b may stand unescaped in a mount prefix:
+// unreserved characters, sub-delims, ':', '@' and '/' (RFC 3986 pchar).
+func plainPathByte(b byte) bool {
+	switch {
+	case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
+		return true
 	}
-}
-
-type textHandler struct {
-	body   []byte
-	ct, cl []string
-}
-
-func (t *textHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	h["Content-Type"] = t.ct
-	h["Content-Length"] = t.cl
-	w.Write(t.body)
+	switch b {
+	case '-', '.', '_', '~', '/', ':', '@', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=':
+		return true
+	}
+	return false
 }
