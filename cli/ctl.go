@@ -64,8 +64,13 @@ func engineStats(e *server.Engine) map[string]serverStats {
 	out := map[string]serverStats{}
 	for _, s := range e.Servers() {
 		st := serverStats{Base: s.Base(), Core: s.Stats()}
-		if a, ok := s.Adapter().(tlsadapter.ACMEStatsReporter); ok {
-			st.ACME = a.ACMEStats()
+		if t := s.Terminator(); t != nil {
+			if t.Scheme() == "https" {
+				st.TLS = t.TLSStats()
+			}
+			if a, ok := t.Adapter().(tlsadapter.ACMEStatsReporter); ok {
+				st.ACME = a.ACMEStats()
+			}
 		}
 		name := s.Config().Name
 		if name == "" {

@@ -76,7 +76,7 @@ func buildEngine(o *Options, log *slog.Logger, logs *accessLogs) (*edge, error) 
 		var s *server.Server // the metrics read it at the first scrape, after New
 		e.metrics[c.Name] = apps.NewMetrics(apps.Sources{
 			Core: func() httpcore.Stats { return s.Stats() },
-			TLS:  apps.AdapterTLSStats(func() tlsadapter.Adapter { return s.Adapter() }, nil),
+			TLS:  tlsStats(func() *tlsadapter.Terminator { return s.Terminator() }),
 		})
 		if err := e.wire(&c, o); err != nil {
 			return nil, err
@@ -377,7 +377,9 @@ func printBanner(w io.Writer, e *server.Engine) {
 			continue
 		}
 		caFile := ""
-		if ca, ok := s.Adapter().(tlsadapter.CAFiler); ok {
+		if t := s.Terminator(); t == nil {
+			continue
+		} else if ca, ok := t.Adapter().(tlsadapter.CAFiler); ok {
 			caFile = ca.CAFile()
 		}
 		curl := "curl"

@@ -18,13 +18,14 @@ import (
 	"tlsedge/tlsadapter"
 )
 
-// gen is what one configuration builds for a running server: its SSL
-// adapter, request core, handler and peer policy. A reload builds a new
+// gen is what one configuration builds for a running server: its TLS
+// terminator (with the SSL adapter behind it), request core, handler and
+// peer policy. A reload builds a new
 // generation beside the running one and swaps it in whole; connections keep
 // the generation they were accepted under.
 type gen struct {
 	cfg     Config
-	adapter tlsadapter.Adapter
+	term    *tlsadapter.Terminator // the one terminator, for every ssl_module
 	core    *httpcore.Core
 	handler *swapHandler       // the core's handler; a reload may swap what it serves
 	serve   http.Handler       // what handler serves in this generation
@@ -48,7 +49,7 @@ func (s *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // newGen builds a generation for c. With prev (a reload), it reuses prev's
-// adapter when the TLS options are unchanged and prev's core when the core
+// terminator when the TLS options are unchanged and prev's core when the core
 // options are, and changes nothing of prev's: the caller commits.
 func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *gen) (_ *gen, err error) {
 	g := &gen{cfg: *c}
@@ -76,7 +77,7 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 
 	switch {
 	case prev != nil && sameOptions(&prev.cfg.TLS, &c.TLS):
-		g.adapter = prev.adapter
+		g.term = prev.term
 	case prev != nil && (prev.cfg.TLS.SSLModule == "acme" || c.TLS.SSLModule == "acme"):
 		return nil, fmt.Errorf("%sacme: changing ACME or SSL module settings needs a restart", c.KeyPrefix())
 	default:
@@ -86,7 +87,7 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 		} else {
 			host = ""
 		}
-		g.adapter, err = c.Registry.New(ctx, c.TLS.SSLModule, tlsadapter.Params{
+		g.term, err = c.Registry.New(ctx, c.TLS.SSLModule, tlsadapter.Params{
 			Options: c.TLS, Logger: s.log, Hosts: s.hosts(), Host: host, Port: port,
 			DataDir: c.DataDir, TLSConfig: c.TLSConfig,
 		})
@@ -100,8 +101,8 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 	}
 	g.handler = newSwapHandler(g.serve)
 	if g.core, err = newCore(c, g.handler, s.log, lns[0].Addr()); err != nil {
-		if prev == nil || g.adapter != prev.adapter {
-			g.adapter.Close()
+		if prev == nil || g.term != prev.term {
+			g.term.Close()
 		}
 		return nil, err
 	}
@@ -172,13 +173,14 @@ func (s *Server) Reconfigure(ctx context.Context, c Config) error {
 	if g.core == prev.core {
 		g.handler.h.Store(&g.serve)
 	}
-	r.gen.Store(g)
+	r.setGen(g)
+	r.limiter.SetMax(c.Core.MaxConnections)
 	s.cfg = c
 	var errs []error
-	if g.adapter == prev.adapter {
-		errs = append(errs, g.adapter.Reload(ctx))
+	if g.term == prev.term {
+		errs = append(errs, g.term.Reload(ctx))
 	} else {
-		errs = append(errs, prev.adapter.Close())
+		errs = append(errs, prev.term.Close())
 	}
 	r.retire(prev, g, c.ShutdownTimeout, s)
 	return errors.Join(errs...)

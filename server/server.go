@@ -7,14 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
-	"time"
 
+	"tlsedge/accept"
 	"tlsedge/conninfo"
 	"tlsedge/peercred"
 	"tlsedge/policy"
@@ -40,9 +38,12 @@ type Server struct {
 // run is everything one Start creates and the matching Stop tears down.
 type run struct {
 	lns     []*listener
+	limiter *accept.Limiter     // max_connections, counted from accept to close
 	gen     atomic.Pointer[gen] // the configuration in service
-	retired sync.WaitGroup      // earlier generations still draining
-	ctx     context.Context     // cancelled on stop: in-flight handshakes end
+	genMu   sync.Mutex
+	genNext chan struct{}   // closed when gen is replaced
+	retired sync.WaitGroup  // earlier generations still draining
+	ctx     context.Context // cancelled on stop: in-flight handshakes end
 	cancel  context.CancelFunc
 	loops   sync.WaitGroup // accept loops
 	conns   sync.WaitGroup // connection goroutines
@@ -121,7 +122,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	// The ACME module may need its start-up orders validated by tls-alpn-01
 	// probes answered on this very listener, so it obtains only now.
-	if st, ok := r.gen.Load().adapter.(tlsadapter.ACMEStarter); ok {
+	if st, ok := r.gen.Load().term.Adapter().(tlsadapter.ACMEStarter); ok {
 		if err := st.Start(ctx); err != nil {
 			s.running = nil
 			s.stop(ctx, r)
@@ -145,9 +146,27 @@ func (s *Server) start(ctx context.Context) (*run, error) {
 		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &run{lns: lns, ctx: rctx, cancel: cancel, done: make(chan struct{})}
+	r := &run{lns: lns, ctx: rctx, cancel: cancel, done: make(chan struct{}), genNext: make(chan struct{}),
+		limiter: accept.NewLimiter(s.cfg.Core.MaxConnections)}
 	r.gen.Store(g)
 	return r, nil
+}
+
+// setGen puts g in service and wakes connections waiting to be handed to it.
+func (r *run) setGen(g *gen) {
+	r.genMu.Lock()
+	defer r.genMu.Unlock()
+	r.gen.Store(g)
+	close(r.genNext)
+	r.genNext = make(chan struct{})
+}
+
+// current is the generation in service and a channel closed when it is
+// replaced.
+func (r *run) current() (*gen, <-chan struct{}) {
+	r.genMu.Lock()
+	defer r.genMu.Unlock()
+	return r.gen.Load(), r.genNext
 }
 
 // hosts are the names clients are expected to use for this server.
@@ -162,67 +181,45 @@ func (s *Server) hosts() []string {
 	return []string{h}
 }
 
-// acceptLoop accepts connections and hands each to its own goroutine. It never
-// reads from or writes to a client, so one slow client cannot stall accepts.
+// acceptLoop runs the one accept loop (package accept) on l: every
+// connection holds a max_connections slot from accept to close, handshake
+// included, and the excess is shed at once (a fast 503 on a plain listener,
+// a close on a TLS one, where nothing can be said before a handshake).
 func (s *Server) acceptLoop(r *run, l *listener) {
 	defer r.loops.Done()
-	var backoff time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if r.stopped.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if isTemporary(err) {
-				// Out of file descriptors (or a transient kernel error): back
-				// off instead of spinning, log once per episode, and resume
-				// when descriptors free up.
-				if backoff == 0 {
-					backoff = 5 * time.Millisecond
-					s.log.Warn("accept failing; backing off until it recovers", "listener", l.Addr().String(), "err", err)
-				} else {
-					backoff = min(2*backoff, time.Second)
-				}
-				select {
-				case <-time.After(backoff):
-				case <-r.ctx.Done():
-					return
-				}
-				continue
-			}
-			r.gen.Load().core.CountSocketError()
-			r.errOnce.Do(func() { r.err = fmt.Errorf("accept on %s: %w", l.Addr(), err) })
-			s.log.Error("accept failed; listener stopped", "listener", l.Addr().String(), "err", err)
-			return
-		}
-		if backoff != 0 {
-			s.log.Info("accept recovered", "listener", l.Addr().String())
-			backoff = 0
-		}
-		r.gen.Load().core.CountAccept()
-		r.conns.Add(1)
-		go s.serveConn(r, l, c)
+	lp := &accept.Loop{
+		Listener: l,
+		Limiter:  r.limiter,
+		Serve:    func(nc *accept.Conn) { s.serveConn(r, l, nc) },
+		Refuse: func(nc net.Conn) {
+			g := r.gen.Load()
+			g.core.RefuseConn(nc, g.term.Scheme() == "http")
+		},
+		Accepted: func() { r.gen.Load().core.CountAccept() },
+		Logger:   s.log,
+		Conns:    &r.conns,
+	}
+	if err := lp.Run(r.ctx); err != nil && !r.stopped.Load() {
+		r.gen.Load().core.CountSocketError()
+		r.errOnce.Do(func() { r.err = err })
+		s.log.Error("accept failed; listener stopped", "listener", l.Addr().String(), "err", err)
 	}
 }
 
-func isTemporary(err error) bool {
-	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
-		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
-		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EINTR)
-}
-
-// serveConn runs in a short-lived goroutine of its own: it wraps the
-// connection with the SSL adapter (sniffing, handshake), then hands it to the
-// core on a fresh goroutine and returns. The handshake grows a goroutine's
-// stack to tens of kilobytes, and a grown stack stays with its goroutine, so
-// serving from a new one keeps an idle keep-alive connection small.
-func (s *Server) serveConn(r *run, l *listener, raw net.Conn) {
-	defer r.conns.Done()
+// serveConn runs in a short-lived goroutine of its own: it builds the
+// connection's facts (the one place they are built), checks UNIX peer
+// credentials, passes the connection through the one TLS terminator, then
+// hands it to the core on a fresh goroutine and returns. The handshake
+// grows a goroutine's stack to tens of kilobytes, and a grown stack stays
+// with its goroutine, so serving from a new one keeps an idle keep-alive
+// connection small.
+func (s *Server) serveConn(r *run, l *listener, raw *accept.Conn) {
 	g := r.gen.Load() // this connection's configuration, whatever reloads follow
-	if tc, ok := raw.(*net.TCPConn); ok && !g.cfg.Nodelay {
+	if tc, ok := raw.NetConn().(*net.TCPConn); ok && !g.cfg.Nodelay {
 		_ = tc.SetNoDelay(false) // Go sets TCP_NODELAY by default
 	}
-	info := &conninfo.Info{Server: g.cfg.Name, Transport: l.kind, LocalAddr: raw.LocalAddr(), RemoteAddr: raw.RemoteAddr()}
+	info := conninfo.New(raw)
+	info.Server, info.Transport = g.cfg.Name, l.kind
 	if l.kind == "unix" && g.cfg.Peer.Peercreds {
 		// Who is on the other end is read from the kernel once, before any
 		// byte is read, and checked before the client is served at all.
@@ -242,7 +239,7 @@ func (s *Server) serveConn(r *run, l *listener, raw net.Conn) {
 		}
 		info.Peer = creds
 	}
-	conn, state, err := g.adapter.Wrap(r.ctx, raw)
+	conn, state, err := g.term.Wrap(r.ctx, raw)
 	if err != nil {
 		s.log.Debug("connection dropped before HTTP", "remote_addr", raw.RemoteAddr().String(), "err", err)
 		raw.Close()
@@ -253,13 +250,20 @@ func (s *Server) serveConn(r *run, l *listener, raw net.Conn) {
 	go func() {
 		defer r.conns.Done()
 		// A reload may have retired this generation's core during the
-		// handshake: hand the connection to the core now in service.
-		for !r.gen.Load().core.TryServeConn(conn, info) {
-			if r.stopped.Load() {
+		// handshake: the connection goes to the core in service, waiting
+		// (without spinning) for the new generation if the swap is under
+		// way.
+		for {
+			g, replaced := r.current()
+			if g.core.TryServeConn(conn, info) {
+				return
+			}
+			select {
+			case <-replaced:
+			case <-r.ctx.Done():
 				conn.Close()
 				return
 			}
-			runtime.Gosched()
 		}
 	}()
 }
@@ -302,7 +306,7 @@ func (s *Server) stop(ctx context.Context, r *run) error {
 	r.cancel() // ends handshakes still in progress
 	r.retired.Wait()
 	r.conns.Wait()
-	if err := g.adapter.Close(); err != nil {
+	if err := g.term.Close(); err != nil {
 		errs = append(errs, err)
 	}
 	closeMounts(g.mounts)
@@ -350,7 +354,7 @@ func (s *Server) Reload(ctx context.Context) error {
 	if r == nil {
 		return errors.New("server: not running")
 	}
-	return r.gen.Load().adapter.Reload(ctx)
+	return r.gen.Load().term.Reload(ctx)
 }
 
 // BindAddr is the address of the first listener (with the real port when
@@ -385,7 +389,7 @@ func (s *Server) Scheme() string {
 	if s.running == nil {
 		return ""
 	}
-	return s.running.gen.Load().adapter.Scheme()
+	return s.running.gen.Load().term.Scheme()
 }
 
 // Base is where the server can be reached: "https://host:port" for TCP (the
@@ -421,14 +425,26 @@ func (s *Server) Stats() httpcore.Stats {
 	return s.running.gen.Load().core.Stats()
 }
 
-// Adapter returns the running SSL adapter, or nil when stopped.
-func (s *Server) Adapter() tlsadapter.Adapter {
+// Terminator returns the running TLS terminator (and through it the SSL
+// adapter), or nil when stopped.
+func (s *Server) Terminator() *tlsadapter.Terminator {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.running == nil {
 		return nil
 	}
-	return s.running.gen.Load().adapter
+	return s.running.gen.Load().term
+}
+
+// OpenConnections is the number of connections holding a max_connections
+// slot: accepted and not yet closed, handshakes included.
+func (s *Server) OpenConnections() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running == nil {
+		return 0
+	}
+	return s.running.limiter.Open()
 }
 
 // Check builds what Start would (mount table, SSL adapter) without binding a
@@ -451,14 +467,14 @@ func (s *Server) Check(ctx context.Context) ([]string, error) {
 		DataDir: s.cfg.DataDir, TLSConfig: s.cfg.TLSConfig,
 	}
 	var lines []string
-	if s.cfg.TLS.SSLModule != "none" {
-		report := tlsadapter.Check(s.cfg.TLS, s.hosts())
-		for l := range strings.SplitSeq(strings.TrimSpace(report.String()), "\n") {
+	report := tlsadapter.Check(s.cfg.TLS, s.hosts(), s.cfg.TLSConfig)
+	for l := range strings.SplitSeq(strings.TrimSpace(report.String()), "\n") {
+		if l != "" {
 			lines = append(lines, fmt.Sprintf("server %s: %s", s.displayName(), l))
 		}
-		if !report.OK() {
-			return lines, fmt.Errorf("%sTLS settings or certificates have errors (listed above)", s.cfg.KeyPrefix())
-		}
+	}
+	if !report.OK() {
+		return lines, fmt.Errorf("%sTLS settings or certificates have errors (listed above)", s.cfg.KeyPrefix())
 	}
 	if s.cfg.TLS.SSLModule == "acme" {
 		more, err := s.checkACME(ctx, p)

@@ -24,15 +24,6 @@ import (
 	"tlsedge/certs"
 )
 
-// acmeHandshakeTimeout bounds Wrap's handshake. On-demand issuance runs inside
-// the handshake, so a first visit to a new name may use a good part of it.
-const acmeHandshakeTimeout = 10 * time.Second
-
-// ErrACMEChallenge is returned by the acme adapter's Wrap for a connection
-// that was an ACME CA's tls-alpn-01 validation probe. The probe was answered
-// and the connection closed; servers should not count it as a failure.
-var ErrACMEChallenge = errors.New("tlsadapter: answered an ACME tls-alpn-01 probe")
-
 // ErrACMENoCertificate is wrapped by handshakes refused for want of a
 // certificate: a name that is neither managed nor allowed on demand.
 var ErrACMENoCertificate = errors.New("tlsadapter: acme: no certificate for this name")
@@ -57,8 +48,7 @@ type acmeAdapter struct {
 	onDemand *certmagic.Config // nil without acme_on_demand
 	odPolicy *onDemandPolicy
 
-	serve *tls.Config // ordinary handshakes
-	probe *tls.Config // tls-alpn-01 validation probes only
+	probe *tls.Config // tls-alpn-01 validation probes only; nil without tls-alpn-01
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -196,7 +186,7 @@ func newACME(ctx context.Context, p Params) (Adapter, error) {
 		a.odPolicy = newOnDemandPolicy(odRules, o.OnDemandAsk, o.OnDemandRate, a.log)
 		a.onDemand, _ = newConfig(&certmagic.OnDemandConfig{DecisionFunc: a.odPolicy.decide}, a.onDemandEvent, false)
 	}
-	a.serve, a.probe = a.tlsConfigs(p.TLSConfig)
+	a.probe = a.probeConfig()
 
 	if o.challenge(ChallengeHTTP01) {
 		if err := a.listenHTTP(p.Host); err != nil {
@@ -332,49 +322,31 @@ func (a *acmeAdapter) issuerTemplate(p Params, roots *x509.CertPool) certmagic.A
 	return iss
 }
 
-// tlsConfigs builds the config for ordinary handshakes and the one for
-// tls-alpn-01 probes. base (Params.TLSConfig) is cloned, never mutated.
-func (a *acmeAdapter) tlsConfigs(base *tls.Config) (serve, probe *tls.Config) {
-	if base != nil {
-		serve = base.Clone()
-	} else {
-		serve = &tls.Config{}
+// probeConfig is the configuration for tls-alpn-01 validation probes: the
+// narrow exception to the server's policy (see ChallengeResponder). Exactly
+// acme-tls/1, no session tickets (a resumed probe proves nothing), no client
+// certificates (the CA has none), and the challenge certificate only. nil
+// when tls-alpn-01 is not enabled.
+func (a *acmeAdapter) probeConfig() *tls.Config {
+	if !a.opts.challenge(ChallengeTLSALPN01) {
+		return nil
 	}
-	if serve.MinVersion == 0 {
-		serve.MinVersion = tls.VersionTLS12
-	}
-	if len(serve.NextProtos) == 0 {
-		serve.NextProtos = []string{"h2", "http/1.1"} // as the internal module
-	}
-	// acme-tls/1 is never negotiated on an ordinary connection: an app must
-	// not see it, and a probe that does not have the exact RFC 8737 shape is
-	// not a probe.
-	serve.NextProtos = without(serve.NextProtos, acmez.ACMETLS1Protocol)
-	serve.GetCertificate = a.getCertificate
-	serve.Certificates = nil
-
-	// The probe config is the narrow exception: exactly acme-tls/1, no
-	// session tickets (a resumed probe proves nothing), no client
-	// certificates (the CA has none), and the challenge certificate only.
-	probe = &tls.Config{
+	return &tls.Config{
 		MinVersion:             tls.VersionTLS12,
 		NextProtos:             []string{acmez.ACMETLS1Protocol},
 		SessionTicketsDisabled: true,
 		ClientAuth:             tls.NoClientCert,
 		GetCertificate:         a.main.GetCertificate,
 	}
-	if a.opts.challenge(ChallengeTLSALPN01) {
-		serve.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-			if isTLSALPNProbe(hello) {
-				return probe, nil
-			}
-			if base != nil && base.GetConfigForClient != nil {
-				return base.GetConfigForClient(hello)
-			}
-			return nil, nil
-		}
+}
+
+// ChallengeConfig implements ChallengeResponder: the probe configuration for
+// a hello of the exact tls-alpn-01 shape, nil for anything else.
+func (a *acmeAdapter) ChallengeConfig(hello *tls.ClientHelloInfo) *tls.Config {
+	if a.probe == nil || !isTLSALPNProbe(hello) {
+		return nil
 	}
-	return serve, probe
+	return a.probe
 }
 
 // isTLSALPNProbe matches RFC 8737's shape exactly: SNI set and ALPN offering
@@ -383,19 +355,30 @@ func isTLSALPNProbe(hello *tls.ClientHelloInfo) bool {
 	return hello.ServerName != "" && len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acmez.ACMETLS1Protocol
 }
 
-func without(list []string, drop string) []string {
-	out := make([]string, 0, len(list))
-	for _, s := range list {
-		if s != drop {
-			out = append(out, s)
-		}
+// Certificate implements Adapter for an ordinary handshake: managed names
+// from main (or the fallback while acme_async waits), other names on demand
+// when allowed, and a refusal (an error) otherwise. Clients without SNI get
+// the first managed name's certificate.
+func (a *acmeAdapter) Certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, bool, error) {
+	cert, err := a.getCertificate(hello)
+	if err != nil {
+		return nil, false, err
 	}
-	return out
+	return cert, true, nil
 }
 
-// getCertificate picks the certificate for an ordinary handshake: managed
-// names from main (or the fallback while acme_async waits), other names
-// on demand when allowed, and a refusal otherwise.
+// HasName implements Adapter: the managed names and those obtained on demand.
+func (a *acmeAdapter) HasName(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if a.domains[host] {
+		return true
+	}
+	a.stats.mu.Lock()
+	defer a.stats.mu.Unlock()
+	_, ok := a.stats.names[host]
+	return ok
+}
+
 func (a *acmeAdapter) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
 	managed := name == "" || a.domains[name]
@@ -546,27 +529,6 @@ func (a *acmeAdapter) redirect(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Connection", "close")
 	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
-}
-
-func (a *acmeAdapter) Scheme() string { return "https" }
-
-// Wrap runs the handshake under acmeHandshakeTimeout. A tls-alpn-01 probe is
-// answered and closed here and reported as ErrACMEChallenge, so it never
-// reaches the application.
-func (a *acmeAdapter) Wrap(ctx context.Context, raw net.Conn) (net.Conn, *tls.ConnectionState, error) {
-	conn := tls.Server(raw, a.serve)
-	hctx, cancel := context.WithTimeout(ctx, acmeHandshakeTimeout)
-	defer cancel()
-	if err := conn.HandshakeContext(hctx); err != nil {
-		raw.Close()
-		return nil, nil, fmt.Errorf("tlsadapter: acme: handshake: %w", err)
-	}
-	st := conn.ConnectionState()
-	if st.NegotiatedProtocol == acmez.ACMETLS1Protocol {
-		conn.Close()
-		return nil, nil, ErrACMEChallenge
-	}
-	return conn, &st, nil
 }
 
 // Reload is a no-op: certmagic's maintenance already renews certificates and

@@ -74,6 +74,7 @@ func defaultACMEOptions(t testing.TB) ACMEOptions {
 // acmeTestServer is the acme adapter behind a real loopback TLS listener,
 // answering every request with "ok" so clients can count failures.
 type acmeTestServer struct {
+	t        *Terminator
 	a        *acmeAdapter
 	logf     func(format string, args ...any)
 	ln       net.Listener
@@ -118,7 +119,7 @@ func startACMEServer(t testing.TB, port int, o ACMEOptions) (*acmeTestServer, er
 	return serveACME(t, ad, ln), nil
 }
 
-func newTestAdapter(t testing.TB, port int, o ACMEOptions) (Adapter, error) {
+func newTestAdapter(t testing.TB, port int, o ACMEOptions) (*Terminator, error) {
 	p := Params{
 		Options: Options{SSLModule: "acme", ACME: o},
 		Logger:  testLogger(t),
@@ -130,8 +131,8 @@ func newTestAdapter(t testing.TB, port int, o ACMEOptions) (Adapter, error) {
 }
 
 // serveACME accepts on ln with adapter ad until the test ends.
-func serveACME(t testing.TB, ad Adapter, ln net.Listener) *acmeTestServer {
-	s := &acmeTestServer{a: ad.(*acmeAdapter), ln: ln, port: ln.Addr().(*net.TCPAddr).Port, logf: t.Logf}
+func serveACME(t testing.TB, ad *Terminator, ln net.Listener) *acmeTestServer {
+	s := &acmeTestServer{t: ad, a: ad.Adapter().(*acmeAdapter), ln: ln, port: ln.Addr().(*net.TCPAddr).Port, logf: t.Logf}
 	s.wg.Add(1)
 	go s.serve()
 	t.Cleanup(s.close)
@@ -148,8 +149,8 @@ func (s *acmeTestServer) serve() {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			c, _, err := s.a.Wrap(context.Background(), raw)
-			if errors.Is(err, ErrACMEChallenge) {
+			c, _, err := s.t.Wrap(context.Background(), raw)
+			if errors.Is(err, ErrChallenge) {
 				s.probes.Add(1)
 				return
 			}
@@ -170,7 +171,7 @@ func (s *acmeTestServer) serve() {
 
 func (s *acmeTestServer) close() {
 	s.ln.Close()
-	s.a.Close()
+	s.t.Close()
 	s.wg.Wait()
 }
 
@@ -542,7 +543,7 @@ func TestACMEStartAfterAccept(t *testing.T) {
 		t.Fatal("the factory placed an order though the probe port was not accepting")
 	}
 	s := serveACME(t, ad, ln)
-	if err := ad.(ACMEStarter).Start(context.Background()); err != nil {
+	if err := ad.Adapter().(ACMEStarter).Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.get("bound.example.com", pb.Roots(t)); err != nil {
@@ -551,7 +552,7 @@ func TestACMEStartAfterAccept(t *testing.T) {
 	if s.probes.Load() == 0 {
 		t.Error("no tls-alpn-01 probe reached Wrap")
 	}
-	if err := ad.(ACMEStarter).Start(context.Background()); err != nil {
+	if err := ad.Adapter().(ACMEStarter).Start(context.Background()); err != nil {
 		t.Errorf("second Start: %v", err)
 	}
 	if pb.Orders() != 1 {
@@ -581,7 +582,7 @@ func TestACMEBoundListenerUsesHTTP01(t *testing.T) {
 	if pb.Orders() != 1 || strings.Contains(pb.Log(), "set INVALID") || !strings.Contains(pb.Log(), "Attempting to validate w/ HTTP") {
 		t.Fatalf("orders %d; want one order validated by http-01 alone", pb.Orders())
 	}
-	if err := ad.(ACMEStarter).Start(context.Background()); err != nil {
+	if err := ad.Adapter().(ACMEStarter).Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.get("both.example.com", pb.Roots(t)); err != nil {

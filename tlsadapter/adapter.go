@@ -10,26 +10,33 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 )
 
-// Adapter wraps the accepted connections of one server.
+// Adapter supplies certificates to the one Terminator; it never sees a
+// connection. Sniffing, the handshake and every ssl_* rule are the
+// terminator's, the same for every adapter, so an adapter cannot skip them.
 // Implementations must be safe for concurrent use.
+//
+// An adapter may also implement ChallengeResponder (it answers a CA's
+// validation probes in the handshake), CertificateLister (the status page),
+// CAFiler (a local CA clients must trust), ACMEStarter and
+// ACMEStatsReporter.
 type Adapter interface {
-	// Scheme is "https" for TLS adapters and "http" for plain ones.
-	Scheme() string
-	// Wrap turns raw into the connection HTTP is served on. It runs in the
-	// connection's own goroutine, never in the accept loop, and must honour
-	// ctx and its own handshake timeout. The returned state is nil for plain
-	// connections. On error Wrap has answered the client where that helps
-	// (a plain HTTP request on a TLS port) and closed raw.
-	Wrap(ctx context.Context, raw net.Conn) (net.Conn, *tls.ConnectionState, error)
-	// Reload re-reads certificates and settings: parse and check everything,
-	// then swap; on failure the adapter keeps serving what it had.
+	// Certificate picks the certificate for hello. known is false when no
+	// certificate covers hello.ServerName and a default is returned (or nil
+	// when there is none). An error fails the handshake (counted as
+	// unknown_sni); it may take time (ACME on-demand issuance) within the
+	// handshake timeout.
+	Certificate(hello *tls.ClientHelloInfo) (cert *tls.Certificate, known bool, err error)
+	// HasName reports whether the adapter holds a certificate for host:
+	// plain HTTP is redirected only to such names.
+	HasName(host string) bool
+	// Reload re-reads certificates: parse and check everything, then swap;
+	// on failure the adapter keeps serving what it had.
 	Reload(ctx context.Context) error
 	// Close stops background work (file watchers, ACME maintenance).
 	Close() error
@@ -54,7 +61,8 @@ type Params struct {
 	TLSConfig *tls.Config
 }
 
-// Factory builds an Adapter.
+// Factory builds an Adapter. Registry.New puts what it returns behind the
+// one Terminator.
 type Factory func(ctx context.Context, p Params) (Adapter, error)
 
 // ErrUnknownModule is returned by Registry.New for a name nobody registered.
@@ -100,8 +108,10 @@ func (r *Registry) Has(name string) bool {
 	return slices.Contains(r.Names(), name)
 }
 
-// New builds the adapter named name.
-func (r *Registry) New(ctx context.Context, name string, p Params) (Adapter, error) {
+// New builds the adapter named name and puts it behind the one terminator,
+// which is all a server ever serves connections through. Options the module
+// cannot honour are an error naming them.
+func (r *Registry) New(ctx context.Context, name string, p Params) (*Terminator, error) {
 	r.mu.RLock()
 	f, ok := r.factories[name]
 	r.mu.RUnlock()
@@ -111,5 +121,17 @@ func (r *Registry) New(ctx context.Context, name string, p Params) (Adapter, err
 	if p.Logger == nil {
 		p.Logger = slog.New(slog.DiscardHandler)
 	}
-	return f(ctx, p)
+	if err := CheckModuleOptions(name, p.Options, p.TLSConfig); err != nil {
+		return nil, err
+	}
+	a, err := f(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	t, err := newTerminator(name, p, a)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	return t, nil
 }

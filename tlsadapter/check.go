@@ -1,6 +1,7 @@
 package tlsadapter
 
 import (
+	"crypto/tls"
 	"fmt"
 	"strings"
 
@@ -37,15 +38,29 @@ func (r CheckReport) String() string {
 	return b.String()
 }
 
-// Check validates o and, for the builtin module, loads and checks its
-// certificate files against hosts (the names the server answers to). It
-// never starts anything.
-func Check(o Options, hosts []string) CheckReport {
+// Check validates o as the terminator will apply it, for every module:
+// options the module cannot honour, every option's value, and the files the
+// policy reads (ssl_client_ca); for the builtin module it also loads and
+// checks the certificate files against hosts (the names the server answers
+// to). userCfg is a library user's own tls.Config, or nil. It never starts
+// anything.
+func Check(o Options, hosts []string, userCfg *tls.Config) CheckReport {
 	var r CheckReport
-	if err := o.Validate(); err != nil {
-		for _, line := range strings.Split(err.Error(), "\n") {
+	addErr := func(err error) {
+		for line := range strings.SplitSeq(err.Error(), "\n") {
 			r.Findings = append(r.Findings, certs.Finding{Severity: certs.Error, Message: line})
 		}
+	}
+	if err := CheckModuleOptions(o.SSLModule, o, userCfg); err != nil {
+		addErr(err)
+	}
+	if o.SSLModule == "none" {
+		return r
+	}
+	if err := o.Validate(); err != nil {
+		addErr(err)
+	} else if _, err := policyConfig(o, userCfg, nil); err != nil {
+		addErr(err)
 	}
 	for _, w := range o.Warnings() {
 		r.Findings = append(r.Findings, certs.Finding{Severity: certs.Warning, Message: w})

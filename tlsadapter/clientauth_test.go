@@ -74,7 +74,7 @@ func TestMTLSMatrix(t *testing.T) {
 							// certificate whose issuer the server did not list.
 							cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &c.TLS, nil }
 						}
-						before := ad.(StatsReporter).TLSStats().Failures
+						before := ad.TLSStats().Failures
 						body, _, err := get(s.addr, cfg)
 						if w.reason != "" {
 							if err == nil {

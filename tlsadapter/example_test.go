@@ -22,7 +22,7 @@ func Example() {
 	if err := opts.Validate(); err != nil {
 		fmt.Println(err) // every problem, each naming its key
 	}
-	report := tlsadapter.Check(opts, []string{"www.example.com"}) // `tlsedge check`
+	report := tlsadapter.Check(opts, []string{"www.example.com"}, nil) // `tlsedge check`
 	fmt.Println(report.OK())
 
 	reg := tlsadapter.NewRegistry()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"sync"
+	"sync/atomic"
 
 	"tlsedge/certs"
 )
@@ -11,11 +12,11 @@ import (
 // files is the builtin adapter: certificates from PEM files, reloaded on
 // SIGHUP and when the files change.
 type files struct {
-	*Wrapper
-	store  *certs.Store
-	stop   context.CancelFunc
-	wg     sync.WaitGroup
-	closed sync.Once
+	store    *certs.Store // nil when a library user's tls.Config brings the certificates
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
+	closed   sync.Once
+	onReload atomic.Pointer[func(error)]
 }
 
 // CertsConfig turns the ssl_* options into the certs package's Config: what
@@ -32,25 +33,27 @@ func CertsConfig(o Options, hosts []string) certs.Config {
 	return cfg
 }
 
-// storeSource adapts a certs.Store to CertSource.
-type storeSource struct{ s *certs.Store }
-
-func (s storeSource) Certificate(h *tls.ClientHelloInfo) (*tls.Certificate, bool, error) {
-	c, known := s.s.Current().Certificate(h)
+// Certificate implements Adapter: the pair chosen by SNI and key type.
+func (a *files) Certificate(h *tls.ClientHelloInfo) (*tls.Certificate, bool, error) {
+	if a.store == nil {
+		return nil, false, nil
+	}
+	c, known := a.store.Current().Certificate(h)
 	return c, known, nil
 }
 
-func (s storeSource) HasName(host string) bool { return s.s.Current().HasName(host) }
+// HasName implements Adapter.
+func (a *files) HasName(host string) bool { return a.store != nil && a.store.Current().HasName(host) }
+
+// OnReload registers f for the terminator: it runs after every reload the
+// file watcher does by itself.
+func (a *files) OnReload(f func(error)) { a.onReload.Store(&f) }
 
 func newBuiltin(ctx context.Context, p Params) (Adapter, error) {
 	if len(p.Options.SSLCertificate) == 0 && p.TLSConfig != nil &&
 		(len(p.TLSConfig.Certificates) > 0 || p.TLSConfig.GetCertificate != nil) {
 		// A library user's whole tls.Config, certificates included.
-		w, err := NewWrapper(p, nil)
-		if err != nil {
-			return nil, err
-		}
-		return &files{Wrapper: w, stop: func() {}}, nil
+		return &files{stop: func() {}}, nil
 	}
 	if err := p.Options.Validate(); err != nil {
 		return nil, err
@@ -63,18 +66,13 @@ func newBuiltin(ctx context.Context, p Params) (Adapter, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := NewWrapper(p, storeSource{store})
-	if err != nil {
-		return nil, err
-	}
-	store.OnReload(func(_ *certs.Set, err error) {
-		if err == nil {
-			err = w.ReloadPolicy() // ssl_client_ca may have changed too
-		}
-		w.CountReload(err)
-	})
 	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	a := &files{Wrapper: w, store: store, stop: stop}
+	a := &files{store: store, stop: stop}
+	store.OnReload(func(_ *certs.Set, err error) {
+		if f := a.onReload.Load(); f != nil {
+			(*f)(err)
+		}
+	})
 	if iv := p.Options.SSLReloadInterval; iv > 0 {
 		a.wg.Add(1)
 		go func() {
@@ -85,20 +83,14 @@ func newBuiltin(ctx context.Context, p Params) (Adapter, error) {
 	return a, nil
 }
 
-// Reload implements Adapter: certificates and ssl_client_ca are parsed and
-// checked, then swapped in; on failure the current ones stay.
+// Reload implements Adapter: certificates are parsed and checked, then
+// swapped in; on failure the current ones stay. The terminator rereads
+// ssl_client_ca after it and counts the outcome.
 func (a *files) Reload(context.Context) error {
-	if a.store != nil {
-		// OnReload rereads the policy and counts the outcome; the second
-		// read here only reports a bad ssl_client_ca to the caller.
-		if err := a.store.Reload(); err != nil {
-			return err
-		}
-		return a.ReloadPolicy()
+	if a.store == nil {
+		return nil
 	}
-	err := a.ReloadPolicy()
-	a.CountReload(err)
-	return err
+	return a.store.Reload()
 }
 
 // Close implements Adapter.
@@ -106,7 +98,6 @@ func (a *files) Close() error {
 	a.closed.Do(func() {
 		a.stop()
 		a.wg.Wait()
-		_ = a.Wrapper.Close()
 	})
 	return nil
 }

@@ -29,7 +29,7 @@ import (
 // an Adapter's Wrap in their own goroutine (as the server package does) and
 // get a fixed HTTP/1.1 answer describing the connection.
 type server struct {
-	ad   Adapter
+	ad   *Terminator
 	ln   net.Listener
 	addr string
 	port int
@@ -38,7 +38,7 @@ type server struct {
 	wg   sync.WaitGroup
 }
 
-func serve(t testing.TB, ad Adapter) *server {
+func serve(t testing.TB, ad *Terminator) *server {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -142,7 +142,7 @@ func builtinOpts(files ...string) Options {
 	return o
 }
 
-func newBuiltinT(t testing.TB, o Options, hosts ...string) Adapter {
+func newBuiltinT(t testing.TB, o Options, hosts ...string) *Terminator {
 	t.Helper()
 	ad, err := NewRegistry().New(context.Background(), "builtin", Params{Options: o, Logger: testLogger(t), Hosts: hosts})
 	if err != nil {
@@ -228,11 +228,11 @@ func (s *server) wrapErrors() []error {
 
 // waitStat polls the adapter's stats until f holds or a second passes: Wrap
 // finishes counting slightly after the client sees the alert.
-func waitStat(t testing.TB, ad Adapter, f func(TLSStats) bool) TLSStats {
+func waitStat(t testing.TB, ad *Terminator, f func(TLSStats) bool) TLSStats {
 	t.Helper()
 	var st TLSStats
 	for i := 0; i < 100; i++ {
-		st = ad.(StatsReporter).TLSStats()
+		st = ad.TLSStats()
 		if f(st) {
 			return st
 		}

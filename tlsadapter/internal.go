@@ -12,11 +12,10 @@ import (
 )
 
 // internalAdapter serves HTTPS with leaves from the local development CA, so
-// `tlsedge` with no flags speaks verifiable HTTPS on a fresh machine. The TLS
-// policy, sniffing and statistics are the shared Wrapper's, as for builtin.
+// `tlsedge` with no flags speaks verifiable HTTPS on a fresh machine.
 type internalAdapter struct {
-	*Wrapper
-	src devCASource
+	ca    *certs.DevCA
+	names []string
 }
 
 // DevCADir is where the internal module keeps its CA under a data directory.
@@ -39,18 +38,27 @@ func newInternal(_ context.Context, p Params) (Adapter, error) {
 	if _, err := ca.Certificate(src.names...); err != nil {
 		return nil, err
 	}
-	w, err := NewWrapper(p, src)
-	if err != nil {
-		return nil, err
-	}
-	return &internalAdapter{Wrapper: w, src: src}, nil
+	return &internalAdapter{ca: src.ca, names: src.names}, nil
 }
 
 // CAFile is the CA certificate clients should trust.
-func (a *internalAdapter) CAFile() string { return a.src.ca.CertFile() }
+func (a *internalAdapter) CAFile() string { return a.ca.CertFile() }
 
-// Reload re-reads the TLS policy; the CA and its leaves need no reload.
-func (a *internalAdapter) Reload(context.Context) error { return a.ReloadPolicy() }
+// Reload implements Adapter: the CA and its leaves need none.
+func (a *internalAdapter) Reload(context.Context) error { return nil }
+
+// Close implements Adapter.
+func (a *internalAdapter) Close() error { return nil }
+
+// Certificate implements Adapter: one leaf for the server's names.
+func (a *internalAdapter) Certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, bool, error) {
+	return devCASource{ca: a.ca, names: a.names}.Certificate(hello)
+}
+
+// HasName implements Adapter.
+func (a *internalAdapter) HasName(host string) bool {
+	return devCASource{ca: a.ca, names: a.names}.HasName(host)
+}
 
 // devCASource issues one leaf, for the server's names, from the local CA.
 type devCASource struct {
@@ -73,7 +81,7 @@ type CAFiler interface{ CAFile() string }
 
 // Certificates implements CertificateLister: the leaf the local CA issued.
 func (a *internalAdapter) Certificates() []CertInfo {
-	c, err := a.src.ca.Certificate(a.src.names...)
+	c, err := a.ca.Certificate(a.names...)
 	if err != nil || c.Leaf == nil {
 		return nil
 	}

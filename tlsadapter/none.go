@@ -3,17 +3,17 @@ package tlsadapter
 import (
 	"context"
 	"crypto/tls"
-	"net"
 )
 
-// none serves plain HTTP: typical on a UNIX socket or behind a local proxy.
-type none struct{}
+// noneAdapter is ssl_module none: plain HTTP, typical on a UNIX socket or
+// behind a local proxy. The terminator passes its connections through.
+type noneAdapter struct{}
 
-func newNone(context.Context, Params) (Adapter, error) { return none{}, nil }
+func newNone(context.Context, Params) (Adapter, error) { return noneAdapter{}, nil }
 
-func (none) Scheme() string { return "http" }
-func (none) Wrap(_ context.Context, c net.Conn) (net.Conn, *tls.ConnectionState, error) {
-	return c, nil, nil
+func (noneAdapter) Certificate(*tls.ClientHelloInfo) (*tls.Certificate, bool, error) {
+	return nil, false, nil
 }
-func (none) Reload(context.Context) error { return nil }
-func (none) Close() error                 { return nil }
+func (noneAdapter) HasName(string) bool          { return false }
+func (noneAdapter) Reload(context.Context) error { return nil }
+func (noneAdapter) Close() error                 { return nil }

@@ -53,7 +53,7 @@ func TestCheckReport(t *testing.T) {
 	o := builtinOpts(leaf.CertFile, leaf.KeyFile)
 	o.SSLMinVersion = policy.TLS10
 	o.SSLCiphers = "ECDHE+AESGCM:ECDHE+AES:DHE-RSA-AES128-GCM-SHA256"
-	r := Check(o, []string{"a.test", "b.test"})
+	r := Check(o, []string{"a.test", "b.test"}, nil)
 	out := r.String()
 	for _, want := range []string{
 		"warning: ssl_min_version: 1.0 enables deprecated",

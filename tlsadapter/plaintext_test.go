@@ -46,7 +46,7 @@ func rawExchange(t *testing.T, addr, req string) string {
 	return string(b)
 }
 
-func plaintextServer(t *testing.T, action PlaintextAction) (*server, Adapter) {
+func plaintextServer(t *testing.T, action PlaintextAction) (*server, *Terminator) {
 	ca := testenv.NewCA(t, "p")
 	a := ca.Leaf(t, "a.test", "*.w.test")
 	o := builtinOpts(a.CertFile, a.KeyFile)

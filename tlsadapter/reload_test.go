@@ -99,7 +99,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	if b, err := io.ReadAll(early); err != nil || len(b) == 0 {
 		t.Fatalf("connection opened before the swaps: %v", err)
 	}
-	if st := ad.(StatsReporter).TLSStats(); st.Reloads != 5 {
+	if st := ad.TLSStats(); st.Reloads != 5 {
 		t.Errorf("reloads counted %d, want 5", st.Reloads)
 	}
 }
@@ -160,7 +160,7 @@ func TestBadReloadKeepsServing(t *testing.T) {
 			}
 		})
 	}
-	if st := ad.(StatsReporter).TLSStats(); st.ReloadFailures != 3 {
+	if st := ad.TLSStats(); st.ReloadFailures != 3 {
 		t.Errorf("reload failures counted %d, want 3", st.ReloadFailures)
 	}
 }

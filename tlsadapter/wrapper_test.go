@@ -24,7 +24,9 @@ func (s *countingSource) Certificate(h *tls.ClientHelloInfo) (*tls.Certificate, 
 	return s.cert, strings.EqualFold(h.ServerName, "a.test") || h.ServerName == "", nil
 }
 
-func (s *countingSource) HasName(host string) bool { return host == "a.test" }
+func (s *countingSource) HasName(host string) bool      { return host == "a.test" }
+func (s *countingSource) Reload(context.Context) error { return nil }
+func (s *countingSource) Close() error                 { return nil }
 
 func TestBadSNINeverReachesTheSource(t *testing.T) {
 	ca := testenv.NewCA(t, "src")
@@ -33,11 +35,13 @@ func TestBadSNINeverReachesTheSource(t *testing.T) {
 	o := builtinOpts()
 	o.SSLModule = "counting" // a module of its own, as internal and acme are
 	o.SSLRejectUnknownSNI = true
-	w, err := NewWrapper(Params{Options: o, Logger: testLogger(t)}, src)
+	reg := NewRegistry()
+	reg.Register("counting", func(context.Context, Params) (Adapter, error) { return src, nil })
+	term, err := reg.New(t.Context(), "counting", Params{Options: o, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := serve(t, wrapperAdapter{w})
+	s := serve(t, term)
 	for _, sni := range []string{"bad_name!.test", "x y", strings.Repeat("a", 64) + ".test"} {
 		if _, _, err := get(s.addr, &tls.Config{ServerName: sni, InsecureSkipVerify: true}); err == nil {
 			t.Errorf("SNI %q accepted", sni)
@@ -50,12 +54,6 @@ func TestBadSNINeverReachesTheSource(t *testing.T) {
 		t.Fatalf("valid name: %v", err)
 	}
 }
-
-// wrapperAdapter makes a bare Wrapper an Adapter, as the internal and acme
-// modules do by embedding it.
-type wrapperAdapter struct{ *Wrapper }
-
-func (a wrapperAdapter) Reload(context.Context) error { return a.ReloadPolicy() }
 
 // The connection Wrap returns exposes its socket (syscall.Conn under the
 // tls.Conn), which the request core needs to park an idle keep-alive

@@ -266,14 +266,9 @@ func (c *Core) newConn(nc net.Conn, info *conninfo.Info) (_ *conn, h2, declined 
 	if cn.raw != nil {
 		cn.readable = func(fd uintptr) bool { return socketReadable(fd, &cn.peek) }
 	}
-	switch c.track(cn) {
-	case trackDeclined:
+	if !c.track(cn) {
 		cn.cancel()
 		return nil, false, true
-	case trackFull:
-		cn.cancel()
-		c.rejectConn(nc, h2)
-		return nil, false, false
 	}
 	return cn, h2, false
 }
@@ -295,17 +290,18 @@ func rawConn(nc net.Conn) syscall.RawConn {
 	return raw
 }
 
-// rejectConn answers a connection past max_connections with a fast 503 and
-// closes it, without reading the request: the point is to shed load.
-func (c *Core) rejectConn(nc net.Conn, h2 bool) {
+// RefuseConn is the accept loop's answer to a connection over
+// max_connections: counted, and on a plain listener (answer) a fast 503
+// written without reading the request, since the point is to shed load.
+// The caller closes nc.
+func (c *Core) RefuseConn(nc net.Conn, answer bool) {
 	if c.st != nil {
 		c.st.reject(errMaxConns503.status, errMaxConns503.reason)
 	}
-	if !h2 {
-		nc.SetWriteDeadline(time.Now().Add(time.Second))
+	if answer {
+		nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 		nc.Write(c.rejectBytes(errMaxConns503, "HTTP/1.1"))
 	}
-	nc.Close()
 }
 
 // serve is the request loop. It reports whether it ended by parking the

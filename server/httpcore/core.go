@@ -122,28 +122,20 @@ func (o *Options) validate() error {
 	return errors.Join(errs...)
 }
 
-// Results of track.
-const (
-	trackOK       = iota
-	trackDeclined // shutting down: the caller may offer the connection elsewhere
-	trackFull     // max_connections reached: the caller sheds it
-)
-
 // track registers cn for Shutdown and Close and counts it open, in one step
-// under c.mu: a connection the core refuses is never counted, so the
-// figures read the moment Shutdown returns are exact.
-func (c *Core) track(cn *conn) int {
+// under c.mu: a connection the core declines (it is shutting down) is never
+// counted, so the figures read the moment Shutdown returns are exact.
+// max_connections is not checked here: the accept loop counts every
+// connection from accept to close, handshakes included (package accept).
+func (c *Core) track(cn *conn) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.shutting.Load() || c.closed {
-		return trackDeclined
-	}
-	if c.g.connsOpen.Load() >= int64(c.opts.MaxConnections) {
-		return trackFull
+		return false
 	}
 	c.conns[cn] = struct{}{}
 	c.g.connsOpen.Add(1)
-	return trackOK
+	return true
 }
 
 func (c *Core) untrack(cn *conn) {

@@ -1,25 +1,17 @@
-package apps
+package cli
 
 import (
-	"context"
-	"crypto/tls"
-	"net"
 	"reflect"
 	"testing"
 	"time"
 
+	"tlsedge/apps"
 	"tlsedge/tlsadapter"
 )
 
 // fakeAdapter reports fixed TLS and ACME figures.
 type fakeAdapter struct{ now time.Time }
 
-func (fakeAdapter) Scheme() string { return "https" }
-func (fakeAdapter) Wrap(context.Context, net.Conn) (net.Conn, *tls.ConnectionState, error) {
-	return nil, nil, nil
-}
-func (fakeAdapter) Reload(context.Context) error { return nil }
-func (fakeAdapter) Close() error                 { return nil }
 func (fakeAdapter) TLSStats() tlsadapter.TLSStats {
 	return tlsadapter.TLSStats{Handshakes: 50, Failures: map[string]uint64{"unknown_sni": 3, "plaintext": 2, "eof": 0}}
 }
@@ -30,33 +22,36 @@ func (f fakeAdapter) ACMEStats() tlsadapter.ACMEStats {
 	}}
 }
 
-func TestAdapterTLSStats(t *testing.T) {
+func TestTLSStats(t *testing.T) {
 	now := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
-	file := CertStatus{Name: "files.example", Source: "file", NotAfter: now.Add(24 * time.Hour)}
 	tests := []struct {
 		name    string
-		adapter tlsadapter.Adapter
-		want    TLSStats
+		adapter *fakeAdapter
+		want    apps.TLSStats
 	}{
-		{"stopped", nil, TLSStats{Certificates: []CertStatus{file}}},
-		{"acme", fakeAdapter{now}, TLSStats{
-			Handshakes: []HandshakeCount{
+		{"plain", nil, apps.TLSStats{}},
+		{"acme", &fakeAdapter{now}, apps.TLSStats{
+			Handshakes: []apps.HandshakeCount{
 				{Result: "ok", Count: 50},
 				{Result: "failed", Reason: "eof", Count: 0},
 				{Result: "failed", Reason: "plaintext", Count: 2},
 				{Result: "failed", Reason: "unknown_sni", Count: 3},
 			},
 			PlaintextOnTLS: 2,
-			Certificates: []CertStatus{
+			Certificates: []apps.CertStatus{
 				{Name: "a.example", Source: "acme", NotAfter: now.Add(48 * time.Hour)},
-				file,
 			},
-			ACME: []EventCount{{"obtained", 1}, {"renewed", 2}, {"failed", 3}, {"storage_failed", 4}},
+			ACME: []apps.EventCount{{Event: "obtained", Count: 1}, {Event: "renewed", Count: 2}, {Event: "failed", Count: 3}, {Event: "storage_failed", Count: 4}},
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := AdapterTLSStats(func() tlsadapter.Adapter { return tt.adapter }, func() []CertStatus { return []CertStatus{file} })()
+			var r tlsadapter.StatsReporter
+			var a any
+			if tt.adapter != nil {
+				r, a = tt.adapter, tt.adapter
+			}
+			got := adapterTLSStats(r, a)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got  %+v\nwant %+v", got, tt.want)
 			}
