@@ -24,7 +24,7 @@ func (s *countingSource) Certificate(h *tls.ClientHelloInfo) (*tls.Certificate, 
 	return s.cert, strings.EqualFold(h.ServerName, "a.test") || h.ServerName == "", nil
 }
 
-func (s *countingSource) HasName(host string) bool      { return host == "a.test" }
+func (s *countingSource) HasName(host string) bool     { return host == "a.test" }
 func (s *countingSource) Reload(context.Context) error { return nil }
 func (s *countingSource) Close() error                 { return nil }
 
