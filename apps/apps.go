@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"tlsedge/policy"
 	"tlsedge/server/httpcore"
 )
 
@@ -37,6 +38,11 @@ type Env struct {
 	// client certificate). It is cloned; an empty ServerName becomes the
 	// upstream's host. Nil means the system roots and TLS 1.2 or later.
 	UpstreamTLS *tls.Config
+
+	// Trust is the parsed trusted_proxies list shared with the guard in
+	// front of every handler (policy.EdgeHeaders). Nil parses
+	// Options.TrustedProxies.
+	Trust *policy.Trust
 
 	// Metrics, when set, is what a status: mount shows and serves at
 	// /metrics. Nil gives the status: mount its own, fed by Stats only.

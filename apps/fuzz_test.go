@@ -6,6 +6,7 @@ import (
 	"path"
 	"strings"
 	"testing"
+	"tlsedge/policy"
 )
 
 // FuzzCleanPath checks the static path guard: whatever it accepts is a
@@ -74,11 +75,11 @@ func FuzzParseTrusted(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		ts, err := parseTrusted(strings.Split(s, ","))
+		ts, err := policy.ParseTrust(strings.Split(s, ","))
 		if err != nil {
 			return
 		}
-		_ = ts.trusts(netipLoopback, false)
+		_ = ts.TrustsIP(netipLoopback, false)
 	})
 }
 

@@ -3,9 +3,8 @@ package apps
 import (
 	"errors"
 	"fmt"
-	"net/netip"
-	"strings"
 	"time"
+	"tlsedge/policy"
 )
 
 // Options are the user-facing settings of what a mount serves. Each tagged
@@ -74,8 +73,8 @@ func (o *Options) responseTimeout() time.Duration {
 // Validate reports every problem in o, each naming its config key.
 func (o *Options) Validate() error {
 	var errs []error
-	if _, err := parseTrusted(o.TrustedProxies); err != nil {
-		errs = append(errs, fmt.Errorf("%w: trusted_proxies: %w", ErrBadOption, err))
+	if _, err := policy.ParseTrust(o.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrBadOption, err))
 	}
 	if o.ProxyConnectTimeout < 0 {
 		errs = append(errs, fmt.Errorf("%w: proxy_connect_timeout: %v is negative", ErrBadOption, o.ProxyConnectTimeout))
@@ -89,58 +88,4 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("%w: access_log_format: %q is not combined or json", ErrBadOption, o.AccessLogFormat))
 	}
 	return errors.Join(errs...)
-}
-
-// trustSet is the parsed form of TrustedProxies.
-type trustSet struct {
-	prefixes []netip.Prefix
-	unix     bool
-}
-
-func parseTrusted(list []string) (trustSet, error) {
-	var ts trustSet
-	var errs []error
-	for _, s := range list {
-		s = strings.TrimSpace(s)
-		switch {
-		case s == "":
-			continue
-		case s == "unix":
-			ts.unix = true
-		case strings.Contains(s, "/"):
-			p, err := netip.ParsePrefix(s)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%q is not an IP, CIDR or unix", s))
-				continue
-			}
-			ts.prefixes = append(ts.prefixes, p.Masked())
-		default:
-			a, err := netip.ParseAddr(s)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%q is not an IP, CIDR or unix", s))
-				continue
-			}
-			a = a.Unmap()
-			ts.prefixes = append(ts.prefixes, netip.PrefixFrom(a, a.BitLen()))
-		}
-	}
-	return ts, errors.Join(errs...)
-}
-
-// trusts reports whether the peer at addr (an IP, or invalid for a UNIX
-// socket peer) is trusted.
-func (ts trustSet) trusts(addr netip.Addr, unixPeer bool) bool {
-	if unixPeer {
-		return ts.unix
-	}
-	if !addr.IsValid() {
-		return false
-	}
-	addr = addr.Unmap()
-	for _, p := range ts.prefixes {
-		if p.Contains(addr) {
-			return true
-		}
-	}
-	return false
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"tlsedge/conninfo"
+	"tlsedge/policy"
 	"tlsedge/router"
 )
 
@@ -39,7 +40,7 @@ type StatusError interface {
 type proxy struct {
 	target   string   // the mount target, for log lines
 	upstream *url.URL // scheme, host and base path requests are sent to
-	trust    trustSet
+	trust    *policy.Trust
 	identity HeaderHook
 	tlsHook  HeaderHook
 	log      *slog.Logger
@@ -53,9 +54,12 @@ type proxy struct {
 // (tcp host:port or unix path); u carries scheme, Host header fallback and
 // base path.
 func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy, error) {
-	trust, err := parseTrusted(env.Options.TrustedProxies)
-	if err != nil {
-		return nil, fmt.Errorf("%w: trusted_proxies: %w", ErrBadOption, err)
+	trust := env.Trust
+	if trust == nil {
+		var err error
+		if trust, err = policy.ParseTrust(env.Options.TrustedProxies); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadOption, err)
+		}
 	}
 	log := env.logger().With("upstream", target)
 	p := &proxy{
@@ -149,8 +153,10 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Host = p.upstream.Host
 	}
 	pe := clientAddrs(pr.In)
+	// Client-sent identity headers, and forwarding headers from untrusted
+	// peers, never reach this far: policy.EdgeHeaders removed them in front
+	// of every handler.
 	p.setForwarded(pr, pe)
-	stripReserved(pr.Out.Header)
 	p.identity(pr.In, pr.Out.Header)
 	p.tlsHook(pr.In, pr.Out.Header)
 	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
@@ -221,7 +227,7 @@ func addrPort(a net.Addr) netip.AddrPort {
 // chain is extended. Anyone else's are replaced, so a client cannot claim to
 // be someone else.
 func (p *proxy) setForwarded(pr *httputil.ProxyRequest, pe peer) {
-	trusted := p.trust.trusts(pe.addr.Addr(), pe.unixPeer)
+	trusted := p.trust.TrustsIP(pe.addr.Addr(), pe.unixPeer)
 	in, out := pr.In.Header, pr.Out.Header
 	proto := "http"
 	if pe.tls {

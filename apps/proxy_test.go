@@ -26,6 +26,7 @@ import (
 
 	"tlsedge/internal/testenv"
 	"tlsedge/peercred"
+	"tlsedge/policy"
 )
 
 // echoHeaders answers with the request's Host, path and headers as JSON.
@@ -124,7 +125,13 @@ func TestProxyForwardingHeaders(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			env := Env{Options: Options{TrustedProxies: tt.trusted},
 				TLSHeaders: func(r *http.Request, h http.Header) { h.Set("X-TLS", "hook") }}
-			front := serveTCP(t, mustNew(t, up, env))
+			// Mounted as the server mounts every handler: behind the
+			// guard that owns the edge's headers, with the same trust.
+			trust, err := policy.ParseTrust(tt.trusted)
+			if err != nil {
+				t.Fatal(err)
+			}
+			front := serveTCP(t, policy.EdgeHeaders(mustNew(t, up, env), trust))
 			req, _ := http.NewRequest("GET", front+"/a/b?q=1", nil)
 			req.Host = "front.example"
 			for k, v := range forged {
@@ -148,7 +155,7 @@ func TestProxyUnixUpstreamAndPeerCreds(t *testing.T) {
 	sock := serveUnix(t, echoHeaders(), nil)
 	// The front is itself on a UNIX socket whose peer reports credentials.
 	creds := &peercred.Creds{PID: 4242, UID: 1000, GID: 100, User: "alice", Group: "users"}
-	front := serveUnix(t, mustNew(t, "unix:"+sock+":/base", Env{}), creds)
+	front := serveUnix(t, policy.EdgeHeaders(mustNew(t, "unix:"+sock+":/base", Env{}), nil), creds)
 	req, _ := http.NewRequest("GET", "http://app.local/x%2Fy?z", nil)
 	req.Header.Set("X-Remote-Uid", "0")
 	req.Header.Set("X_Remote_User", "root")
@@ -739,7 +746,7 @@ func mustRequest(t *testing.T) *http.Request {
 // and the client certificate's PEM arrives percent-encoded.
 func TestProxySSLHeaders(t *testing.T) {
 	ln, ca, client := clientCertListener(t, "front")
-	front := strings.Replace(serveOn(t, ln, mustNew(t, serveTCP(t, echoHeaders()), Env{}), nil), "http://127.0.0.1", "https://localhost", 1)
+	front := strings.Replace(serveOn(t, ln, policy.EdgeHeaders(mustNew(t, serveTCP(t, echoHeaders()), Env{}), nil), nil), "http://127.0.0.1", "https://localhost", 1)
 	tests := []struct {
 		name  string
 		certs []tls.Certificate

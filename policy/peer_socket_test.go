@@ -192,7 +192,9 @@ func TestMountMiddlewareOverHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock := newHTTPServer(t, pol.Middleware(http.HandlerFunc(echoIdentity)), res)
+	// As the server mounts it: the edge-owned headers go first, in front of
+	// every handler, then the per-path rules.
+	sock := newHTTPServer(t, policy.EdgeHeaders(pol.Middleware(http.HandlerFunc(echoIdentity)), nil), res)
 
 	forged := []string{"-H", "X-Remote-User: root", "-H", "X_Remote_User: root", "-H", "Remote-User: root",
 		"-H", "X-Remote-Uid: 0", "-H", "x_remote_gid: 0", "-H", "X-Remote-Group: root", "-H", "X-Remote-Pid: 1"}

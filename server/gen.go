@@ -69,7 +69,11 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 			closeMounts(g.mounts)
 		}
 	}()
-	handler = identityGuard(handler, g.peers)
+	trust, err := policy.ParseTrust(c.Apps.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("%s%w", c.KeyPrefix(), err)
+	}
+	handler = guard(handler, g.peers, trust)
 	if c.Middleware != nil {
 		handler = c.Middleware(handler)
 	}

@@ -503,15 +503,12 @@ func (s *Server) checkACME(ctx context.Context, p tlsadapter.Params) ([]string, 
 	return lines, errors.Join(errs...)
 }
 
-// identityGuard removes identity headers a client sent (X-Remote-*,
-// Remote-User), on every listener, so no handler or upstream can be fooled by
-// them; then applies the per-path peer-credential rules.
-func identityGuard(next http.Handler, peers *policy.PeerPolicy) http.Handler {
+// guard is what stands in front of every handler and app of a server,
+// whatever its mount: the edge-owned headers a client sent are removed (one
+// list, policy.EdgeHeaders), then the per-path peer-credential rules apply.
+func guard(next http.Handler, peers *policy.PeerPolicy, trust *policy.Trust) http.Handler {
 	if peers.HasMounts() {
 		next = peers.Middleware(next)
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		peercred.StripHeaders(r.Header)
-		next.ServeHTTP(w, r)
-	})
+	return policy.EdgeHeaders(next, trust)
 }
