@@ -111,7 +111,7 @@ func classifyError(ctx context.Context, err error) string {
 	case strings.Contains(msg, "unsupported versions"), strings.Contains(msg, "protocol version"):
 		return ReasonUnsupportedVersion
 	case strings.Contains(msg, "no cipher suite"), strings.Contains(msg, "no ECDHE curve"),
-		strings.Contains(msg, "no mutually supported"), strings.Contains(msg, "key share"):
+		strings.Contains(msg, "no mutually supported"), strings.Contains(msg, "key share"), strings.Contains(msg, "no key exchanges"):
 		return ReasonNoSharedCipher
 	case strings.Contains(msg, "didn't provide a certificate"):
 		return ReasonNoClientCert
