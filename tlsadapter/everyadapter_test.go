@@ -32,7 +32,7 @@ type userAdapter struct {
 func (u *userAdapter) Certificate(h *tls.ClientHelloInfo) (*tls.Certificate, bool, error) {
 	return u.cert, h.ServerName == "" || strings.EqualFold(h.ServerName, u.name), nil
 }
-func (u *userAdapter) HasName(host string) bool      { return strings.EqualFold(host, u.name) }
+func (u *userAdapter) HasName(host string) bool     { return strings.EqualFold(host, u.name) }
 func (u *userAdapter) Reload(context.Context) error { return nil }
 func (u *userAdapter) Close() error                 { return nil }
 
