@@ -16,7 +16,9 @@ import (
 // "/blog/x", never "/blogger"). The handler sees the path with the prefix
 // removed, the way http.StripPrefix presents it; the prefix and the original
 // path stay available through MountFromContext (and r.RequestURI is never
-// changed), so logs show what the client asked for.
+// changed), so logs show what the client asked for. Matching is on
+// r.URL.Path, which the core has made canonical (no dot or empty segments,
+// see canonicalize): the same path every path rule in front judges.
 //
 // Mount every handler before serving: a Dispatcher is safe for concurrent
 // ServeHTTP calls but not for Mount concurrently with them.
