@@ -19,7 +19,9 @@ import (
 // "/blog/x", never "/blogger"). The handler sees the path with the prefix
 // removed, the way http.StripPrefix presents it; the prefix and the original
 // path stay available through MountFromContext (and r.RequestURI is never
-// changed), so logs show what the client asked for.
+// changed), so logs show what the client asked for. Matching is on
+// r.URL.Path, which the core has made canonical (no dot or empty segments,
+// see canonicalize): the same path every path rule in front judges.
 //
 // Mount every handler before serving: a Dispatcher is safe for concurrent
 // ServeHTTP calls but not for Mount concurrently with them.
@@ -86,6 +88,13 @@ func cleanPrefix(prefix string) (string, error) {
 	if strings.Contains(prefix, "//") {
 		return "", fmt.Errorf("router: mount prefix %q: empty path segment", prefix)
 	}
+	for seg := range strings.SplitSeq(prefix, "/") {
+		if seg == "." || seg == ".." {
+			// Request paths reach the dispatcher without dot segments: such
+			// a prefix could never match.
+			return "", fmt.Errorf("httpcore: mount prefix %q: dot segment", prefix)
+		}
+	}
 	if len(prefix) > 1 {
 		prefix = strings.TrimSuffix(prefix, "/")
 	}
@@ -122,11 +131,7 @@ func (d *Dispatcher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		rp := ""
 		if r.URL.RawPath != "" {
-			var ok bool
-			rp, ok = strings.CutPrefix(r.URL.RawPath, m.prefix)
-			if !ok {
-				continue // the prefix matched only after unescaping
-			}
+			rp = rawAfter(r.URL.RawPath, len(m.prefix))
 		}
 		x := &mounted{url: *r.URL, m: Mount{Prefix: m.prefix, OriginalPath: p}}
 		x.url.Path = p[len(m.prefix):]
@@ -141,6 +146,23 @@ func (d *Dispatcher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.NotFound(w, r)
+}
+
+// rawAfter returns what follows the first n decoded bytes of the encoded
+// path raw. Routing is on the decoded path alone, as every path rule sees
+// it (see canonicalize); the encoded path is cut at the same place, so a
+// prefix sent with an escape ("/a%3Bb" for the mount "/a;b") reaches the
+// mount its decoded path names.
+func rawAfter(raw string, n int) string {
+	i := 0
+	for ; n > 0 && i < len(raw); n-- {
+		if raw[i] == '%' && i+2 < len(raw) {
+			i += 3
+		} else {
+			i++
+		}
+	}
+	return raw[i:]
 }
 
 // ParseMount splits a --mount PREFIX=TARGET spec. The prefix is checked and

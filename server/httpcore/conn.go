@@ -587,6 +587,14 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 		RequestURI: h.target,
 		TLS:        cn.info.TLS,
 	}
+	if rerr := c.canonicalize(r); rerr != nil {
+		proto := ""
+		if h.minor == 0 {
+			proto = "HTTP/1.0"
+		}
+		cn.rejectAndClose(rerr, proto)
+		return false
+	}
 	var bd *body
 	if h.chunked || h.contentLength > 0 {
 		bd = &ex.body
@@ -704,7 +712,7 @@ func (cn *conn) runHandler(w *response, r *http.Request) (panicked bool) {
 			cn.core.log.Error("handler panic", "remote_addr", cn.remote, "method", r.Method, "uri", r.RequestURI, "panic", v, "stack", string(debug.Stack()))
 		}
 	}()
-	cn.core.handler.ServeHTTP(w, r)
+	cn.core.handlerFor(r).ServeHTTP(w, r)
 	return false
 }
 

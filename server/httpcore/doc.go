@@ -28,6 +28,15 @@
 // request head over max_request_header_size gets 431 (RFC 6585), not 413.
 // A request line over it gets 414.
 //
+// Every request, HTTP/1.x or h2, is made canonical before any handler runs
+// (see canonical.go): its path is normalised once (dot segments removed,
+// slashes merged, unreserved escapes decoded) and encoded slashes,
+// backslashes, control characters and paths above the root are refused,
+// so the dispatcher, path rules, static files and a proxy's upstream
+// request line all see one path. h2 requests are held to the HTTP/1.1
+// rules x/net/http2 does not apply (CONNECT, "*", :path bytes, methods,
+// Content-Length), and "OPTIONS *" is answered by the core.
+//
 // When TLS ALPN selected "h2", ServeConn hands the connection to
 // golang.org/x/net/http2 with the same handler, worker pool, limits and
 // statistics; h2c is not offered.

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"path"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -184,4 +186,159 @@ func FuzzConn(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzCanonicalRequest feeds request-targets through a real Core and a
+// dispatcher, and checks that whatever is accepted has one canonical path:
+// no dot segments, no empty segments, no escaped unreserved characters,
+// upper-case escapes, never above "/", unchanged when normalised again; and
+// that the mount the dispatcher chose, the mount a path rule (cleaning the
+// path as policy.PeerPolicy.AllowPath does) would judge, and the path on a
+// proxy's upstream request line all agree. The same target, handed over
+// the way x/net/http2 hands an h2 request, must give the same result.
+func FuzzCanonicalRequest(f *testing.F) {
+	for _, s := range []string{
+		"/", "/a/b", "/admin/../secret.txt", "/admin/%2e%2e/secret.txt", "/a/./b/", "//a//b",
+		"/..", "/a/../..", "/%2e%2E/x", "/a%2fb", "/a%5cb", "/a\\b", "/%00", "/a%3Bb", "/a;b/c",
+		"/x!y/z", "/x%21y", "/~u/%7e", "/%2541/x", "/caf%c3%a9", "/a[b]", "/a?q=/../", "*",
+		"http://h/a/../b", "http://h", "http://h?x", "/a%zz", "/.%2e/a", "/a/b/%2E%2e/%2e/c",
+	} {
+		f.Add(s)
+	}
+	mounts := []string{"/a/b", "/a;b", "/x!y", "/%41", "/~u", "/a", "/"}
+	d := NewDispatcher()
+	for _, m := range mounts {
+		prefix := m
+		base := &url.URL{Scheme: "http", Host: "upstream"}
+		d.Mount(m, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			pr := &httputil.ProxyRequest{In: r, Out: r.Clone(r.Context())}
+			pr.SetURL(base)
+			h := w.Header()
+			h.Set("X-Mount", prefix)
+			h.Set("X-Rest", strconv.Quote(r.URL.Path))
+			h.Set("X-Rest-Escaped", strconv.Quote(r.URL.EscapedPath()))
+			h.Set("X-Upstream", strconv.Quote(pr.Out.URL.RequestURI()))
+			h.Set("X-Upstream-Path", strconv.Quote(pr.Out.URL.Path))
+		}))
+	}
+	// The path rule's view, before the dispatcher, as AllowPath sees it.
+	rule := func(p string) string {
+		clean := path.Clean("/" + p)
+		for _, m := range mounts {
+			if m == "/" || clean == m || strings.HasPrefix(clean, m+"/") {
+				return m
+			}
+		}
+		return ""
+	}
+	o := DefaultOptions()
+	o.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Path", strconv.Quote(r.URL.Path))
+		w.Header().Set("X-Escaped", strconv.Quote(r.URL.EscapedPath()))
+		w.Header().Set("X-Rule", rule(r.URL.Path))
+		d.ServeHTTP(w, r)
+	})
+	c, err := New(o)
+	if err != nil {
+		f.Fatal(err)
+	}
+	unquote := func(t *testing.T, h http.Header, k string) string {
+		s, err := strconv.Unquote(h.Get(k))
+		if err != nil {
+			t.Fatalf("%s %q: %v", k, h.Get(k), err)
+		}
+		return s
+	}
+	f.Fuzz(func(t *testing.T, target string) {
+		var out bytes.Buffer
+		in := "GET " + target + " HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+		c.ServeConn(&memConn{r: strings.NewReader(in), w: &out}, &ConnInfo{Transport: "tcp"})
+		resp, err := http.ReadResponse(bufio.NewReader(&out), nil)
+		if err != nil {
+			t.Fatalf("bad response (%v): %q", err, out.String())
+		}
+		h2Path, h2Escaped, h2ok := h2Canonical(c, target)
+		if resp.StatusCode != 200 {
+			if h2ok {
+				t.Fatalf("%q: HTTP/1.1 %d, h2 accepted as %q", target, resp.StatusCode, h2Escaped)
+			}
+			return
+		}
+		if target == "*" {
+			return // OPTIONS only; GET * is refused above
+		}
+		h := resp.Header
+		p, esc := unquote(t, h, "X-Path"), unquote(t, h, "X-Escaped")
+		checkCanonical(t, target, p, esc)
+		if strings.HasPrefix(target, "/") && (!h2ok || h2Path != p || h2Escaped != esc) {
+			t.Fatalf("%q: HTTP/1.1 gives %q (%q), h2 %q (%q) ok=%v", target, p, esc, h2Path, h2Escaped, h2ok)
+		}
+		mount := h.Get("X-Mount")
+		if r := h.Get("X-Rule"); r != mount {
+			t.Fatalf("%q: path %q dispatched to %q, the path rule judged it as %q", target, p, mount, r)
+		}
+		rest, restEsc := unquote(t, h, "X-Rest"), unquote(t, h, "X-Rest-Escaped")
+		if mount != "/" && (mount+rest != p || !strings.HasSuffix(esc, restEsc)) {
+			t.Fatalf("%q: mount %q got %q (%q) of %q (%q)", target, mount, rest, restEsc, p, esc)
+		}
+		upPath, upURI := unquote(t, h, "X-Upstream-Path"), unquote(t, h, "X-Upstream")
+		upEsc, _, _ := strings.Cut(upURI, "?")
+		want := rest
+		if want == "" {
+			want = "/"
+		}
+		if upPath != want {
+			t.Fatalf("%q: upstream path %q, want %q", target, upPath, want)
+		}
+		checkCanonical(t, target, upPath, upEsc)
+	})
+}
+
+// h2Canonical runs target through canonicalize as an h2 request from
+// x/net/http2 would arrive: RequestURI as sent, URL from ParseRequestURI.
+func h2Canonical(c *Core, target string) (path, escaped string, ok bool) {
+	if target == "" || target[0] != '/' && target != "*" {
+		return "", "", false // refused by x/net/http2
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return "", "", false // refused by x/net/http2
+	}
+	r := &http.Request{Method: "GET", URL: u, RequestURI: target, ProtoMajor: 2, Header: http.Header{}}
+	if c.canonicalize(r) != nil {
+		return "", "", false
+	}
+	return r.URL.Path, r.URL.EscapedPath(), true
+}
+
+// checkCanonical fails t unless esc is a canonical encoded path and p its
+// decoded form.
+func checkCanonical(t *testing.T, target, p, esc string) {
+	t.Helper()
+	if !strings.HasPrefix(esc, "/") || !plainSegments(esc) || !plainSegments(p) {
+		t.Fatalf("%q: path %q (%q) has dot or empty segments", target, p, esc)
+	}
+	for i := 0; i < len(esc); i++ {
+		switch b := esc[i]; {
+		case b == '%':
+			if i+2 >= len(esc) || strings.ToUpper(esc[i+1:i+3]) != esc[i+1:i+3] {
+				t.Fatalf("%q: escape not upper-case in %q", target, esc)
+			}
+			v, _ := strconv.ParseUint(esc[i+1:i+3], 16, 8)
+			if isUnreserved(byte(v)) || v == '/' || v < 0x20 || v == 0x7f || v == '\\' {
+				t.Fatalf("%q: %%%s left in %q", target, esc[i+1:i+3], esc)
+			}
+			i += 2
+		case b != '/' && !isPathChar(b):
+			t.Fatalf("%q: raw %q in %q", target, b, esc)
+		}
+	}
+	if unescapePath(esc) != p {
+		t.Fatalf("%q: %q does not decode to %q", target, esc, p)
+	}
+	p2, raw2, rerr := canonicalPath(esc, false)
+	u := url.URL{Path: p2, RawPath: raw2}
+	if rerr != nil || p2 != p || u.EscapedPath() != esc {
+		t.Fatalf("%q: normalising %q again gives %q (%q) %v", target, esc, p2, u.EscapedPath(), rerr)
+	}
 }

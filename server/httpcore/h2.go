@@ -105,7 +105,7 @@ func (h *h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer ex.done()
-	ex.c.handler.ServeHTTP(&ex.w, r)
+	ex.c.handlerFor(r).ServeHTTP(&ex.w, r)
 }
 
 // h2Begin admits a stream: nil means it was answered already (413, 503).
@@ -115,6 +115,10 @@ func (h *h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 //
 //go:noinline
 func (c *Core) h2Begin(w http.ResponseWriter, r *http.Request) *h2Exchange {
+	if rerr := c.canonicalize(r); rerr != nil {
+		c.h2Reject(w, rerr)
+		return nil
+	}
 	max := c.opts.MaxRequestBodySize
 	if max > 0 && r.ContentLength > max {
 		c.h2Reject(w, errCLTooLarge)

@@ -32,6 +32,12 @@ type Options struct {
 	Handler     http.Handler `opt:"-"` // serves every request; nil answers 404
 	Logger      *slog.Logger `opt:"-"` // nil discards
 	BindAddress string       `opt:"-"` // the listener's address, reported as a label in Stats; "" if unknown
+
+	// AllowEncodedSlash keeps %2F in request paths (encoded in the escaped
+	// path, '/' in r.URL.Path) instead of answering 400. It is the hook for
+	// mounts whose upstream gives %2F a meaning of its own; not an option
+	// yet, because it applies to every mount of the core. See canonicalPath.
+	AllowEncodedSlash bool `opt:"-"`
 }
 
 // DefaultOptions returns Options holding every documented default (the same
