@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"tlsedge/router"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -168,7 +169,7 @@ func (u *upstream) take() []string {
 // prefix, in front of a dispatcher with proxy mounts /admin and /.
 func guardedEdge(t testing.TB, admin, root *upstream) http.Handler {
 	t.Helper()
-	d := NewDispatcher()
+	d := router.NewDispatcher()
 	for prefix, up := range map[string]*upstream{"/admin": admin, "/": root} {
 		if err := d.Mount(prefix, httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: up.addr})); err != nil {
 			t.Fatal(err)

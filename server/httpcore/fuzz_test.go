@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 	"tlsedge/conninfo"
+	"tlsedge/router"
 )
 
 // memConn is a net.Conn over an in-memory input: reads come from r, writes
@@ -206,7 +207,7 @@ func FuzzCanonicalRequest(f *testing.F) {
 		f.Add(s)
 	}
 	mounts := []string{"/a/b", "/a;b", "/x!y", "/%41", "/~u", "/a", "/"}
-	d := NewDispatcher()
+	d := router.NewDispatcher()
 	for _, m := range mounts {
 		prefix := m
 		base := &url.URL{Scheme: "http", Host: "upstream"}
@@ -252,7 +253,7 @@ func FuzzCanonicalRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, target string) {
 		var out bytes.Buffer
 		in := "GET " + target + " HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
-		c.ServeConn(&memConn{r: strings.NewReader(in), w: &out}, &ConnInfo{Transport: "tcp"})
+		c.ServeConn(&memConn{r: strings.NewReader(in), w: &out}, &conninfo.Info{Transport: "tcp"})
 		resp, err := http.ReadResponse(bufio.NewReader(&out), nil)
 		if err != nil {
 			t.Fatalf("bad response (%v): %q", err, out.String())
