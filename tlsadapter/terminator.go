@@ -241,7 +241,10 @@ func curvePreferences(names []string) []tls.CurveID {
 		}
 	}
 	if len(out) == 0 {
-		return nil // Validate refuses this; never hand crypto/tls an empty list
+		// Only the hybrid was excluded: Go's classical groups, never an
+		// empty list (which crypto/tls would read as "Go's defaults",
+		// hybrid included).
+		return []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384}
 	}
 	return out
 }
