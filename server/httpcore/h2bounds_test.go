@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -550,4 +551,85 @@ func mustReq(method, url string) *http.Request {
 		panic(err)
 	}
 	return req
+}
+
+// The bounds cut only what is stalled: a handler that waits longer than
+// write_timeout before it answers, and a body that keeps coming within its
+// grace for longer than write_timeout, are served in full.
+func TestH2LongStreamsNotCut(t *testing.T) {
+	const bound = 300 * time.Millisecond
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/wait" {
+			time.Sleep(4 * bound) // a slow backend
+			w.Write(bytes.Repeat([]byte("x"), 256<<10))
+			return
+		}
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		w.Write(b)
+	})
+	c := newCore(t, h, func(o *Options) {
+		o.WriteTimeout, o.SocketTimeout, o.MinRequestBodyRate = bound, bound, 0
+	})
+	addr, client := startTLS(t, c)
+	tr := h2Transport(t, client)
+
+	resp, err := tr.RoundTrip(mustReq("GET", "https://"+addr+"/wait"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || len(b) != 256<<10 {
+		t.Fatalf("slow handler: %d, %d bytes, %v", resp.StatusCode, len(b), err)
+	}
+
+	pr, pw := io.Pipe()
+	go func() {
+		for i := 0; i < 8; i++ {
+			time.Sleep(bound / 2)
+			io.WriteString(pw, "chunk;")
+		}
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", "https://"+addr+"/", pr)
+	resp, err = tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || string(b) != strings.Repeat("chunk;", 8) {
+		t.Fatalf("slow upload: %d %q %v", resp.StatusCode, b, err)
+	}
+	if n := c.Stats().StreamResets; n != 0 {
+		t.Fatalf("%d streams reset", n)
+	}
+}
+
+// A handler that sets its own write deadline (http.ResponseController) gets
+// it instead of write_timeout on h2 too.
+func TestH2HandlerWriteDeadline(t *testing.T) {
+	const wt, own = 200 * time.Millisecond, 1500 * time.Millisecond
+	done, took := make(chan error, 1), make(chan time.Duration, 1)
+	h := bigWriter(done, took, func(w http.ResponseWriter) {
+		if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(own)); err != nil {
+			t.Error(err)
+		}
+	})
+	c := newCore(t, h, func(o *Options) { o.WriteTimeout = wt })
+	addr, client := startTLS(t, c)
+	f := dialFramer(t, addr, client, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	f.request(t, 1, "GET", "/", true)
+	select {
+	case err := <-done:
+		if d := <-took; err == nil || d < own-300*time.Millisecond {
+			t.Fatalf("writes failed after %v (%v): write_timeout (%v) won over the handler's %v deadline", d, err, wt, own)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler's writes never failed")
+	}
 }
