@@ -32,16 +32,17 @@ type Core struct {
 	bufPool sync.Pool
 	date    atomic.Pointer[dateEntry]
 
-	shutting  atomic.Bool
-	mu        sync.Mutex
-	conns     map[*conn]struct{}
-	closed    bool
-	drained   chan struct{} // closed when conns empties after shutdown starts
-	h2srv     *http2.Server
-	parker    atomic.Pointer[parker] // idle connections without a goroutine; made on first use
-	noParker  bool                   // creating one failed; under mu
-	h2base    *http.Server           // carries the h2 limits; its Shutdown sends GOAWAY
-	h2waiting waitCap                // all h2 streams waiting for a worker
+	shutting atomic.Bool
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	closed   bool
+	drained  chan struct{} // closed when conns empties after shutdown starts
+	h2srv    *http2.Server
+	parker   atomic.Pointer[parker] // idle connections without a goroutine; made on first use
+	noParker bool                   // creating one failed; under mu
+	h2base   *http.Server           // carries the h2 limits; its Shutdown sends GOAWAY
+
+	h2waiting waitCap // all h2 streams waiting for a worker
 }
 
 // New validates o and returns a Core ready for ServeConn.

@@ -35,10 +35,11 @@ type Stats struct {
 	ReadThroughput  float64 `json:"read_throughput"`  // BytesRead / WorkTime
 	WriteThroughput float64 `json:"write_throughput"` // BytesWritten / WorkTime
 
-	ConnectionsOpen int64  `json:"connections_open"` // connections being served now
-	ConnectionsIdle int64  `json:"connections_idle"` // of those, waiting for a next request
-	H2Connections   int64  `json:"h2_connections"`   // of those, served as h2
-	StreamResets    uint64 `json:"stream_resets"`    // h2 streams reset by the core: a write blocked past write_timeout
+	ConnectionsOpen int64 `json:"connections_open"` // connections being served now
+	ConnectionsIdle int64 `json:"connections_idle"` // of those, waiting for a next request
+	H2Connections   int64 `json:"h2_connections"`   // of those, served as h2
+
+	StreamResets uint64 `json:"stream_resets"` // h2 streams the core reset: a write blocked for write_timeout
 
 	Rejections []Rejection   `json:"rejections"` // requests refused by the core, by status and reason, sorted
 	Workers    []WorkerStats `json:"workers"`    // one row per worker in the pool, by ID
