@@ -41,6 +41,8 @@ type Core struct {
 	parker   atomic.Pointer[parker] // idle connections without a goroutine; made on first use
 	noParker bool                   // creating one failed; under mu
 	h2base   *http.Server           // carries the h2 limits; its Shutdown sends GOAWAY
+
+	h2waiting waitCap // all h2 streams waiting for a worker
 }
 
 // New validates o and returns a Core ready for ServeConn.

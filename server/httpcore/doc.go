@@ -38,6 +38,7 @@
 // Content-Length), and "OPTIONS *" is answered by the core.
 //
 // When TLS ALPN selected "h2", ServeConn hands the connection to
-// golang.org/x/net/http2 with the same handler, worker pool, limits and
-// statistics; h2c is not offered.
+// golang.org/x/net/http2 with the same handler, worker pool, limits,
+// timeouts and statistics (h2.go lists how each bound applies to a stream);
+// h2c is not offered.
 package httpcore

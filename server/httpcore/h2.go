@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -16,20 +18,63 @@ import (
 // h2 (ALPN "h2" only; h2c stays off) is served by golang.org/x/net/http2
 // with the core's handler behind the same admission (one pool slot per
 // stream, the same queue and 503), the same limits (head size, body size)
-// and the same statistics.
+// and the same statistics, and under the same time bounds as HTTP/1.1:
+//
+//   - the connection preface within request_header_timeout (x/net waits 10s);
+//   - an idle connection (no stream open) gets GOAWAY after socket_timeout, and
+//     a connection with streams open but silent for socket_timeout is pinged
+//     and closed if the ping is not answered within socket_timeout;
+//   - a request body is read under min_request_body_rate with socket_timeout
+//     as its grace, as body.deadline does it for HTTP/1.1: a stalled body ends
+//     with 408 (or, once the response has begun, the response completes and
+//     http2 resets the unfinished request side);
+//   - a response write blocked for write_timeout (a zero flow-control window:
+//     the socket is fine, the stream is not) resets the stream, and every
+//     stream's last frames are bounded by write_timeout after its handler;
+//   - streams waiting for a worker are capped per connection and in total, so
+//     an excess stream gets a 503 at once instead of a place in the queue.
+
+// h2MaxStreams is SETTINGS_MAX_CONCURRENT_STREAMS: the streams one client
+// may have open at once, each with its own goroutine in http2. 100 is the
+// least RFC 9113 recommends (x/net's default is 250).
+const h2MaxStreams = 100
+
+// h2MaxWaitingPerConn caps one connection's streams waiting for a worker,
+// so that one client cannot take the whole queue: an HTTP/1.1 connection has
+// at most one request waiting. All h2 streams together wait no more than
+// accepted_queue_size, or max_connections when that is unlimited (as many as
+// HTTP/1.1 connections could).
+const h2MaxWaitingPerConn = 16
+
+var (
+	errH2ConnQueue503 = reject(503, "h2_conn_queue_full", "server busy, try again")
+	errH2Queue503     = reject(503, "h2_queue_full", "server busy, try again")
+)
 
 func (c *Core) initH2() error {
 	c.h2base = &http.Server{
-		Handler:        (*h2Handler)(c),
 		MaxHeaderBytes: int(c.opts.MaxRequestHeaderSize),
 		IdleTimeout:    c.opts.SocketTimeout,
-		ErrorLog:       slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
+		// http2 arms a write deadline on every stream when it opens; the
+		// stream's h2Exchange moves it on while no write is blocked (see
+		// keep), and after the handler it bounds the stream's last frames.
+		WriteTimeout: c.opts.WriteTimeout,
+		ErrorLog:     slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
 	}
-	// write_timeout is applied by h2Conn, not WriteByteTimeout (see
-	// writeDeadline).
-	c.h2srv = &http2.Server{IdleTimeout: c.opts.SocketTimeout}
+	// The socket's own writes are bounded by h2Conn, not WriteByteTimeout
+	// (see writeDeadline).
+	c.h2srv = &http2.Server{
+		IdleTimeout:          c.opts.SocketTimeout,
+		MaxConcurrentStreams: h2MaxStreams,
+		ReadIdleTimeout:      c.opts.SocketTimeout,
+		PingTimeout:          c.opts.SocketTimeout,
+	}
 	if err := http2.ConfigureServer(c.h2base, c.h2srv); err != nil {
 		return fmt.Errorf("httpcore: configuring h2: %w", err)
+	}
+	c.h2waiting.max = int32(min(c.opts.MaxConnections, 1<<30))
+	if c.opts.AcceptedQueueSize >= 0 {
+		c.h2waiting.max = int32(min(c.opts.AcceptedQueueSize, 1<<30))
 	}
 	return nil
 }
@@ -38,16 +83,24 @@ func (c *Core) serveH2(cn *conn) {
 	c.g.h2Conns.Add(1)
 	defer c.g.h2Conns.Add(-1)
 	defer cn.cancel()
-	var nc net.Conn = &h2Conn{Conn: cn.nc, st: c.st, dl: writeDeadline{timeout: c.opts.WriteTimeout}}
+	hc := &h2Conn{Conn: cn.nc, st: c.st, dl: writeDeadline{timeout: c.opts.WriteTimeout}}
+	var nc net.Conn = hc
 	if cs, ok := cn.nc.(connectionStater); ok {
-		nc = &h2TLSConn{h2Conn: nc.(*h2Conn), cs: cs}
+		nc = &h2TLSConn{h2Conn: hc, cs: cs}
 	}
-	// The head must arrive within request_header_timeout of the handshake.
 	cn.nc.SetReadDeadline(time.Time{})
+	// The preface must arrive within request_header_timeout, as an
+	// HTTP/1.1 head must.
+	preface := time.AfterFunc(c.opts.RequestHeaderTimeout, func() {
+		if !hc.greeted.Load() {
+			cn.nc.Close()
+		}
+	})
+	defer preface.Stop()
 	c.h2srv.ServeConn(nc, &http2.ServeConnOpts{
 		Context:    cn.ctx,
 		BaseConfig: c.h2base,
-		Handler:    c.h2base.Handler,
+		Handler:    &h2Handler{c: c, waiting: waitCap{max: h2MaxWaitingPerConn}},
 	})
 	cn.nc.Close()
 }
@@ -58,12 +111,20 @@ type h2Conn struct {
 	net.Conn
 	st *counters // nil: statistics off
 	dl writeDeadline
+
+	in      int         // bytes read, until the preface is in
+	greeted atomic.Bool // the client preface was read
 }
 
 func (h *h2Conn) Read(p []byte) (int, error) {
 	n, err := h.Conn.Read(p)
 	if h.st != nil {
 		h.st.bytesRead.Add(uint64(n))
+	}
+	if h.in < len(http2.ClientPreface) {
+		if h.in += n; h.in >= len(http2.ClientPreface) {
+			h.greeted.Store(true)
+		}
 	}
 	return n, err
 }
@@ -91,16 +152,19 @@ type h2TLSConn struct {
 
 func (h *h2TLSConn) ConnectionState() tls.ConnectionState { return h.cs.ConnectionState() }
 
-// h2Handler runs each h2 stream through admission, limits and the Core's
-// handler. It is the Core under another name so that it is the handler
-// http2 calls directly: every frame between http2's runHandler and the
-// user's handler counts, because http2 starts a goroutine per stream and a
-// deeper call chain makes its small initial stack grow (a copy) on every
-// request. Hence no closures here and the recovery in a deferred method.
-type h2Handler Core
+// h2Handler runs each h2 stream of one connection through admission,
+// limits and the Core's handler. It is the handler http2 calls directly:
+// every frame between http2's runHandler and the user's handler counts,
+// because http2 starts a goroutine per stream and a deeper call chain makes
+// its small initial stack grow (a copy) on every request. Hence no closures
+// here and the recovery in a deferred method.
+type h2Handler struct {
+	c       *Core
+	waiting waitCap // this connection's streams waiting for a worker
+}
 
 func (h *h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ex := (*Core)(h).h2Begin(w, r)
+	ex := h.begin(w, r)
 	if ex == nil {
 		return
 	}
@@ -108,13 +172,22 @@ func (h *h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex.c.handlerFor(r).ServeHTTP(&ex.w, r)
 }
 
-// h2Begin admits a stream: nil means it was answered already (413, 503).
-// It is a function of its own so that its frame is gone before the user's
-// handler runs: the stream goroutine's stack is small, and a frame too many
-// at the deepest point of a response costs a stack copy per request.
+// streamDeadliner is http2's response writer: its deadlines are the
+// stream's.
+type streamDeadliner interface {
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}
+
+// begin admits a stream: nil means it was answered already (413, 503) or
+// reset while it waited. It is a function of its own so that its frame is
+// gone before the user's handler runs: the stream goroutine's stack is
+// small, and a frame too many at the deepest point of a response costs a
+// stack copy per request.
 //
 //go:noinline
-func (c *Core) h2Begin(w http.ResponseWriter, r *http.Request) *h2Exchange {
+func (h *h2Handler) begin(w http.ResponseWriter, r *http.Request) *h2Exchange {
+	c := h.c
 	if rerr := c.canonicalize(r); rerr != nil {
 		c.h2Reject(w, rerr)
 		return nil
@@ -124,24 +197,42 @@ func (c *Core) h2Begin(w http.ResponseWriter, r *http.Request) *h2Exchange {
 		c.h2Reject(w, errCLTooLarge)
 		return nil
 	}
-	wk, err := c.pool.acquire()
+	ex := &h2Exchange{c: c, r: r, w: h2Writer{ResponseWriter: w, server: c.opts.ServerName}}
+	ex.sd, _ = w.(streamDeadliner)
+	if ex.sd != nil {
+		// From here on, so that a wait for a worker longer than half of
+		// write_timeout does not see the stream reset.
+		ex.mu.Lock()
+		ex.keeper = time.AfterFunc(c.opts.WriteTimeout/2, ex.keep)
+		ex.mu.Unlock()
+	}
+	wk, full, err := c.pool.acquireCapped(r.Context(), &h.waiting, &c.h2waiting)
 	if err != nil {
-		rerr := errQueue503
-		switch err {
-		case errQueueTimeout:
+		ex.finish()
+		var rerr *rejectError
+		switch {
+		case err == errWaitGone:
+			return nil // reset by the client: nobody to answer
+		case err == errWaitCapFull && full == 0:
+			rerr = errH2ConnQueue503
+		case err == errWaitCapFull:
+			rerr = errH2Queue503
+		case err == errQueueTimeout:
 			rerr = errQueueTimeout503
-		case errPoolClosed:
+		case err == errPoolClosed:
 			rerr = errShutdown503
+		default:
+			rerr = errQueue503
 		}
 		c.h2Reject(w, rerr)
 		return nil
 	}
-	ex := &h2Exchange{c: c, wk: wk, r: r, w: h2Writer{ResponseWriter: w, server: c.opts.ServerName}}
+	ex.wk = wk
 	if c.st != nil {
 		ex.t0 = time.Now()
 	}
 	if r.Body != nil && r.Body != http.NoBody {
-		ex.body = h2Body{rc: r.Body, limit: max}
+		ex.body = h2Body{rc: r.Body, limit: max, ex: ex}
 		r.Body = &ex.body
 		ex.w.body = &ex.body
 	}
@@ -156,6 +247,78 @@ type h2Exchange struct {
 	t0   time.Time
 	w    h2Writer
 	body h2Body
+	sd   streamDeadliner // http2's writer; nil if it has no deadlines
+
+	// The timers call into sd, which http2 takes back when the handler
+	// returns: mu orders them with finish.
+	mu        sync.Mutex
+	over      bool        // finish ran: sd is not ours any more
+	keeper    *time.Timer // every half write_timeout while the handler runs
+	lastWrite uint64      // h2Writer.writes as keep last saw it
+	bodyTimer *time.Timer // the body's read deadline; nil until the first read
+	bodyDL    atomic.Int64
+}
+
+// keep runs every half write_timeout from the stream's admission until its
+// handler returns. A write in progress now that was in progress at the last
+// look too has been blocked for between half and all of write_timeout, as
+// writeDeadline allows on a socket: the stream is reset, which fails the
+// write. Otherwise the stream's write deadline moves on by write_timeout, so
+// that it never fires while nothing is blocked (a handler waiting on its
+// backend, a long upload).
+func (ex *h2Exchange) keep() {
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	if ex.over || ex.w.ownWrite.Load() {
+		return
+	}
+	wt := ex.c.opts.WriteTimeout
+	seq := ex.w.writes.Load()
+	if seq&1 == 1 && seq == ex.lastWrite {
+		if ex.c.st != nil {
+			ex.c.st.streamResets.Add(1)
+		}
+		ex.sd.SetWriteDeadline(aLongTimeAgo) // resets the stream now
+		return
+	}
+	ex.lastWrite = seq
+	ex.sd.SetWriteDeadline(time.Now().Add(wt))
+	ex.keeper.Reset(wt / 2)
+}
+
+// checkBody fires at the body's read deadline (h2Body.arm): past it, the
+// stream's body is ended with os.ErrDeadlineExceeded, which the handler's
+// read returns (and h2Body turns into a 408).
+func (ex *h2Exchange) checkBody() {
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	if ex.over || ex.w.ownRead.Load() {
+		return
+	}
+	dl := ex.bodyDL.Load()
+	if dl == 0 {
+		return // the body ended
+	}
+	if left := time.Duration(dl - time.Now().UnixNano()); left > 0 {
+		ex.bodyTimer.Reset(left)
+		return
+	}
+	ex.sd.SetReadDeadline(aLongTimeAgo)
+}
+
+// finish stops the timers: the handler is done (or never ran), and sd is
+// about to go back to http2. The stream's write deadline stays armed, with
+// at least half of write_timeout left, and bounds its last frames.
+func (ex *h2Exchange) finish() {
+	ex.mu.Lock()
+	ex.over = true
+	if ex.keeper != nil {
+		ex.keeper.Stop()
+	}
+	if ex.bodyTimer != nil {
+		ex.bodyTimer.Stop()
+	}
+	ex.mu.Unlock()
 }
 
 // done runs when the handler returns or panics: it answers a body error
@@ -164,6 +327,7 @@ type h2Exchange struct {
 func (ex *h2Exchange) done() {
 	c, hw, r := ex.c, &ex.w, ex.r
 	v := recover()
+	ex.finish()
 	if v != nil && v != http.ErrAbortHandler {
 		c.log.Error("handler panic", "remote_addr", r.RemoteAddr, "method", r.Method, "uri", r.RequestURI, "panic", v)
 	}
@@ -205,12 +369,17 @@ func (c *Core) h2Reject(w http.ResponseWriter, rerr *rejectError) {
 
 // h2Writer notes whether the response started, so a body error found while
 // the handler read can still become the response, and adds the Server field.
+// It counts writes for keep, and notes deadlines the handler sets itself.
 type h2Writer struct {
 	http.ResponseWriter
 	server  string // server_name, added unless the handler set Server
 	body    *h2Body
 	started bool
 	dropped bool
+
+	writes   atomic.Uint64 // odd while a Write or Flush is in progress
+	ownWrite atomic.Bool   // the handler set its own write deadline
+	ownRead  atomic.Bool   // the handler set its own read deadline
 }
 
 func (w *h2Writer) WriteHeader(code int) {
@@ -247,7 +416,10 @@ func (w *h2Writer) Write(p []byte) (int, error) {
 	if !w.started && (w.dropped || !w.start()) {
 		return len(p), nil
 	}
-	return w.ResponseWriter.Write(p)
+	w.writes.Add(1)
+	n, err := w.ResponseWriter.Write(p)
+	w.writes.Add(1)
+	return n, err
 }
 
 func (w *h2Writer) Flush() {
@@ -255,18 +427,44 @@ func (w *h2Writer) Flush() {
 		w.WriteHeader(http.StatusOK)
 	}
 	if f, ok := w.ResponseWriter.(http.Flusher); ok && !w.dropped {
+		w.writes.Add(1)
 		f.Flush()
+		w.writes.Add(1)
 	}
 }
 
-// Unwrap lets http.ResponseController reach the h2 writer's deadlines.
+// SetWriteDeadline and SetReadDeadline serve http.ResponseController: a
+// deadline the handler sets replaces write_timeout (or the body's rate) for
+// the rest of its stream, as on HTTP/1.1.
+func (w *h2Writer) SetWriteDeadline(t time.Time) error {
+	sd, ok := w.ResponseWriter.(streamDeadliner)
+	if !ok {
+		return http.ErrNotSupported
+	}
+	w.ownWrite.Store(true)
+	return sd.SetWriteDeadline(t)
+}
+
+func (w *h2Writer) SetReadDeadline(t time.Time) error {
+	sd, ok := w.ResponseWriter.(streamDeadliner)
+	if !ok {
+		return http.ErrNotSupported
+	}
+	w.ownRead.Store(true)
+	return sd.SetReadDeadline(t)
+}
+
+// Unwrap lets http.ResponseController reach the h2 writer's other methods.
 func (w *h2Writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// h2Body enforces max_request_body_size on an h2 request body.
+// h2Body enforces max_request_body_size and min_request_body_rate on an h2
+// request body.
 type h2Body struct {
 	rc    io.ReadCloser
 	limit int64
 	n     int64
+	start time.Time // the first read
+	ex    *h2Exchange
 	rerr  *rejectError
 }
 
@@ -274,8 +472,12 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	if b.rerr != nil {
 		return 0, b.rerr
 	}
+	b.arm(len(p))
 	n, err := b.rc.Read(p)
 	b.n += int64(n)
+	if err != nil {
+		b.ex.bodyDL.Store(0) // the body is over: no deadline
+	}
 	if b.limit > 0 && b.n > b.limit {
 		b.rerr = errBodyTooLarge
 		return 0, &http.MaxBytesError{Limit: b.limit}
@@ -284,6 +486,41 @@ func (b *h2Body) Read(p []byte) (int, error) {
 		b.rerr = errBodyTimeout
 	}
 	return n, err
+}
+
+// arm sets the body's read deadline before a read, as body.deadline does
+// for HTTP/1.1: socket_timeout as a grace period, plus the time the bytes
+// read so far and the next want bytes (and a read-ahead's worth) take at
+// min_request_body_rate; without a rate, socket_timeout from this read.
+// The deadline is a number checkBody's timer reads: moving it costs no
+// timer operation.
+func (b *h2Body) arm(want int) {
+	ex := b.ex
+	if ex.sd == nil || ex.w.ownRead.Load() {
+		return
+	}
+	o := &ex.c.opts
+	now := time.Now()
+	dl := now.Add(o.SocketTimeout)
+	if o.MinRequestBodyRate > 0 {
+		if b.start.IsZero() {
+			b.start = now
+		}
+		w := int64(want)
+		if cl := ex.r.ContentLength; cl >= 0 {
+			w = min(w, cl-b.n)
+		}
+		bytes := b.n + w + bufSize
+		dl = b.start.Add(o.SocketTimeout + time.Duration(float64(bytes)/float64(o.MinRequestBodyRate)*float64(time.Second)))
+	}
+	ex.bodyDL.Store(dl.UnixNano())
+	if ex.bodyTimer == nil {
+		ex.mu.Lock()
+		if !ex.over && ex.bodyTimer == nil {
+			ex.bodyTimer = time.AfterFunc(dl.Sub(now), ex.checkBody)
+		}
+		ex.mu.Unlock()
+	}
 }
 
 func (b *h2Body) Close() error { return b.rc.Close() }

@@ -1,6 +1,7 @@
 package httpcore
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -25,7 +26,26 @@ var (
 	errQueueFull    = errors.New("httpcore: accepted queue full")
 	errQueueTimeout = errors.New("httpcore: accepted queue timeout")
 	errPoolClosed   = errors.New("httpcore: shutting down")
+	errWaitCapFull  = errors.New("httpcore: too many waiting") // a waitCap of acquireFor's is full
+	errWaitGone     = errors.New("httpcore: gave up waiting")  // acquireFor's context ended
 )
+
+// waitCap bounds one group of waiters (an h2 connection's streams, all h2
+// streams) below the pool's own accepted_queue_size.
+type waitCap struct {
+	n   atomic.Int32
+	max int32
+}
+
+func (w *waitCap) take() bool {
+	if w.n.Add(1) > w.max {
+		w.n.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (w *waitCap) give() { w.n.Add(-1) }
 
 // worker is one slot. Its counters are atomics because Stats reads them while
 // a connection goroutine updates them.
@@ -79,53 +99,92 @@ func (p *pool) newWorkerLocked() *worker {
 // acquire returns a free slot, growing the pool if allowed, or waits in the
 // bounded queue for at most the accepted_queue_timeout.
 func (p *pool) acquire() (*worker, error) {
+	w, _, err := p.acquireCapped(nil)
+	return w, err
+}
+
+// acquireCapped is acquire for a waiter that belongs to groups with caps of
+// their own (an h2 stream: its connection's, and all h2 streams'): it joins
+// the queue only if each non-nil cap has room, else fails at once with
+// errWaitCapFull and the index of the full cap. A non-nil ctx ends the wait
+// early (the stream was reset) with errWaitGone.
+func (p *pool) acquireCapped(ctx context.Context, caps ...*waitCap) (_ *worker, capFull int, _ error) {
 	p.mu.Lock()
 	if n := len(p.free); n > 0 {
 		w := p.free[n-1]
 		p.free = p.free[:n-1]
 		p.mu.Unlock()
 		w.busy.Store(true)
-		return w, nil
+		return w, -1, nil
 	}
 	if p.max < 0 || len(p.all) < p.max {
 		w := p.newWorkerLocked()
 		p.mu.Unlock()
 		w.busy.Store(true)
-		return w, nil
+		return w, -1, nil
 	}
 	if p.closed {
 		p.mu.Unlock()
-		return nil, errPoolClosed
+		return nil, -1, errPoolClosed
 	}
 	if p.queueSize >= 0 && len(p.waiters) >= p.queueSize {
 		p.mu.Unlock()
-		return nil, errQueueFull
+		return nil, -1, errQueueFull
 	}
+	for i, c := range caps {
+		if c != nil && !c.take() {
+			for _, t := range caps[:i] {
+				if t != nil {
+					t.give()
+				}
+			}
+			p.mu.Unlock()
+			return nil, i, errWaitCapFull
+		}
+	}
+	defer func() {
+		for _, c := range caps {
+			if c != nil {
+				c.give()
+			}
+		}
+	}()
 	wt := &waiter{ch: make(chan *worker, 1)}
 	p.waiters = append(p.waiters, wt)
 	p.mu.Unlock()
 
+	var gone <-chan struct{}
+	if ctx != nil {
+		gone = ctx.Done()
+	}
 	timer := time.NewTimer(p.timeout)
 	defer timer.Stop()
+	err := errQueueTimeout
 	select {
 	case w := <-wt.ch:
 		w.busy.Store(true)
-		return w, nil
+		return w, -1, nil
 	case <-timer.C:
+	case <-gone:
+		err = errWaitGone
 	}
 	p.mu.Lock()
 	for i, x := range p.waiters {
 		if x == wt {
 			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
 			p.mu.Unlock()
-			return nil, errQueueTimeout
+			return nil, -1, err
 		}
 	}
 	p.mu.Unlock()
-	// A releaser handed us a slot just as the timer fired: use it.
+	// A releaser handed us a slot just as we gave up.
 	w := <-wt.ch
+	if err == errWaitGone {
+		p.release(w) // nobody to serve: pass it on
+		return nil, -1, err
+	}
 	w.busy.Store(true)
-	return w, nil
+	return w, -1, nil
 }
 
 // release returns w to the pool, handing it straight to the oldest waiter.

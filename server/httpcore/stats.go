@@ -39,6 +39,8 @@ type Stats struct {
 	ConnectionsIdle int64 `json:"connections_idle"` // of those, waiting for a next request
 	H2Connections   int64 `json:"h2_connections"`   // of those, served as h2
 
+	StreamResets uint64 `json:"stream_resets"` // h2 streams the core reset: a write blocked for write_timeout
+
 	Rejections []Rejection   `json:"rejections"` // requests refused by the core, by status and reason, sorted
 	Workers    []WorkerStats `json:"workers"`    // one row per worker in the pool, by ID
 }
@@ -73,6 +75,7 @@ type counters struct {
 	bytesRead    atomic.Uint64
 	bytesWritten atomic.Uint64
 	workNanos    atomic.Int64
+	streamResets atomic.Uint64
 
 	mu         sync.Mutex
 	rejections map[rejectKey]uint64
@@ -136,6 +139,7 @@ func (c *Core) Stats() Stats {
 	s.BytesRead = c.st.bytesRead.Load()
 	s.BytesWritten = c.st.bytesWritten.Load()
 	s.WorkTime = time.Duration(c.st.workNanos.Load()).Seconds()
+	s.StreamResets = c.st.streamResets.Load()
 	s.ReadThroughput = throughput(s.BytesRead, s.WorkTime)
 	s.WriteThroughput = throughput(s.BytesWritten, s.WorkTime)
 	s.Workers = ps.workers
