@@ -19,7 +19,7 @@ func TestDispatcher(t *testing.T) {
 			io.WriteString(w, name+" "+r.URL.Path+" "+m.Prefix+" "+m.OriginalPath)
 		})
 	}
-	for _, m := range []struct{ p, n string }{{"/", "root"}, {"/blog", "blog"}, {"/blog/admin/", "admin"}, {"/a%2Fb", "enc"}} {
+	for _, m := range []struct{ p, n string }{{"/", "root"}, {"/blog", "blog"}, {"/blog/admin/", "admin"}, {"/a%2Fb", "enc"}, {"/a;b", "semi"}} {
 		if err := d.Mount(m.p, tag(m.n)); err != nil {
 			t.Fatal(err)
 		}
@@ -37,6 +37,9 @@ func TestDispatcher(t *testing.T) {
 		{"/blog/admin", "admin  /blog/admin /blog/admin"},
 		{"/blog/admin/z", "admin /z /blog/admin /blog/admin/z"},
 		{"/blog/administrator", "blog /administrator /blog /blog/administrator"},
+		// Routing is on the decoded path, as path rules judge it: a prefix
+		// sent with an escape reaches its mount, the escaped rest intact.
+		{"/a%3Bb/x%3By", "semi /x;y /a;b /a;b/x;y"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
@@ -70,6 +73,8 @@ func TestParseMount(t *testing.T) {
 		{"a=text:x", "", "", false},
 		{"/a b=text:x", "", "", false},
 		{"/a//b=text:x", "", "", false},
+		{"/a/../b=text:x", "", "", false},
+		{"/a/.=text:x", "", "", false},
 		{"noequals", "", "", false},
 	}
 	for _, tt := range tests {

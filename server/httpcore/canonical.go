@@ -37,13 +37,13 @@ import (
 
 // Rejections of the canonical request.
 var (
-	errEncodedSlash   = reject(400, "bad_path", "encoded slash in path")
-	errBackslash      = reject(400, "bad_path", "backslash in path")
-	errPathControl    = reject(400, "bad_path", "control character in path")
-	errPathAboveRoot  = reject(400, "bad_path", "path climbs above the root")
-	errMethodTooLong  = reject(501, "unknown_method", "method token too long")
-	errMethodUnknown  = reject(501, "unknown_method", "method not implemented")
-	errH2TargetNotAbs = reject(400, "bad_target", "h2 :path must be origin-form or *")
+	errEncodedSlash  = reject(400, "bad_path", "encoded slash in path")
+	errBackslash     = reject(400, "bad_path", "backslash in path")
+	errPathControl   = reject(400, "bad_path", "control character in path")
+	errPathAboveRoot = reject(400, "bad_path", "path climbs above the root")
+	errMethodTooLong = reject(501, "unknown_method", "method token too long")
+	errMethodUnknown = reject(501, "unknown_method", "method not implemented")
+	errH2Target      = reject(400, "bad_target", "h2 :path must be origin-form or *")
 )
 
 // maxMethodLen caps the method token. The longest registered method
@@ -102,7 +102,7 @@ func (c *Core) canonicalize(r *http.Request) *rejectError {
 	raw, ok := targetPath(t, r.ProtoMajor >= 2)
 	if !ok {
 		if r.ProtoMajor >= 2 {
-			return errH2TargetNotAbs
+			return errH2Target
 		}
 		return errBadTarget
 	}
