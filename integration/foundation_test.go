@@ -294,6 +294,8 @@ func TestBadConfigErrors(t *testing.T) {
 		{"bad mount", []string{"--mount", "blog=text:x"}, []string{"mount", `"blog" must start with "/"`}},
 		{"bad mount target", []string{"--mount", "/=nothing:x"}, []string{"mount /=nothing:x", `unknown scheme "nothing"`, "text:BODY"}},
 		{"socket mode", []string{"--socket-file", "/tmp/x.sock", "--socket-file-mode", "0999"}, []string{"--socket-file-mode", "not a file mode"}},
+		{"mode on abstract socket", []string{"--socket-file", "@tlsedge-bad-mode", "--socket-file-mode", "0600"}, []string{"socket_file_mode: 0600 cannot apply", "abstract socket", "peercreds_allow_uid"}},
+		{"owner on abstract socket", []string{"--socket-file", "@tlsedge-bad-owner", "--socket-file-owner", "0"}, []string{"socket_file_owner: cannot apply", "peercreds_allow_uid"}},
 		{"log format", []string{"--log-format", "xml"}, []string{"log_format", "text or json"}},
 		{"extra server inherits and is checked", []string{"--config", file("[global]\nserver.api.socket_port = 99999\n")}, []string{"server.api.socket_port: 99999 is out of range"}},
 		{"stray argument", []string{"serve-me"}, []string{`unknown command "serve-me"`}},
