@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"flag"
 	"os"
 	"strings"
 	"testing"
@@ -197,19 +198,93 @@ func TestSuggest(t *testing.T) {
 	}
 }
 
-// FuzzParse feeds arbitrary files to the parser: it must never panic, and
-// every entry it accepts must come from a [global] line that exists.
+// parseBound is how long one parse of at most a MiB may take in the tests
+// below. A linear parse of that much takes milliseconds, or a few hundred
+// under -race or the fuzzer's instrumentation on a busy machine; a quadratic
+// one takes minutes. The gap is wide enough that the bound says "linear"
+// without timing anything finely.
+const parseBound = 10 * time.Second
+
+// parseWithin parses src, failing t if that takes longer than parseBound. It
+// waits for the parse no longer than that, so a quadratic case fails the test
+// instead of hanging it.
+func parseWithin(t *testing.T, what, src string) (*File, error) {
+	t.Helper()
+	type result struct {
+		f   *File
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		f, err := Parse("f", []byte(src))
+		done <- result{f, err}
+	}()
+	select {
+	case r := <-done:
+		return r.f, r.err
+	case <-time.After(parseBound):
+		t.Fatalf("parsing %s (%d bytes) did not finish within %v: the parser is not linear", what, len(src), parseBound)
+		return nil, nil
+	}
+}
+
+// TestParseNestedBrackets is the 200 KB file of nested "[" that once kept the
+// parser busy for minutes: each bracket rescanned the rest of the line.
+func TestParseNestedBrackets(t *testing.T) {
+	for name, src := range map[string]string{
+		"value":   "[global]\nk = " + strings.Repeat("[", 200<<10) + "\n",
+		"in list": "[global]\nk = [1, " + strings.Repeat("[", 200<<10) + "]\n",
+		"closed":  "[global]\nk = " + strings.Repeat("[", 100<<10) + strings.Repeat("]", 100<<10) + "\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := parseWithin(t, name, src)
+			if err == nil || !strings.Contains(err.Error(), "list items cannot be lists") {
+				t.Fatalf("err = %.200v, want the nested-list error", err)
+			}
+		})
+	}
+}
+
+// pumpSize is how large FuzzParse makes each input by repetition before
+// parsing it again: while fuzzing, large enough that anything quadratic in
+// the input shows as seconds; when "go test" only replays the corpus (some
+// hundreds of inputs), small enough that the replay stays quick.
+func pumpSize() int {
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		return 64 << 10
+	}
+	return 16 << 10
+}
+
+// FuzzParse feeds arbitrary files to the parser: it must never panic, every
+// entry it accepts must come from a [global] line that exists, and parsing
+// must stay linear. For the last, the input is also parsed repeated to about
+// pumpSize() bytes, both as whole lines and inside one value, so a pattern the
+// fuzzer finds in a few bytes ("[", "\"a\",") is tried at a size where
+// quadratic work cannot hide under parseBound.
 func FuzzParse(f *testing.F) {
 	f.Add("[global]\nserver.socket_port = 8443\nserver.mount = [\"/=text:a\", 'b']\n")
 	f.Add("[global]\na = \"x\\\"y\"\nb = None\nc = True\n")
 	f.Add("\ufeff[global]\n; c\n# c\nkey=\n")
+	f.Add("[")
+	f.Add("\"a\", ")
+	f.Add("[global]\nk = [[")
 	f.Fuzz(func(t *testing.T, src string) {
-		file, _ := Parse("f", []byte(src))
+		if len(src) > MaxFileSize {
+			return
+		}
+		file, _ := parseWithin(t, "the input", src)
 		lines := strings.Count(src, "\n") + 1
 		for _, e := range file.Entries {
 			if e.Line < 1 || e.Line > lines || e.Section != "global" || e.Key == "" {
 				t.Fatalf("bad entry %+v", e)
 			}
 		}
+		if src == "" {
+			return
+		}
+		n := pumpSize()/len(src) + 1
+		parseWithin(t, "the input repeated", strings.Repeat(src, n))
+		parseWithin(t, "the input repeated in a value", "[global]\nk = "+strings.Repeat(src, n))
 	})
 }

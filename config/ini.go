@@ -244,6 +244,12 @@ func parseList(s string) (Value, error) {
 			}
 			item, rest = str, r
 		} else {
+			// A list holds no lists. Refusing "[" here, before looking for the
+			// item's end, keeps parsing linear: handing "[[[[..." to ParseValue
+			// would scan the rest of the line once for every bracket.
+			if rest[0] == '[' {
+				return Value{}, errors.New("list items cannot be lists: use numbers, quoted strings, True or False")
+			}
 			end := strings.IndexAny(rest, ",]")
 			if end < 0 {
 				end = len(rest)

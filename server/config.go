@@ -96,6 +96,9 @@ func (c *Config) Validate() error {
 		if c.SocketFileMode&^0o777 != 0 {
 			add("socket_file_mode", "%04o has bits beyond 0777; use permission bits only, like 0660", c.SocketFileMode)
 		}
+		if strings.HasPrefix(c.SocketFile, "@") {
+			c.validateAbstractAccess(add)
+		}
 	default:
 		if strings.TrimSpace(c.SocketHost) == "" {
 			add("socket_host", "empty; use an address (127.0.0.1, ::1), a host name, 0.0.0.0 or ::")
@@ -134,6 +137,29 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// defaultSocketFileMode is socket_file_mode's default tag value.
+const defaultSocketFileMode os.FileMode = 0o660
+
+// validateAbstractAccess refuses the file-access options on an abstract
+// socket. An abstract socket has no file, so no mode, owner or group: any
+// local user may connect to it, and a mode meant to keep users out would be
+// silently ignored. The option table cannot tell a mode written as 0660 from
+// the default, so only a mode other than the default is refused; 0660 is what
+// every abstract socket is taken to have asked for anyway (nothing).
+func (c *Config) validateAbstractAccess(add func(key, format string, args ...any)) {
+	const use = "an abstract socket (%s) has no file, so any local user may connect; " +
+		"admit users with peercreds = True and peercreds_allow_uid, _gid, _user or _group instead, or use a socket path"
+	if c.SocketFileMode != defaultSocketFileMode {
+		add("socket_file_mode", "%04o cannot apply: "+use, c.SocketFileMode, c.SocketFile)
+	}
+	if c.SocketFileOwner != "" {
+		add("socket_file_owner", "cannot apply: "+use, c.SocketFile)
+	}
+	if c.SocketFileGroup != "" {
+		add("socket_file_group", "cannot apply: "+use, c.SocketFile)
+	}
 }
 
 // prefixErrors splits a joined error and prefixes each line that names a key.

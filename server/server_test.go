@@ -222,6 +222,52 @@ func TestValidateErrorsNameTheServer(t *testing.T) {
 	}
 }
 
+// An abstract socket has no file to carry a mode, owner or group: setting
+// them is refused rather than silently ignored, since any local user can
+// connect to an abstract name whatever the mode says.
+func TestAbstractSocketRefusesFileAccess(t *testing.T) {
+	if NewConfig().SocketFileMode != defaultSocketFileMode {
+		t.Fatal("defaultSocketFileMode differs from socket_file_mode's default tag")
+	}
+	tests := []struct {
+		name string
+		set  func(c *Config)
+		want []string // "" for no error
+	}{
+		{"default mode", func(c *Config) {}, nil},
+		{"mode", func(c *Config) { c.SocketFileMode = 0o600 }, []string{"socket_file_mode: 0600 cannot apply", "peercreds_allow_uid"}},
+		{"owner", func(c *Config) { c.SocketFileOwner = "0" }, []string{"socket_file_owner: cannot apply", "any local user may connect"}},
+		{"group", func(c *Config) { c.SocketFileGroup = "0" }, []string{"socket_file_group: cannot apply"}},
+		{"all", func(c *Config) { c.SocketFileMode, c.SocketFileOwner, c.SocketFileGroup = 0o666, "0", "0" },
+			[]string{"socket_file_mode: 0666", "socket_file_owner", "socket_file_group"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewConfig()
+			c.SocketFile = "@tlsedge-test"
+			tt.set(&c)
+			err := c.Validate()
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("Validate() = %v", err)
+				}
+				return
+			}
+			for _, w := range tt.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate() = %v, want %q", err, w)
+				}
+			}
+			// The same options on a socket path are fine.
+			c.SocketFile = filepath.Join(t.TempDir(), "s.sock")
+			c.SocketFileOwner, c.SocketFileGroup = "", ""
+			if err := c.Validate(); err != nil {
+				t.Errorf("on a socket path: Validate() = %v", err)
+			}
+		})
+	}
+}
+
 func mustGet(t *testing.T, url string) string {
 	t.Helper()
 	c := &http.Client{Timeout: 5 * time.Second}
