@@ -45,7 +45,7 @@ func benchParse(b *testing.B, in []byte) {
 	for b.Loop() {
 		rd.Reset(in)
 		br.Reset(rd)
-		raw, err := readHead(br, buf, 1<<16)
+		raw, err := readHead(br, buf, 1<<16, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -41,9 +41,16 @@ type bufset struct {
 }
 
 const (
-	bufSize     = 4 << 10
-	outBufSize  = 4 << 10
-	maxKeptHead = 64 << 10 // a head scratch grown past this is not pooled
+	bufSize    = 4 << 10
+	outBufSize = 4 << 10
+	// headFree is the head scratch a connection may grow for free: heads
+	// beyond it are charged to the memory budget (see growHead), and a
+	// scratch grown past it is let go with its head rather than kept for the
+	// next request or pooled, so that a flood's buffers go back to the heap.
+	headFree = 8 << 10
+	// maxHeadWait bounds how long a head waits for the memory budget before
+	// its 503.
+	maxHeadWait = time.Second
 )
 
 func (c *Core) getBufs(r io.Reader, w io.Writer) *bufset {
@@ -66,7 +73,7 @@ func (c *Core) getBufs(r io.Reader, w io.Writer) *bufset {
 func (c *Core) putBufs(b *bufset) {
 	b.br.Reset(nil)
 	b.bw.Reset(nil)
-	if cap(b.head) > maxKeptHead {
+	if cap(b.head) > headFree {
 		b.head = make([]byte, 0, 1024)
 	}
 	b.out = b.out[:0]
@@ -109,6 +116,9 @@ type conn struct {
 	woke      bool
 
 	accIn, accOut int64 // byte counts already attributed to a request
+
+	headCharged  int64     // bytes of the head charged to the core's budget
+	headDeadline time.Time // when request_header_timeout ends for the head being read
 }
 
 // connReader counts bytes and hands out the first byte that waitFirstByte
@@ -318,10 +328,12 @@ func (cn *conn) serve() (parked bool) {
 				return false
 			}
 		}
-		cn.nc.SetReadDeadline(time.Now().Add(c.opts.RequestHeaderTimeout))
-		raw, err := readHead(cn.bufs.br, cn.bufs.head, c.opts.MaxRequestHeaderSize)
+		cn.headDeadline = time.Now().Add(c.opts.RequestHeaderTimeout)
+		cn.nc.SetReadDeadline(cn.headDeadline)
+		raw, err := readHead(cn.bufs.br, cn.bufs.head, c.opts.MaxRequestHeaderSize, cn)
 		cn.bufs.head = raw[:0]
 		if err != nil {
+			cn.dropHead()
 			var rerr *rejectError
 			switch {
 			case err == errIdle:
@@ -340,6 +352,7 @@ func (cn *conn) serve() (parked bool) {
 		fields, rerr := parseHead(raw, cn.bufs.fields, c.opts.MaxRequestBodySize, &cn.h, &ex.url)
 		cn.bufs.fields = fields[:0]
 		if rerr != nil {
+			cn.dropHead()
 			proto := ""
 			if cn.h.minor == 0 && cn.h.proto == "HTTP/1.0" {
 				proto = "HTTP/1.0"
@@ -347,7 +360,10 @@ func (cn *conn) serve() (parked bool) {
 			cn.rejectAndClose(rerr, proto)
 			return false
 		}
-		if !cn.serveRequest(ex) || cn.hijacked {
+		cn.keepHead(len(raw))
+		keep := cn.serveRequest(ex)
+		cn.dropHead()
+		if !keep || cn.hijacked {
 			return false
 		}
 		if c.shutting.Load() {
@@ -474,6 +490,7 @@ const idleHotWait = 100 * time.Millisecond
 
 func (cn *conn) close() {
 	cn.cancel()
+	cn.dropHead()
 	if cn.hijacked {
 		return
 	}
@@ -482,6 +499,74 @@ func (cn *conn) close() {
 		cn.bufs = nil
 	}
 	cn.nc.Close()
+}
+
+// headGrower makes a larger buffer for a head being read; see readHead.
+type headGrower interface {
+	growHead(buf []byte, need int) ([]byte, error)
+}
+
+// growHead gives the head being read a buffer of at least need bytes,
+// holding buf's. Up to headFree it is free; beyond, the whole buffer is
+// charged to the core's memory budget first, and when the budget is spent
+// the head waits up to maxHeadWait (within request_header_timeout) for
+// bytes to come back, then is refused with a 503. Buffers grow fourfold, so
+// a 500 KiB head is copied five times rather than the dozens append would
+// take, and leaves a third as much garbage behind.
+func (cn *conn) growHead(buf []byte, need int) ([]byte, error) {
+	n := max(need, 4*cap(buf), 1024)
+	if need <= headFree {
+		n = min(n, headFree)
+	}
+	n = min(n, max(need, int(cn.core.opts.MaxRequestHeaderSize)))
+	if n > headFree {
+		if !cn.chargeHead(int64(n) - cn.headCharged) {
+			return buf, errMemory503
+		}
+		cn.headCharged = int64(n)
+	}
+	nb := make([]byte, len(buf), n)
+	copy(nb, buf)
+	return nb, nil
+}
+
+// chargeHead takes n more bytes of the budget for the head being read.
+func (cn *conn) chargeHead(n int64) bool {
+	c := cn.core
+	if c.budget.TryAcquire(n) {
+		return true
+	}
+	c.g.memWaits.Add(1)
+	if c.budget.AcquireTimeout(n, min(maxHeadWait, time.Until(cn.headDeadline))) {
+		return true
+	}
+	c.g.memRejects.Add(1)
+	c.log.Debug("request head refused: memory budget spent", "remote_addr", cn.remote, "max_buffered_memory", c.budget.Limit())
+	return false
+}
+
+// keepHead is for a head parsed: it lives on as one string of n bytes (every
+// string of the request is a substring of it) until the exchange ends. So a
+// charged head stays charged for n bytes, and its larger buffer goes.
+func (cn *conn) keepHead(n int) {
+	if cn.headCharged == 0 {
+		return
+	}
+	cn.core.budget.Release(cn.headCharged - int64(n))
+	cn.headCharged = int64(n)
+	cn.bufs.head = nil
+}
+
+// dropHead gives back the head's charge, and a head buffer grown past
+// headFree, when the head and its exchange are over.
+func (cn *conn) dropHead() {
+	if cn.headCharged > 0 {
+		cn.core.budget.Release(cn.headCharged)
+		cn.headCharged = 0
+	}
+	if cn.bufs != nil && cap(cn.bufs.head) > headFree {
+		cn.bufs.head = nil
+	}
 }
 
 // rejectAndClose sends a core-generated error response and closes the

@@ -24,9 +24,10 @@ type Core struct {
 	log     *slog.Logger
 	started time.Time
 
-	pool *pool
-	st   *counters // nil when statistics are off
-	g    gauges
+	pool   *pool
+	st     *counters // nil when statistics are off
+	g      gauges
+	budget *Budget // max_buffered_memory, or Options.Budget
 
 	proto   string // protocol_version
 	bufPool sync.Pool
@@ -68,6 +69,15 @@ func New(o Options) (*Core, error) {
 		c.st = newCounters()
 	}
 	c.pool = newPool(o.ThreadPool, o.ThreadPoolMax, o.AcceptedQueueSize, o.AcceptedQueueTimeout)
+	c.budget = o.Budget
+	if c.budget == nil {
+		n := o.MaxBufferedMemory
+		if n == -1 {
+			n = max(DefaultBufferedMemory(), o.MaxRequestHeaderSize)
+			c.opts.MaxBufferedMemory = n
+		}
+		c.budget = NewBudget(n)
+	}
 	if err := c.initH2(); err != nil {
 		return nil, err
 	}
@@ -112,6 +122,9 @@ func (o *Options) validate() error {
 	if o.MaxRequestBodySize < 0 {
 		bad("max_request_body_size", "must be >= 0 (0: no limit), got %d", o.MaxRequestBodySize)
 	}
+	if m := o.MaxBufferedMemory; m < -1 || m > 0 && m < o.MaxRequestHeaderSize && o.Budget == nil {
+		bad("max_buffered_memory", "must be -1 (automatic), 0 (no limit) or at least max_request_header_size (%d), got %d", o.MaxRequestHeaderSize, m)
+	}
 	if o.ProtocolVersion != "HTTP/1.0" && o.ProtocolVersion != "HTTP/1.1" {
 		bad("protocol_version", "must be HTTP/1.0 or HTTP/1.1, got %q", o.ProtocolVersion)
 	}
@@ -123,6 +136,10 @@ func (o *Options) validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Budget returns the memory budget the Core charges request heads to, to
+// share it with another Core (Options.Budget) or read its figures.
+func (c *Core) Budget() *Budget { return c.budget }
 
 // track registers cn for Shutdown and Close and counts it open, in one step
 // under c.mu: a connection the core declines (it is shutting down) is never

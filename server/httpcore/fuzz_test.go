@@ -51,7 +51,7 @@ var seedHeads = []string{
 
 func parseBytes(in []byte) (*head, error) {
 	br := bufio.NewReaderSize(bytes.NewReader(in), 4096)
-	raw, err := readHead(br, nil, 8192)
+	raw, err := readHead(br, nil, 8192, nil)
 	if err != nil {
 		return nil, err
 	}

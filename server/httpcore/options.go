@@ -29,7 +29,12 @@ type Options struct {
 	ServerName           string `opt:"server_name" default:"tlsedge" group:"HTTP" help:"value of the Server response header (empty: none)"`
 	Statistics           bool   `opt:"statistics" default:"false" group:"HTTP" help:"keep request, byte and worker statistics"`
 
+	// MaxBufferedMemory bounds the request heads being read, in total across
+	// connections (see Budget); -1 means DefaultBufferedMemory().
+	MaxBufferedMemory int64 `opt:"max_buffered_memory" default:"-1" unit:"bytes" group:"Limits" help:"memory all request heads being read may hold together; past it a head waits up to 1s, then gets 503 (-1: 1/8 of physical memory, at most 1GiB; 0: no limit)"`
+
 	Handler     http.Handler `opt:"-"` // serves every request; nil answers 404
+	Budget      *Budget      `opt:"-"` // a memory budget shared with others; nil: the Core makes its own of max_buffered_memory
 	Logger      *slog.Logger `opt:"-"` // nil discards
 	BindAddress string       `opt:"-"` // the listener's address, reported as a label in Stats; "" if unknown
 
@@ -56,6 +61,7 @@ func DefaultOptions() Options {
 		WriteTimeout:         30 * time.Second,
 		MaxRequestHeaderSize: 500 << 10,
 		MaxRequestBodySize:   100 << 20,
+		MaxBufferedMemory:    -1,
 		ProtocolVersion:      "HTTP/1.1",
 		ServerName:           "tlsedge",
 	}

@@ -84,8 +84,9 @@ const maxLeadingCRLF = 4
 // readHead appends the request head to buf (reset to empty first), up to
 // and excluding the blank line. limit bounds the head including the blank
 // line. A read error after some bytes of the head is a partial request: the
-// caller turns a timeout into 408.
-func readHead(br *bufio.Reader, buf []byte, limit int64) ([]byte, error) {
+// caller turns a timeout into 408. grow, if not nil, makes every larger
+// buffer the head needs (see conn.growHead); its error ends the read.
+func readHead(br *bufio.Reader, buf []byte, limit int64, grow headGrower) ([]byte, error) {
 	buf = buf[:0]
 	var total int64
 	leading := 0
@@ -98,6 +99,12 @@ func readHead(br *bufio.Reader, buf []byte, limit int64) ([]byte, error) {
 				return buf, errLineTooLong
 			}
 			return buf, errHeadTooLarge
+		}
+		if grow != nil && len(buf)+len(frag) > cap(buf) {
+			var gerr error
+			if buf, gerr = grow.growHead(buf, len(buf)+len(frag)); gerr != nil {
+				return buf, gerr
+			}
 		}
 		switch err {
 		case nil:

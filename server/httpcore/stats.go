@@ -39,7 +39,11 @@ type Stats struct {
 	ConnectionsIdle int64 `json:"connections_idle"` // of those, waiting for a next request
 	H2Connections   int64 `json:"h2_connections"`   // of those, served as h2
 
-	StreamResets uint64 `json:"stream_resets"` // h2 streams the core reset: a write blocked for write_timeout
+	StreamResets        uint64 `json:"stream_resets"`         // h2 streams the core reset: a write blocked for write_timeout
+	BufferedMemory      int64  `json:"buffered_memory"`       // bytes charged to the memory budget now (by every Core sharing it)
+	BufferedMemoryLimit int64  `json:"buffered_memory_limit"` // the budget, max_buffered_memory, in bytes; 0: no limit
+	MemoryWaits         uint64 `json:"memory_waits"`          // request heads that had to wait for the budget
+	MemoryRejections    uint64 `json:"memory_rejections"`     // request heads refused with 503 because the budget stayed full
 
 	Rejections []Rejection   `json:"rejections"` // requests refused by the core, by status and reason, sorted
 	Workers    []WorkerStats `json:"workers"`    // one row per worker in the pool, by ID
@@ -98,6 +102,8 @@ type gauges struct {
 	connsOpen    atomic.Int64
 	connsIdle    atomic.Int64
 	h2Conns      atomic.Int64
+	memWaits     atomic.Uint64
+	memRejects   atomic.Uint64
 }
 
 func (c *counters) reject(status int, reason string) {
@@ -125,6 +131,11 @@ func (c *Core) Stats() Stats {
 		ConnectionsOpen: c.g.connsOpen.Load(),
 		ConnectionsIdle: c.g.connsIdle.Load(),
 		H2Connections:   c.g.h2Conns.Load(),
+
+		BufferedMemory:      c.budget.InUse(),
+		BufferedMemoryLimit: c.budget.Limit(),
+		MemoryWaits:         c.g.memWaits.Load(),
+		MemoryRejections:    c.g.memRejects.Load(),
 	}
 	if s.RunTime > 0 {
 		s.AcceptsPerSec = float64(s.Accepts) / s.RunTime

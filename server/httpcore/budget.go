@@ -1,0 +1,190 @@
+package httpcore
+
+import (
+	"context"
+	"errors"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A Budget bounds the bytes that requests hold in memory while the core
+// reads them, in total across connections: max_buffered_memory. Per
+// connection, max_request_header_size bounds a head; but ten thousand
+// connections each sending an unfinished head of that size would hold
+// gigabytes, and a client can keep each for request_header_timeout. With a
+// budget, every head that grows past a small free allowance (headFree)
+// charges its buffer to the budget first; past the budget it waits briefly
+// for bytes to come back and then gets a 503.
+//
+// A Budget is safe for concurrent use. One Budget may be shared by several
+// Cores (Options.Budget), and by anything else that buffers on behalf of
+// clients (h2 header blocks, buffered proxy bodies), so that together they
+// stay under one figure.
+//
+// Bytes given back in a burst (a flood of large heads ending) are returned
+// to the operating system soon after: see reclaim.
+type Budget struct {
+	limit int64 // 0: no limit, only counting
+	used  atomic.Int64
+	peak  atomic.Int64 // most bytes in use since the last reclaim
+
+	mu      sync.Mutex
+	wake    chan struct{} // closed when bytes come back; nil until someone waits
+	armed   bool          // a reclaim check is pending
+	reclaim func()        // returns freed heap to the OS: debug.FreeOSMemory
+	delay   time.Duration // reclaimDelay; shorter in tests
+}
+
+// Reclaiming: once usage has peaked at reclaimMin bytes or more, a release
+// schedules a check reclaimDelay later; if usage has fallen to half the peak
+// by then, the Budget calls debug.FreeOSMemory. Go's runtime does give freed
+// heap back by itself, but only after a garbage collection that an idle
+// server may not run for minutes, and then gradually: a flood of 1,500
+// unfinished 490 KB heads left a server at 1.4 GB of RSS for minutes after
+// the flood ended. The delay turns a burst of releases into one collection,
+// and steady traffic, whose usage never halves from a high peak, into none.
+const (
+	reclaimMin   = 32 << 20
+	reclaimDelay = time.Second
+)
+
+// DefaultBufferedMemory is what max_buffered_memory = -1 means: 1/8 of the
+// physical memory (or of a cgroup v2 memory limit, if lower), at most 1 GiB;
+// 1 GiB where the memory size is unknown. It is at least 64 MiB.
+func DefaultBufferedMemory() int64 {
+	const most, least = 1 << 30, 64 << 20
+	n := physicalMemory() / 8
+	if n <= 0 || n > most {
+		return most
+	}
+	return max(n, least)
+}
+
+// errMemory503 refuses a head the memory budget has no room for.
+var errMemory503 = reject(503, "memory_budget", "server busy, try again")
+
+// ErrBudgetExceeded is returned by Budget.Acquire when the bytes cannot be
+// had: more than the whole budget, or the context ended first.
+var ErrBudgetExceeded = errors.New("httpcore: memory budget exceeded")
+
+// NewBudget returns a Budget of limit bytes; 0 means no limit (the Budget
+// still counts, for InUse).
+func NewBudget(limit int64) *Budget {
+	return &Budget{limit: max(limit, 0), reclaim: debug.FreeOSMemory, delay: reclaimDelay}
+}
+
+// Limit is the budget in bytes; 0: no limit.
+func (b *Budget) Limit() int64 { return b.limit }
+
+// InUse is the number of bytes acquired and not yet released.
+func (b *Budget) InUse() int64 { return b.used.Load() }
+
+// TryAcquire takes n bytes if they are free now and reports whether it did.
+func (b *Budget) TryAcquire(n int64) bool {
+	if n <= 0 {
+		return true
+	}
+	for {
+		u := b.used.Load()
+		if b.limit > 0 && u+n > b.limit {
+			return false
+		}
+		if b.used.CompareAndSwap(u, u+n) {
+			for p := b.peak.Load(); u+n > p && !b.peak.CompareAndSwap(p, u+n); p = b.peak.Load() {
+			}
+			return true
+		}
+	}
+}
+
+// Acquire takes n bytes, waiting for other holders to release them until
+// ctx ends; it returns ErrBudgetExceeded (wrapping ctx's error, if any) when
+// they could not be had. n larger than the whole budget fails at once.
+func (b *Budget) Acquire(ctx context.Context, n int64) error {
+	if b.acquire(n, ctx.Done(), nil) {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return errors.Join(ErrBudgetExceeded, err)
+	}
+	return ErrBudgetExceeded
+}
+
+// AcquireTimeout takes n bytes, waiting at most d for them, and reports
+// whether it did.
+func (b *Budget) AcquireTimeout(n int64, d time.Duration) bool {
+	if b.TryAcquire(n) {
+		return true
+	}
+	if d <= 0 {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	return b.acquire(n, nil, t.C)
+}
+
+func (b *Budget) acquire(n int64, done <-chan struct{}, timeout <-chan time.Time) bool {
+	if b.limit > 0 && n > b.limit {
+		return false
+	}
+	for {
+		if b.TryAcquire(n) {
+			return true
+		}
+		b.mu.Lock()
+		if b.wake == nil {
+			b.wake = make(chan struct{})
+		}
+		wake := b.wake
+		b.mu.Unlock()
+		// A release between the failed try and taking wake would be missed:
+		// try once more now that wake is registered.
+		if b.TryAcquire(n) {
+			return true
+		}
+		select {
+		case <-wake:
+		case <-done:
+			return false
+		case <-timeout:
+			return false
+		}
+	}
+}
+
+// Release gives back n bytes acquired before.
+func (b *Budget) Release(n int64) {
+	if n <= 0 {
+		return
+	}
+	b.used.Add(-n)
+	b.mu.Lock()
+	if b.wake != nil {
+		close(b.wake)
+		b.wake = nil
+	}
+	if !b.armed && b.reclaim != nil && b.peak.Load() >= reclaimMin {
+		b.armed = true
+		time.AfterFunc(b.delay, b.maybeReclaim)
+	}
+	b.mu.Unlock()
+}
+
+// maybeReclaim returns freed heap to the OS if usage has fallen to half its
+// peak; while a flood goes on, the next release checks again.
+func (b *Budget) maybeReclaim() {
+	b.mu.Lock()
+	b.armed = false
+	u, peak := b.used.Load(), b.peak.Load()
+	if u*2 > peak {
+		b.mu.Unlock()
+		return
+	}
+	b.peak.Store(u)
+	f := b.reclaim
+	b.mu.Unlock()
+	f()
+}
