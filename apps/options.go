@@ -26,6 +26,13 @@ type Options struct {
 	// mount's root. False refuses them (404); symlinks inside the root always work.
 	DirFollowSymlinks bool `opt:"dir_follow_symlinks" default:"false" group:"Apps" help:"follow symlinks that leave a dir: mount's root"`
 
+	// MaxRanges is the most range-specs a Range header on a dir: mount may
+	// hold; a request with more gets the whole file (200), or 416 if none of
+	// them is satisfiable, as nginx's max_ranges. Overlapping and adjacent
+	// ranges are merged whatever the limit, and a multipart answer is never
+	// more than 1 KiB larger than the file. Zero means 16.
+	MaxRanges int `opt:"max_ranges" default:"16" group:"Apps" help:"most byte ranges one request to a dir: mount may ask for; more get the whole file"`
+
 	// ProxyConnectTimeout bounds dialing an upstream (and its TLS handshake);
 	// running out answers 504, a refused connection 502. Zero means 5s.
 	ProxyConnectTimeout time.Duration `opt:"proxy_connect_timeout" default:"5s" group:"Apps" help:"longest wait to connect to an upstream (then 504)"`
@@ -55,7 +62,15 @@ type Options struct {
 const (
 	defaultConnectTimeout  = 5 * time.Second
 	defaultResponseTimeout = 60 * time.Second
+	defaultMaxRanges       = 16
 )
+
+func (o *Options) maxRanges() int {
+	if o.MaxRanges > 0 {
+		return o.MaxRanges
+	}
+	return defaultMaxRanges
+}
 
 func (o *Options) connectTimeout() time.Duration {
 	if o.ProxyConnectTimeout > 0 {
@@ -76,6 +91,9 @@ func (o *Options) Validate() error {
 	var errs []error
 	if _, err := parseTrusted(o.TrustedProxies); err != nil {
 		errs = append(errs, fmt.Errorf("%w: trusted_proxies: %w", ErrBadOption, err))
+	}
+	if o.MaxRanges < 0 {
+		errs = append(errs, fmt.Errorf("%w: max_ranges: %d is negative (0 means %d)", ErrBadOption, o.MaxRanges, defaultMaxRanges))
 	}
 	if o.ProxyConnectTimeout < 0 {
 		errs = append(errs, fmt.Errorf("%w: proxy_connect_timeout: %v is negative", ErrBadOption, o.ProxyConnectTimeout))
