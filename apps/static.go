@@ -20,7 +20,9 @@ import (
 )
 
 // static serves files under one directory with http.ServeContent semantics
-// (Range, If-None-Match, If-Modified-Since, HEAD, content types).
+// (Range, If-None-Match, If-Modified-Since, HEAD, content types). Range
+// headers are normalised first (see normalizeRange), so that no Range
+// header costs more than the file itself.
 //
 // Dotfiles and dot-directories (.git, .env) are not served, except under
 // .well-known. Paths are confined twice: the URL path is refused if any segment is "..",
