@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path"
+	"strconv"
 	"strings"
 	"testing"
 	"tlsedge/policy"
@@ -84,3 +85,48 @@ func FuzzParseTrusted(f *testing.F) {
 }
 
 var netipLoopback = netip.MustParseAddr("127.0.0.1")
+
+// FuzzNormalizeRange checks the Range normaliser: whatever it serves is at
+// most maxRanges ranges inside the file, none overlapping or touching
+// another, a multipart answer no larger than the file plus multipartSlack,
+// and normalising its own output changes nothing.
+func FuzzNormalizeRange(f *testing.F) {
+	for _, s := range []string{"bytes=0-0", "bytes=0-0,0-0,0-0", "bytes=-5,3-", "bytes=5-1", "bytes=,,1-2,", "BYTES=1-2, 4-5", "bytes=99999999999999999999-", "bytes=-99999999999999999999", "bytes=0-9,10-19", "items=1-2"} {
+		f.Add(s, int64(100))
+	}
+	f.Fuzz(func(t *testing.T, header string, size int64) {
+		if size < 0 {
+			size = -size
+		}
+		const maxRanges = 4
+		ans, v := normalizeRange([]string{header}, size, "text/plain", maxRanges)
+		switch ans {
+		case rangeIgnore:
+			return
+		case rangeUnsatisfiable:
+			if v != "bytes="+strconv.FormatInt(size, 10)+"-" {
+				t.Fatalf("%q on %d: unsatisfiable as %q", header, size, v)
+			}
+			return
+		}
+		var rs []byteRange
+		for spec := range strings.SplitSeq(strings.TrimPrefix(v, "bytes="), ",") {
+			r, sat, ok := parseRangeSpec(spec, size)
+			if !ok || !sat || r.last > size-1 || strings.HasPrefix(spec, "-") {
+				t.Fatalf("%q on %d gave %q: bad spec %q", header, size, v, spec)
+			}
+			for _, o := range rs {
+				if r.first <= o.last+1 && o.first <= r.last+1 {
+					t.Fatalf("%q on %d gave %q: %q overlaps or touches another", header, size, v, spec)
+				}
+			}
+			rs = append(rs, r)
+		}
+		if len(rs) > maxRanges || (len(rs) > 1 && multipartSize(rs, size, "text/plain") > size+multipartSlack) {
+			t.Fatalf("%q on %d gave %q: too much", header, size, v)
+		}
+		if ans2, v2 := normalizeRange([]string{v}, size, "text/plain", maxRanges); ans2 != rangeServe || v2 != v {
+			t.Fatalf("%q on %d gave %q, which normalises to %q", header, size, v, v2)
+		}
+	})
+}

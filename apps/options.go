@@ -3,6 +3,8 @@ package apps
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 	"tlsedge/policy"
 )
@@ -25,6 +27,13 @@ type Options struct {
 	// mount's root. False refuses them (404); symlinks inside the root always work.
 	DirFollowSymlinks bool `opt:"dir_follow_symlinks" default:"false" group:"Apps" help:"follow symlinks that leave a dir: mount's root"`
 
+	// MaxRanges is the most range-specs a Range header on a dir: mount may
+	// hold; a request with more gets the whole file (200), or 416 if none of
+	// them is satisfiable, as nginx's max_ranges. Overlapping and adjacent
+	// ranges are merged whatever the limit, and a multipart answer is never
+	// more than 1 KiB larger than the file. Zero means 16.
+	MaxRanges int `opt:"max_ranges" default:"16" group:"Apps" help:"most byte ranges one request to a dir: mount may ask for; more get the whole file"`
+
 	// ProxyConnectTimeout bounds dialing an upstream (and its TLS handshake);
 	// running out answers 504, a refused connection 502. Zero means 5s.
 	ProxyConnectTimeout time.Duration `opt:"proxy_connect_timeout" default:"5s" group:"Apps" help:"longest wait to connect to an upstream (then 504)"`
@@ -32,6 +41,26 @@ type Options struct {
 	// ProxyResponseTimeout bounds the wait for an upstream's response head once
 	// the request is sent; the body then streams without a limit. Zero means 60s.
 	ProxyResponseTimeout time.Duration `opt:"proxy_response_timeout" default:"60s" group:"Apps" help:"longest wait for an upstream's response head (then 504)"`
+
+	// ProxyRequestBuffering makes the proxy read a request's whole body,
+	// and the core check its framing and size, before the upstream is
+	// contacted; the body then goes up with a Content-Length. A body the core
+	// refuses (400, 408, 413) never reaches the upstream, nor does a
+	// connection for it. Off, bodies stream as they arrive, and an upstream
+	// may see the start of a body that later turns out bad. The zero
+	// Options has it off; the configuration's default is on.
+	ProxyRequestBuffering bool `opt:"proxy_request_buffering" default:"true" group:"Apps" help:"read and check a request's whole body before contacting the upstream (off: stream it)"`
+
+	// ProxyRequestBufferSize is how much of a buffered request body is held
+	// in memory; a larger body goes to a temporary file under
+	// ProxyTempPath. Zero means 64 KiB.
+	ProxyRequestBufferSize int64 `opt:"proxy_request_buffer_size" default:"64KiB" unit:"bytes" group:"Apps" help:"buffered request body held in memory; more goes to a temporary file"`
+
+	// ProxyTempPath is the directory under which buffered request bodies
+	// larger than ProxyRequestBufferSize are written, each in a private
+	// (0700) directory of its own, as a 0600 file unlinked at once. Empty
+	// means the system's temporary directory ($TMPDIR or /tmp).
+	ProxyTempPath string `opt:"proxy_temp_path" default:"" group:"Apps" help:"directory for request bodies buffered on disk (empty: $TMPDIR or /tmp)"`
 
 	// ProxyProtocol sends a PROXY protocol v2 header carrying the client's
 	// address first on every upstream connection. A header speaks for a
@@ -54,7 +83,30 @@ type Options struct {
 const (
 	defaultConnectTimeout  = 5 * time.Second
 	defaultResponseTimeout = 60 * time.Second
+	defaultMaxRanges       = 16
+	defaultBufferSize      = 64 << 10
 )
+
+func (o *Options) bufferSize() int64 {
+	if o.ProxyRequestBufferSize > 0 {
+		return o.ProxyRequestBufferSize
+	}
+	return defaultBufferSize
+}
+
+func (o *Options) tempPath() string {
+	if o.ProxyTempPath != "" {
+		return o.ProxyTempPath
+	}
+	return os.TempDir()
+}
+
+func (o *Options) maxRanges() int {
+	if o.MaxRanges > 0 {
+		return o.MaxRanges
+	}
+	return defaultMaxRanges
+}
 
 func (o *Options) connectTimeout() time.Duration {
 	if o.ProxyConnectTimeout > 0 {
@@ -76,11 +128,20 @@ func (o *Options) Validate() error {
 	if _, err := policy.ParseTrust(o.TrustedProxies); err != nil {
 		errs = append(errs, fmt.Errorf("%w: %w", ErrBadOption, err))
 	}
+	if o.MaxRanges < 0 {
+		errs = append(errs, fmt.Errorf("%w: max_ranges: %d is negative (0 means %d)", ErrBadOption, o.MaxRanges, defaultMaxRanges))
+	}
 	if o.ProxyConnectTimeout < 0 {
 		errs = append(errs, fmt.Errorf("%w: proxy_connect_timeout: %v is negative", ErrBadOption, o.ProxyConnectTimeout))
 	}
 	if o.ProxyResponseTimeout < 0 {
 		errs = append(errs, fmt.Errorf("%w: proxy_response_timeout: %v is negative", ErrBadOption, o.ProxyResponseTimeout))
+	}
+	if o.ProxyRequestBufferSize < 0 {
+		errs = append(errs, fmt.Errorf("%w: proxy_request_buffer_size: %d is negative", ErrBadOption, o.ProxyRequestBufferSize))
+	}
+	if o.ProxyTempPath != "" && !filepath.IsAbs(o.ProxyTempPath) {
+		errs = append(errs, fmt.Errorf("%w: proxy_temp_path: %q is not an absolute path", ErrBadOption, o.ProxyTempPath))
 	}
 	switch o.AccessLogFormat {
 	case "", "combined", "json":

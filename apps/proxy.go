@@ -36,7 +36,9 @@ type StatusError interface {
 // proxy is a reverse proxy to one upstream, built on httputil.ReverseProxy:
 // it streams bodies both ways, handles upgrades and drops hop-by-hop headers.
 // This type adds the edge's policy: forwarding headers, identity headers,
-// timeouts and error mapping.
+// timeouts, error mapping and, with proxy_request_buffering, reading and
+// checking a request's whole body before the upstream is contacted (see
+// requestBuffer).
 type proxy struct {
 	target   string   // the mount target, for log lines
 	upstream *url.URL // scheme, host and base path requests are sent to
@@ -44,8 +46,9 @@ type proxy struct {
 	identity HeaderHook
 	tlsHook  HeaderHook
 	log      *slog.Logger
-	limit    *logLimiter // for the per-request failure lines
-	ppPools  bool        // pool upstream connections per PROXY header
+	limit    *logLimiter    // for the per-request failure lines
+	ppPools  bool           // pool upstream connections per PROXY header
+	buffer   *requestBuffer // nil: request bodies stream
 	rp       *httputil.ReverseProxy
 	tr       *http.Transport
 }
@@ -71,6 +74,13 @@ func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy,
 		log:      log,
 		limit:    newLogLimiter(5, 20),
 		ppPools:  env.Options.ProxyProtocol,
+	}
+	if env.Options.ProxyRequestBuffering {
+		dir := env.Options.tempPath()
+		if err := checkTempDir(dir); err != nil {
+			return nil, fmt.Errorf("%w: proxy_temp_path: cannot make a directory for buffered request bodies under %s: %w (set proxy_temp_path to a directory the server's user may write)", ErrBadOption, dir, err)
+		}
+		p.buffer = &requestBuffer{memLimit: env.Options.bufferSize(), dir: dir}
 	}
 	if p.identity == nil {
 		p.identity = PeerHeaders
@@ -131,6 +141,15 @@ func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy,
 }
 
 func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.buffer != nil && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		sb, err := p.buffer.read(r)
+		if err != nil {
+			p.failBuffering(w, r, err)
+			return
+		}
+		defer sb.Close()
+		r = buffered(r, sb)
+	}
 	p.rp.ServeHTTP(w, r)
 }
 
@@ -159,7 +178,7 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	p.setForwarded(pr, pe)
 	p.identity(pr.In, pr.Out.Header)
 	p.tlsHook(pr.In, pr.Out.Header)
-	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
+	if _, spooled := pr.Out.Body.(spoolReader); !spooled && pr.Out.Body != nil && pr.Out.Body != http.NoBody {
 		pr.Out.Body = &watchedBody{ReadCloser: pr.Out.Body}
 	}
 	ctx := context.WithValue(pr.Out.Context(), clientAddrKey{}, pe)
@@ -348,15 +367,7 @@ func (p *proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
 	} else if isTimeout(err) {
 		status, msg = http.StatusGatewayTimeout, "Gateway Timeout: the upstream server did not answer in time"
 	}
-	if ok, dropped := p.limit.allow(time.Now()); ok {
-		attrs := []any{"status", status, "method", r.Method, "path", r.URL.Path, "err", err}
-		if dropped > 0 {
-			attrs = append(attrs, "suppressed", dropped)
-		}
-		p.log.Log(r.Context(), level, "proxy: upstream request failed", attrs...)
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	p.answer(w, r, status, level, "proxy: upstream request failed", err)
 	if status < 500 {
 		// The request body was not read to its end; the connection cannot
 		// carry another request.
@@ -364,6 +375,43 @@ func (p *proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	w.WriteHeader(status)
 	io.WriteString(w, msg+"\n")
+}
+
+// failBuffering answers a request whose body could not be buffered: the
+// client's status (400, 408, 413...) when reading it failed, 500 when the
+// edge could not store it. Nothing has reached the upstream. Either way the
+// body was not read to its end, so the connection closes.
+func (p *proxy) failBuffering(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg, level := requestBodyStatus(err), "Bad Request: could not read the request body", slog.LevelInfo
+	switch {
+	case errors.Is(err, errSpool):
+		status, msg, level = http.StatusInternalServerError, "Internal Server Error: could not buffer the request body", slog.LevelError
+	case r.Context().Err() != nil:
+		p.log.Debug("proxy: client went away", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.WriteHeader(499)
+		return
+	case status == http.StatusRequestEntityTooLarge:
+		msg = "Request Entity Too Large"
+	}
+	p.answer(w, r, status, level, "proxy: request body refused before reaching the upstream", err)
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(status)
+	io.WriteString(w, msg+"\n")
+}
+
+// answer logs a failed request (a burst of 20, then 5 lines a second, with a
+// count of those dropped) and sets the headers of the short plain-text
+// answer.
+func (p *proxy) answer(w http.ResponseWriter, r *http.Request, status int, level slog.Level, logMsg string, err error) {
+	if ok, dropped := p.limit.allow(time.Now()); ok {
+		attrs := []any{"status", status, "method", r.Method, "path", r.URL.Path, "err", err}
+		if dropped > 0 {
+			attrs = append(attrs, "suppressed", dropped)
+		}
+		p.log.Log(r.Context(), level, logMsg, attrs...)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 }
 
 // requestBodyStatus maps a request-body read error to the status the client

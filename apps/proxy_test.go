@@ -525,60 +525,62 @@ func TestProxyErrors(t *testing.T) {
 		name     string
 		upstream string
 		wrap     func(http.Handler) http.Handler
-		body     io.Reader
+		body     string // none if empty
 		want     int
 		logWant  string
 	}{
-		{"refused", closed, nil, nil, 502, "status=502"},
-		{"response timeout", slow, nil, nil, 504, "status=504"},
+		{"refused", closed, nil, "", 502, "status=502"},
+		{"response timeout", slow, nil, "", 504, "status=504"},
 		{"body over MaxBytesReader", drain, func(h http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				r.Body = http.MaxBytesReader(w, r.Body, 1000)
 				h.ServeHTTP(w, r)
 			})
-		}, strings.NewReader(strings.Repeat("a", 100000)), 413, "status=413"},
+		}, strings.Repeat("a", 100000), 413, "status=413"},
 		{"body with a core status", drain, func(h http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				r.Body = io.NopCloser(io.MultiReader(strings.NewReader("abc"), errReader{statusErr(408)}))
 				h.ServeHTTP(w, r)
 			})
-		}, strings.NewReader("abc"), 408, "status=408"},
+		}, "abc", 408, "status=408"},
 		{"body broken", drain, func(h http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				r.Body = io.NopCloser(io.MultiReader(strings.NewReader("abc"), errReader{io.ErrUnexpectedEOF}))
 				h.ServeHTTP(w, r)
 			})
-		}, strings.NewReader("abc"), 400, "status=400"},
+		}, "abc", 400, "status=400"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			log, lb := testLogger(t)
-			var h http.Handler = mustNew(t, tt.upstream, Env{Logger: log, Options: Options{ProxyResponseTimeout: 300 * time.Millisecond}})
-			if tt.wrap != nil {
-				h = tt.wrap(h)
-			}
-			front := serveTCP(t, h)
-			method := "GET"
-			if tt.body != nil {
-				method = "POST"
-			}
-			req, _ := http.NewRequest(method, front+"/p", tt.body)
-			resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tt.want {
-				t.Errorf("status %d (%q), want %d", resp.StatusCode, b, tt.want)
-			}
-			if len(b) == 0 || len(b) > 100 || strings.Contains(string(b), "127.0.0.1") {
-				t.Errorf("body %q: want a short text that does not reveal the upstream", b)
-			}
-			if l := lb.String(); !strings.Contains(l, tt.logWant) || !strings.Contains(l, "upstream="+tt.upstream) {
-				t.Errorf("log %q: want %q and the upstream", l, tt.logWant)
-			}
-		})
+		for _, buffering := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/buffering=%v", tt.name, buffering), func(t *testing.T) {
+				log, lb := testLogger(t)
+				var h http.Handler = mustNew(t, tt.upstream, Env{Logger: log, Options: Options{ProxyResponseTimeout: 300 * time.Millisecond, ProxyRequestBuffering: buffering}})
+				if tt.wrap != nil {
+					h = tt.wrap(h)
+				}
+				front := serveTCP(t, h)
+				method, body := "GET", io.Reader(nil)
+				if tt.body != "" {
+					method, body = "POST", strings.NewReader(tt.body)
+				}
+				req, _ := http.NewRequest(method, front+"/p", body)
+				resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tt.want {
+					t.Errorf("status %d (%q), want %d", resp.StatusCode, b, tt.want)
+				}
+				if len(b) == 0 || len(b) > 100 || strings.Contains(string(b), "127.0.0.1") {
+					t.Errorf("body %q: want a short text that does not reveal the upstream", b)
+				}
+				if l := lb.String(); !strings.Contains(l, tt.logWant) || !strings.Contains(l, "upstream="+tt.upstream) {
+					t.Errorf("log %q: want %q and the upstream", l, tt.logWant)
+				}
+			})
+		}
 	}
 }
 

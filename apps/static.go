@@ -20,7 +20,9 @@ import (
 )
 
 // static serves files under one directory with http.ServeContent semantics
-// (Range, If-None-Match, If-Modified-Since, HEAD, content types).
+// (Range, If-None-Match, If-Modified-Since, HEAD, content types). Range
+// headers are normalised first (see normalizeRange), so that no Range
+// header costs more than the file itself.
 //
 // Dotfiles and dot-directories (.git, .env) are not served, except under
 // .well-known. Paths are confined twice: the URL path is refused if any segment is "..",
@@ -32,6 +34,7 @@ type static struct {
 	dir         string
 	root        *os.Root // nil when following symlinks out of the root
 	listing     bool
+	maxRanges   int
 	log         *slog.Logger
 	indexName   string
 	precompress []encoding
@@ -54,6 +57,7 @@ func newStatic(dir string, env Env) (*static, error) {
 	s := &static{
 		dir:         dir,
 		listing:     env.Options.DirListing,
+		maxRanges:   env.Options.maxRanges(),
 		log:         env.logger().With("dir", dir),
 		indexName:   "index.html",
 		precompress: []encoding{{"br", ".br"}, {"gzip", ".gz"}},
@@ -282,7 +286,28 @@ func (s *static) serveFile(w http.ResponseWriter, r *http.Request, rel string, f
 		etag += "-" + enc
 	}
 	h.Set("ETag", etag+`"`)
+	if rh := r.Header.Values("Range"); len(rh) > 0 {
+		r = s.normalizeRange(r, rh, info.Size(), h.Get("Content-Type"))
+	}
 	http.ServeContent(w, r, rel, info.ModTime(), body)
+}
+
+// normalizeRange returns r with its Range header replaced by what
+// normalizeRange (the function) makes of it for a representation of size
+// bytes: removed when the whole file is the answer, else absolute and
+// coalesced ranges. ServeContent then applies If-Range and the other
+// preconditions to that as it would to the client's own header.
+func (s *static) normalizeRange(r *http.Request, values []string, size int64, ctype string) *http.Request {
+	ans, v := normalizeRange(values, size, ctype, s.maxRanges)
+	r2 := new(http.Request)
+	*r2 = *r
+	r2.Header = r.Header.Clone()
+	if ans == rangeIgnore {
+		r2.Header.Del("Range")
+	} else {
+		r2.Header.Set("Range", v)
+	}
+	return r2
 }
 
 // acceptsEncoding reports whether Accept-Encoding values allow coding with a
