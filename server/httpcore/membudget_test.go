@@ -268,4 +268,3 @@ func TestMaxBufferedMemoryOption(t *testing.T) {
 		t.Error("Options.Budget is not shared")
 	}
 }
-
