@@ -84,14 +84,14 @@ func TestHeadMemoryBudgetFlood(t *testing.T) {
 	grew := int64(ms.HeapInuse) - int64(base)
 	st := ts.core.Stats()
 	t.Logf("during the flood: heap in use grew by %d KiB (budget %d KiB); budget in use %d KiB, peak %d KiB; %d waits, %d refused",
-		grew>>10, budget>>10, st.BufferedMemory>>10, ts.core.budget.peak.Load()>>10, st.MemoryWaits, st.MemoryRejections)
+		grew>>10, budget>>10, st.BufferedMemory>>10, ts.core.budget.peakBytes()>>10, st.MemoryWaits, st.MemoryRejections)
 	if !settled {
 		t.Logf("only %d heads refused so far", st.MemoryRejections)
 	}
 	if grew > budget+4<<20 {
 		t.Errorf("heap in use grew by %d KiB during the flood, want at most the budget (%d KiB) + 4 MiB", grew>>10, budget>>10)
 	}
-	if p := ts.core.budget.peak.Load(); p > budget || st.BufferedMemoryLimit != budget {
+	if p := ts.core.budget.peakBytes(); p > budget || st.BufferedMemoryLimit != budget {
 		t.Errorf("budget peaked at %d bytes, limit reported %d, want both at most %d", p, st.BufferedMemoryLimit, budget)
 	}
 
@@ -199,7 +199,21 @@ func TestBudget(t *testing.T) {
 	if !<-got || b.InUse() != 50 {
 		t.Fatalf("a waiter was not woken by a release (in use %d)", b.InUse())
 	}
+	// Waiters are served first come, first served: while one waits for 60,
+	// a smaller request that would fit does not overtake it.
+	first := make(chan bool)
+	go func() { first <- b.AcquireTimeout(60, 5*time.Second) }()
+	if !within(time.Second, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == 1 }) {
+		t.Fatal("the waiter never queued")
+	}
+	if b.TryAcquire(10) {
+		t.Fatal("TryAcquire overtook a waiter")
+	}
 	b.Release(50)
+	if !<-first || b.InUse() != 60 {
+		t.Fatalf("the first waiter was not served (in use %d)", b.InUse())
+	}
+	b.Release(60)
 	if u := NewBudget(0); !u.TryAcquire(1<<40) || u.InUse() != 1<<40 || u.Limit() != 0 {
 		t.Fatal("an unlimited budget refused or did not count")
 	}
@@ -362,4 +376,11 @@ func TestH2HeaderBlockLimits(t *testing.T) {
 			return
 		}
 	}
+}
+
+// peakBytes is the most bytes in use since the last reclaim.
+func (b *Budget) peakBytes() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.peak
 }
