@@ -24,17 +24,24 @@ import (
 // stay under one figure.
 //
 // Bytes given back in a burst (a flood of large heads ending) are returned
-// to the operating system soon after: see reclaim.
+// to the operating system soon after: see reclaimMin.
 type Budget struct {
-	limit int64 // 0: no limit, only counting
-	used  atomic.Int64
-	peak  atomic.Int64 // most bytes in use since the last reclaim
+	limit int64        // 0: no limit, only counting
+	used  atomic.Int64 // written under mu; read without it by InUse
 
 	mu      sync.Mutex
-	wake    chan struct{} // closed when bytes come back; nil until someone waits
-	armed   bool          // a reclaim check is pending
-	reclaim func()        // returns freed heap to the OS: debug.FreeOSMemory
-	delay   time.Duration // reclaimDelay; shorter in tests
+	waiters []*budgetWaiter // first come, first served
+	peak    int64           // most bytes in use since the last reclaim
+	armed   bool            // a reclaim check is pending
+	reclaim func()          // returns freed heap to the OS: debug.FreeOSMemory
+	delay   time.Duration   // reclaimDelay; shorter in tests
+}
+
+// budgetWaiter is an Acquire waiting for n bytes; ready is closed when they
+// have been taken for it.
+type budgetWaiter struct {
+	n     int64
+	ready chan struct{}
 }
 
 // Reclaiming: once usage has peaked at reclaimMin bytes or more, a release
@@ -81,27 +88,25 @@ func (b *Budget) Limit() int64 { return b.limit }
 // InUse is the number of bytes acquired and not yet released.
 func (b *Budget) InUse() int64 { return b.used.Load() }
 
-// TryAcquire takes n bytes if they are free now and reports whether it did.
+// TryAcquire takes n bytes if they are free now and nobody is waiting
+// for bytes, and reports whether it did.
 func (b *Budget) TryAcquire(n int64) bool {
 	if n <= 0 {
 		return true
 	}
-	for {
-		u := b.used.Load()
-		if b.limit > 0 && u+n > b.limit {
-			return false
-		}
-		if b.used.CompareAndSwap(u, u+n) {
-			for p := b.peak.Load(); u+n > p && !b.peak.CompareAndSwap(p, u+n); p = b.peak.Load() {
-			}
-			return true
-		}
+	b.mu.Lock()
+	ok := len(b.waiters) == 0 && b.fitsLocked(n)
+	if ok {
+		b.takeLocked(n)
 	}
+	b.mu.Unlock()
+	return ok
 }
 
 // Acquire takes n bytes, waiting for other holders to release them until
-// ctx ends; it returns ErrBudgetExceeded (wrapping ctx's error, if any) when
-// they could not be had. n larger than the whole budget fails at once.
+// ctx ends; it returns ErrBudgetExceeded (joined with ctx's error, if any)
+// when they could not be had. n larger than the whole budget fails at once.
+// Waiters are served in order of arrival.
 func (b *Budget) Acquire(ctx context.Context, n int64) error {
 	if b.acquire(n, ctx.Done(), nil) {
 		return nil
@@ -127,31 +132,64 @@ func (b *Budget) AcquireTimeout(n int64, d time.Duration) bool {
 }
 
 func (b *Budget) acquire(n int64, done <-chan struct{}, timeout <-chan time.Time) bool {
+	if n <= 0 {
+		return true
+	}
+	b.mu.Lock()
 	if b.limit > 0 && n > b.limit {
+		b.mu.Unlock()
 		return false
 	}
-	for {
-		if b.TryAcquire(n) {
-			return true
-		}
-		b.mu.Lock()
-		if b.wake == nil {
-			b.wake = make(chan struct{})
-		}
-		wake := b.wake
+	if len(b.waiters) == 0 && b.fitsLocked(n) {
+		b.takeLocked(n)
 		b.mu.Unlock()
-		// A release between the failed try and taking wake would be missed:
-		// try once more now that wake is registered.
-		if b.TryAcquire(n) {
-			return true
+		return true
+	}
+	w := &budgetWaiter{n: n, ready: make(chan struct{})}
+	b.waiters = append(b.waiters, w)
+	b.mu.Unlock()
+	select {
+	case <-w.ready:
+		return true
+	case <-done:
+	case <-timeout:
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case <-w.ready: // granted as the wait ended
+		return true
+	default:
+	}
+	for i, x := range b.waiters {
+		if x == w {
+			b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
+			if i == 0 {
+				b.grantLocked() // the ones behind may fit
+			}
+			break
 		}
-		select {
-		case <-wake:
-		case <-done:
-			return false
-		case <-timeout:
-			return false
-		}
+	}
+	return false
+}
+
+func (b *Budget) fitsLocked(n int64) bool {
+	return b.limit == 0 || b.used.Load()+n <= b.limit
+}
+
+func (b *Budget) takeLocked(n int64) {
+	u := b.used.Add(n)
+	b.peak = max(b.peak, u)
+}
+
+// grantLocked serves the waiters, in order, that fit now.
+func (b *Budget) grantLocked() {
+	for len(b.waiters) > 0 && b.fitsLocked(b.waiters[0].n) {
+		w := b.waiters[0]
+		b.waiters[0] = nil
+		b.waiters = b.waiters[1:]
+		b.takeLocked(w.n)
+		close(w.ready)
 	}
 }
 
@@ -160,13 +198,10 @@ func (b *Budget) Release(n int64) {
 	if n <= 0 {
 		return
 	}
-	b.used.Add(-n)
 	b.mu.Lock()
-	if b.wake != nil {
-		close(b.wake)
-		b.wake = nil
-	}
-	if !b.armed && b.reclaim != nil && b.peak.Load() >= reclaimMin {
+	b.used.Add(-n)
+	b.grantLocked()
+	if !b.armed && b.reclaim != nil && b.peak >= reclaimMin {
 		b.armed = true
 		time.AfterFunc(b.delay, b.maybeReclaim)
 	}
@@ -178,12 +213,12 @@ func (b *Budget) Release(n int64) {
 func (b *Budget) maybeReclaim() {
 	b.mu.Lock()
 	b.armed = false
-	u, peak := b.used.Load(), b.peak.Load()
-	if u*2 > peak {
+	u := b.used.Load()
+	if u*2 > b.peak {
 		b.mu.Unlock()
 		return
 	}
-	b.peak.Store(u)
+	b.peak = u
 	f := b.reclaim
 	b.mu.Unlock()
 	f()

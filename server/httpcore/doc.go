@@ -21,6 +21,11 @@
 // then answers 503) and runs the handler on the same goroutine. Workers are
 // slots rather than goroutines so that admission costs no hand-off.
 //
+// A head larger than 8 KiB is charged to the Core's memory budget
+// (max_buffered_memory, see Budget) while it is read and until its exchange
+// ends, so that request heads are bounded in total and not only per
+// connection; past the budget a head waits up to a second, then gets 503.
+//
 // Parsing follows RFC 9110/9112 strictly, because an edge that parses
 // differently from the servers behind it is a request-smuggling hole: every
 // request it refuses gets a status, a short text/plain body, Connection:

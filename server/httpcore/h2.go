@@ -69,6 +69,12 @@ func (c *Core) initH2() error {
 		ReadIdleTimeout:      c.opts.SocketTimeout,
 		PingTimeout:          c.opts.SocketTimeout,
 	}
+	// Head memory per connection: MaxHeaderBytes above is announced (plus
+	// 320) as MAX_HEADER_LIST_SIZE and enforced with 431; the HPACK table
+	// stays at the default 4 KiB. Frames are read whole into a buffer the
+	// connection keeps, so x/net's default 1 MiB frame size would let one
+	// large frame pin 1 MiB per connection: 16 KiB is the protocol's default.
+	c.h2srv.MaxReadFrameSize = 16 << 10
 	if err := http2.ConfigureServer(c.h2base, c.h2srv); err != nil {
 		return fmt.Errorf("httpcore: configuring h2: %w", err)
 	}

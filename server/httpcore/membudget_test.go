@@ -2,7 +2,9 @@ package httpcore
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -13,6 +15,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // A flood of unfinished large heads is bounded in total by
@@ -79,14 +84,14 @@ func TestHeadMemoryBudgetFlood(t *testing.T) {
 	grew := int64(ms.HeapInuse) - int64(base)
 	st := ts.core.Stats()
 	t.Logf("during the flood: heap in use grew by %d KiB (budget %d KiB); budget in use %d KiB, peak %d KiB; %d waits, %d refused",
-		grew>>10, budget>>10, st.BufferedMemory>>10, ts.core.budget.peak.Load()>>10, st.MemoryWaits, st.MemoryRejections)
+		grew>>10, budget>>10, st.BufferedMemory>>10, ts.core.budget.peakBytes()>>10, st.MemoryWaits, st.MemoryRejections)
 	if !settled {
 		t.Logf("only %d heads refused so far", st.MemoryRejections)
 	}
 	if grew > budget+4<<20 {
 		t.Errorf("heap in use grew by %d KiB during the flood, want at most the budget (%d KiB) + 4 MiB", grew>>10, budget>>10)
 	}
-	if p := ts.core.budget.peak.Load(); p > budget || st.BufferedMemoryLimit != budget {
+	if p := ts.core.budget.peakBytes(); p > budget || st.BufferedMemoryLimit != budget {
 		t.Errorf("budget peaked at %d bytes, limit reported %d, want both at most %d", p, st.BufferedMemoryLimit, budget)
 	}
 
@@ -194,7 +199,21 @@ func TestBudget(t *testing.T) {
 	if !<-got || b.InUse() != 50 {
 		t.Fatalf("a waiter was not woken by a release (in use %d)", b.InUse())
 	}
+	// Waiters are served first come, first served: while one waits for 60,
+	// a smaller request that would fit does not overtake it.
+	first := make(chan bool)
+	go func() { first <- b.AcquireTimeout(60, 5*time.Second) }()
+	if !within(time.Second, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == 1 }) {
+		t.Fatal("the waiter never queued")
+	}
+	if b.TryAcquire(10) {
+		t.Fatal("TryAcquire overtook a waiter")
+	}
 	b.Release(50)
+	if !<-first || b.InUse() != 60 {
+		t.Fatalf("the first waiter was not served (in use %d)", b.InUse())
+	}
+	b.Release(60)
 	if u := NewBudget(0); !u.TryAcquire(1<<40) || u.InUse() != 1<<40 || u.Limit() != 0 {
 		t.Fatal("an unlimited budget refused or did not count")
 	}
@@ -267,4 +286,90 @@ func TestMaxBufferedMemoryOption(t *testing.T) {
 	if c1.Budget() != shared || c2.Budget() != shared {
 		t.Error("Options.Budget is not shared")
 	}
+}
+
+
+// What one h2 connection may hold for a request head is bounded as well: the
+// server announces max_request_header_size (plus x/net's allowance of 32
+// bytes for each of 10 fields) as MAX_HEADER_LIST_SIZE and enforces it with
+// a 431, keeps the HPACK table at the protocol's 4 KiB, and reads frames of
+// at most 16 KiB: x/net's default of 1 MiB let every connection keep a
+// 1 MiB read buffer after a single large frame.
+func TestH2HeaderBlockLimits(t *testing.T) {
+	const maxHead = 64 << 10
+	c := newCore(t, http.NotFoundHandler(), func(o *Options) { o.MaxRequestHeaderSize = maxHead })
+	addr, client := startTLS(t, c)
+	cfg := client.Transport.(*http.Transport).TLSClientConfig.Clone()
+	cfg.NextProtos = []string{"h2"}
+	cfg.ServerName = "127.0.0.1"
+	tc, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(tc, http2.ClientPreface)
+	fr := http2.NewFramer(tc, tc)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	fr.WriteSettings()
+
+	f, err := fr.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf, ok := f.(*http2.SettingsFrame)
+	if !ok {
+		t.Fatalf("first frame %v, want SETTINGS", f)
+	}
+	for _, want := range []http2.Setting{
+		{ID: http2.SettingMaxHeaderListSize, Val: maxHead + 320},
+		{ID: http2.SettingHeaderTableSize, Val: 4096},
+		{ID: http2.SettingMaxFrameSize, Val: 16 << 10},
+	} {
+		if got, ok := sf.Value(want.ID); !ok || got != want.Val {
+			t.Errorf("server SETTINGS %v = %d (sent: %v), want %d", want.ID, got, ok, want.Val)
+		}
+	}
+
+	// A header block over the limit, in frames of 16 KiB, gets 431.
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "127.0.0.1"}, {":path", "/"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	for i := range 8 {
+		enc.WriteField(hpack.HeaderField{Name: "x-pad" + itoa(i), Value: strings.Repeat("p", 10<<10), Sensitive: true})
+	}
+	block := hb.Bytes()
+	const frame = 16 << 10
+	first := block[:frame]
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: first, EndStream: true}); err != nil {
+		t.Fatal(err)
+	}
+	for rest := block[frame:]; len(rest) > 0; {
+		n := min(len(rest), frame)
+		if err := fr.WriteContinuation(1, n == len(rest), rest[:n]); err != nil {
+			t.Fatal(err)
+		}
+		rest = rest[n:]
+	}
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no answer to an oversized header block: %v", err)
+		}
+		if mh, ok := f.(*http2.MetaHeadersFrame); ok && mh.StreamID == 1 {
+			if st := mh.PseudoValue("status"); st != "431" {
+				t.Errorf("oversized header block got status %s, want 431", st)
+			}
+			return
+		}
+	}
+}
+
+// peakBytes is the most bytes in use since the last reclaim.
+func (b *Budget) peakBytes() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.peak
 }
