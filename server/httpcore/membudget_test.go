@@ -288,7 +288,6 @@ func TestMaxBufferedMemoryOption(t *testing.T) {
 	}
 }
 
-
 // What one h2 connection may hold for a request head is bounded as well: the
 // server announces max_request_header_size (plus x/net's allowance of 32
 // bytes for each of 10 fields) as MAX_HEADER_LIST_SIZE and enforces it with
