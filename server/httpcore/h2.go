@@ -422,11 +422,27 @@ func (w *h2Writer) Write(p []byte) (int, error) {
 	if !w.started && (w.dropped || !w.start()) {
 		return len(p), nil
 	}
-	w.writes.Add(1)
-	n, err := w.ResponseWriter.Write(p)
-	w.writes.Add(1)
-	return n, err
+	// A large write is handed over in pieces, each counted, so that the
+	// stream's keeper sees progress: write_timeout bounds a write that
+	// cannot move, not one that takes long because it is large.
+	var n int
+	for len(p) > 0 {
+		chunk := p[:min(len(p), h2WriteChunk)]
+		w.writes.Add(1)
+		m, err := w.ResponseWriter.Write(chunk)
+		w.writes.Add(1)
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[m:]
+	}
+	return n, nil
 }
+
+// h2WriteChunk is the most a handler's write hands to http2 at once: one
+// frame of the protocol's default size.
+const h2WriteChunk = 16 << 10
 
 func (w *h2Writer) Flush() {
 	if !w.started && !w.dropped {
