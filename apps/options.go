@@ -2,7 +2,6 @@ package apps
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"time"
@@ -126,27 +125,27 @@ func (o *Options) responseTimeout() time.Duration {
 func (o *Options) Validate() error {
 	var errs []error
 	if _, err := policy.ParseTrust(o.TrustedProxies); err != nil {
-		errs = append(errs, fmt.Errorf("%w: %w", ErrBadOption, err))
+		errs = append(errs, err)
 	}
 	if o.MaxRanges < 0 {
-		errs = append(errs, fmt.Errorf("%w: max_ranges: %d is negative (0 means %d)", ErrBadOption, o.MaxRanges, defaultMaxRanges))
+		errs = append(errs, badOption("max_ranges", "%d is negative (0 means %d)", o.MaxRanges, defaultMaxRanges))
 	}
 	if o.ProxyConnectTimeout < 0 {
-		errs = append(errs, fmt.Errorf("%w: proxy_connect_timeout: %v is negative", ErrBadOption, o.ProxyConnectTimeout))
+		errs = append(errs, badOption("proxy_connect_timeout", "%v is negative", o.ProxyConnectTimeout))
 	}
 	if o.ProxyResponseTimeout < 0 {
-		errs = append(errs, fmt.Errorf("%w: proxy_response_timeout: %v is negative", ErrBadOption, o.ProxyResponseTimeout))
+		errs = append(errs, badOption("proxy_response_timeout", "%v is negative", o.ProxyResponseTimeout))
 	}
 	if o.ProxyRequestBufferSize < 0 {
-		errs = append(errs, fmt.Errorf("%w: proxy_request_buffer_size: %d is negative", ErrBadOption, o.ProxyRequestBufferSize))
+		errs = append(errs, badOption("proxy_request_buffer_size", "%d is negative", o.ProxyRequestBufferSize))
 	}
 	if o.ProxyTempPath != "" && !filepath.IsAbs(o.ProxyTempPath) {
-		errs = append(errs, fmt.Errorf("%w: proxy_temp_path: %q is not an absolute path", ErrBadOption, o.ProxyTempPath))
+		errs = append(errs, badOption("proxy_temp_path", "%q is not an absolute path", o.ProxyTempPath))
 	}
 	switch o.AccessLogFormat {
 	case "", "combined", "json":
 	default:
-		errs = append(errs, fmt.Errorf("%w: access_log_format: %q is not combined or json", ErrBadOption, o.AccessLogFormat))
+		errs = append(errs, badOption("access_log_format", "%q is not combined or json", o.AccessLogFormat))
 	}
 	return errors.Join(errs...)
 }

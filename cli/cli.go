@@ -58,6 +58,17 @@ type Options struct {
 	Process Process
 	Main    server.Config
 	Extras  []server.Config // server.NAME.* servers, sorted by name
+
+	where config.Where // where each key was set; nil when built in Go
+}
+
+// Locate gives each option error in err the place its key was set: the
+// flag, or the config file and line.
+func (o *Options) Locate(err error) error {
+	if o.where == nil {
+		return err
+	}
+	return config.Locate(err, o.where)
 }
 
 // errHelp is returned when --help was asked for and printed.
@@ -107,6 +118,7 @@ func Load(args []string, usage io.Writer) (*Options, error) {
 	if err := o.Process.validate(); err != nil {
 		return nil, err
 	}
+	o.where = whereSet(fs, fc)
 	if fc != nil {
 		var errs []error
 		for _, name := range fc.ExtraNames() {
@@ -134,11 +146,11 @@ func applyProcess(t *config.Table, path string, entries []config.Entry) error {
 			if s := config.Suggest(key, names); s != "" {
 				msg = "unknown option; did you mean engine." + s + "?"
 			}
-			errs = append(errs, &config.Error{Path: path, Line: e.Line, Key: e.Key, Msg: msg})
+			errs = append(errs, &config.Error{Path: path, Line: e.Line, Key: e.Key, Msg: msg, Err: config.ErrUnknownOption})
 			continue
 		}
 		if err := f.SetValue(e.Value); err != nil {
-			errs = append(errs, &config.Error{Path: path, Line: e.Line, Key: e.Key, Msg: err.Error()})
+			errs = append(errs, &config.Error{Path: path, Line: e.Line, Key: e.Key, Msg: err.Error(), Err: config.ErrBadValue})
 		}
 	}
 	return errors.Join(errs...)
@@ -178,13 +190,43 @@ func (o *Options) Servers() []server.Config {
 	return append([]server.Config{o.Main}, o.Extras...)
 }
 
-// Validate checks every server's config.
+// Validate checks every server's config; each error names its flag, or its
+// file, line and key.
 func (o *Options) Validate() error {
 	var errs []error
 	for _, c := range o.Servers() {
 		errs = append(errs, c.Validate())
 	}
-	return errors.Join(errs...)
+	return o.Locate(errors.Join(errs...))
+}
+
+// whereSet finds where a key was set: a flag wins over the file, and an
+// extra server (server.NAME.KEY) inherits what it does not set from the
+// main server.
+func whereSet(fs *pflag.FlagSet, fc *server.FileConfig) config.Where {
+	return func(key string) (string, int, bool) {
+		if rest, ok := strings.CutPrefix(key, "server."); ok && fc != nil {
+			if name, _, ok := strings.Cut(rest, "."); ok {
+				for _, e := range fc.Extras[name] {
+					if e.Key == key {
+						return fc.Path, e.Line, true
+					}
+				}
+			}
+			key = rest[strings.Index(rest, ".")+1:]
+		}
+		if f := fs.Lookup(strings.ReplaceAll(key, "_", "-")); f != nil && f.Changed {
+			return "--" + f.Name, 0, true
+		}
+		if fc != nil {
+			for _, e := range fc.Main {
+				if e.Key == "server."+key {
+					return fc.Path, e.Line, true
+				}
+			}
+		}
+		return "", 0, false
+	}
 }
 
 // Main runs the command in args and returns the process exit status.

@@ -82,7 +82,7 @@ func buildEngine(o *Options, log *slog.Logger, logs *accessLogs) (*edge, error) 
 			return nil, err
 		}
 		if s, err = server.New(c); err != nil {
-			return nil, err
+			return nil, o.Locate(err)
 		}
 		e.Subscribe(s)
 	}

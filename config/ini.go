@@ -45,12 +45,16 @@ type File struct {
 	Entries []Entry
 }
 
-// Error is a problem at a place in a config file.
+// Error is a problem with an option: its key, and where it was set (a file
+// and line, or a flag) once the loader has located it. Err is the kind of
+// problem, ErrUnknownOption or ErrBadValue (or a syntax error in a file),
+// so that callers can use errors.Is.
 type Error struct {
-	Path string
-	Line int
+	Path string // the config file, or "--flag-name" for a flag; "" until located
+	Line int    // the line in Path; 0 for a flag or when unknown
 	Key  string // may be empty
 	Msg  string
+	Err  error // ErrUnknownOption, ErrBadValue, or nil for a syntax error
 }
 
 func (e *Error) Error() string {
@@ -58,11 +62,19 @@ func (e *Error) Error() string {
 	if e.Line > 0 {
 		loc = fmt.Sprintf("%s:%d", e.Path, e.Line)
 	}
-	if e.Key != "" {
+	switch {
+	case loc == "" && e.Key != "":
+		return fmt.Sprintf("%s: %s", e.Key, e.Msg)
+	case loc == "":
+		return e.Msg
+	case e.Key != "" && !strings.HasPrefix(e.Path, "--"):
 		return fmt.Sprintf("%s: %s: %s", loc, e.Key, e.Msg)
 	}
 	return fmt.Sprintf("%s: %s", loc, e.Msg)
 }
+
+// Unwrap returns the kind of problem.
+func (e *Error) Unwrap() error { return e.Err }
 
 // MaxFileSize bounds what ReadFile reads: a config file is small, and a
 // mistaken path to a large file should fail fast rather than fill memory.

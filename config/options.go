@@ -29,9 +29,29 @@ type Field struct {
 // Flag is the option's command-line name.
 func (f *Field) Flag() string { return strings.ReplaceAll(f.Name, "_", "-") }
 
+// ListValue is a list option parsed into a typed value when it is set
+// (an allow-list, a set of curves): SetList parses and checks every item,
+// so a bad one is an error at load, naming the option; List gives the items
+// back as written.
+type ListValue interface {
+	SetList(items []string) error
+	List() []string
+}
+
+var listValueType = reflect.TypeFor[ListValue]()
+
 // IsList reports whether the option takes a list of values.
 func (f *Field) IsList() bool {
-	return f.v.Kind() == reflect.Slice && f.v.Type().Elem().Kind() == reflect.String
+	return f.v.Kind() == reflect.Slice && f.v.Type().Elem().Kind() == reflect.String ||
+		f.v.Addr().Type().Implements(listValueType)
+}
+
+// list returns the items a list option holds now.
+func (f *Field) list() []string {
+	if lv, ok := f.v.Addr().Interface().(ListValue); ok {
+		return lv.List()
+	}
+	return f.v.Interface().([]string)
 }
 
 // IsBool reports whether the option is a switch.
@@ -85,7 +105,7 @@ func walk(v reflect.Value, out *[]*Field) {
 }
 
 func (f *Field) check() error {
-	if f.v.Addr().Type().Implements(unmarshalType) {
+	if f.v.Addr().Type().Implements(unmarshalType) || f.v.Addr().Type().Implements(listValueType) {
 		return nil
 	}
 	switch f.v.Kind() {
@@ -119,7 +139,7 @@ func (f *Field) Set(s string) error {
 	if f.IsList() {
 		items := SplitList(s)
 		if f.setOnce {
-			items = append(f.v.Interface().([]string), items...)
+			items = append(f.list(), items...)
 		}
 		f.setOnce = true
 		return f.SetList(items)
@@ -131,6 +151,9 @@ func (f *Field) Set(s string) error {
 func (f *Field) SetList(items []string) error {
 	if !f.IsList() {
 		return fmt.Errorf("takes one value, not a list")
+	}
+	if lv, ok := f.v.Addr().Interface().(ListValue); ok {
+		return lv.SetList(append([]string{}, items...))
 	}
 	f.v.Set(reflect.ValueOf(append([]string{}, items...)))
 	return nil
@@ -147,7 +170,7 @@ func (f *Field) SetValue(v Value) error {
 	case f.IsList():
 		return f.SetList(SplitList(v.Text))
 	case f.IsBool() && v.Kind != Bool:
-		return fmt.Errorf("%s is not a switch value: use True or False", v.Text)
+		return fmt.Errorf("%s is not a switch value: use True or False%s", v.Text, SuggestValue(v.Text, []string{"True", "False"}))
 	}
 	return f.set(v.Text)
 }
@@ -185,7 +208,7 @@ func (f *Field) set(s string) error {
 	case f.v.Kind() == reflect.Bool:
 		b, err := strconv.ParseBool(s)
 		if err != nil {
-			return fmt.Errorf("%q is not true or false", s)
+			return fmt.Errorf("%q is not true or false%s", s, SuggestValue(s, []string{"true", "false"}))
 		}
 		f.v.SetBool(b)
 	case f.v.Kind() == reflect.Int64 && f.Unit == "bytes":
@@ -223,7 +246,7 @@ func (f *Field) String() string {
 	case f.v.Type() == fileModeType:
 		return fmt.Sprintf("%04o", f.v.Uint())
 	case f.IsList():
-		return strings.Join(f.v.Interface().([]string), ",")
+		return strings.Join(f.list(), ",")
 	case f.Unit == "bytes":
 		return FormatSize(f.v.Int())
 	}

@@ -9,7 +9,7 @@ import (
 )
 
 // ErrCipherString is wrapped by every error from ParseCipherString.
-var ErrCipherString = errors.New("ssl_ciphers")
+var ErrCipherString = errors.New("bad cipher string")
 
 // suite is what the cipher-string language can say about one of Go's TLS 1.0-1.2
 // cipher suites. TLS 1.3 suites are not configurable in Go (all three are always

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"tlsedge/config"
 )
 
 // ClientAuth is the ssl_client_auth mode. The zero value is ClientAuthNone.
@@ -47,7 +48,7 @@ func (c *ClientAuth) UnmarshalText(b []byte) error {
 	}
 	i := slices.Index(clientAuthNames, strings.ReplaceAll(s, "_", "-"))
 	if i < 0 {
-		return fmt.Errorf("%q is not a client-auth mode (use %s)", s, strings.Join(clientAuthNames, ", "))
+		return fmt.Errorf("%q is not a client-auth mode (use %s)%s", s, strings.Join(clientAuthNames, ", "), config.SuggestValue(s, clientAuthNames))
 	}
 	*c = ClientAuth(i)
 	return nil

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"tlsedge/config"
 	"tlsedge/conninfo"
 )
 
@@ -112,7 +113,7 @@ func ParseTrust(list []string) (*Trust, error) {
 		}
 	}
 	if len(bad) > 0 {
-		return nil, &ValueError{Key: "trusted_proxies", Value: strings.Join(bad, ", "), Want: "an IP address, a CIDR prefix or unix"}
+		return nil, config.KeyError("trusted_proxies", "%s: not an IP address, a CIDR prefix or unix", strings.Join(bad, ", "))
 	}
 	return t, nil
 }
@@ -180,15 +181,3 @@ func EdgeHeaders(next http.Handler, trust *Trust) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
-
-// ValueError is an option value that is not allowed: which key, the value,
-// and what is wanted instead.
-type ValueError struct {
-	Key, Value, Want string
-}
-
-func (e *ValueError) Error() string {
-	return e.Key + ": " + quoteList(e.Value) + " is not " + e.Want
-}
-
-func quoteList(v string) string { return `"` + v + `"` }

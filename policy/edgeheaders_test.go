@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"tlsedge/config"
 	"tlsedge/policy"
 )
 
@@ -66,8 +67,8 @@ func TestParseTrust(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := policy.ParseTrust([]string{"10.0.0.0/33", "localhost"})
-	var ve *policy.ValueError
-	if err == nil || !errorsAs(err, &ve) || ve.Key != "trusted_proxies" {
+	var ce *config.Error
+	if err == nil || !errorsAs(err, &ce) || ce.Key != "trusted_proxies" || !errors.Is(err, config.ErrBadValue) {
 		t.Fatalf("bad entries: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"tlsedge/config"
 	"tlsedge/conninfo"
 	"tlsedge/peercred"
 )
@@ -132,11 +133,11 @@ func compilePeer(o *PeerOptions) (*PeerPolicy, error) {
 	for _, entry := range o.PeercredsMountAllow {
 		m, err := parseMount(entry)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %q: %w", mkey, entry, err))
+			errs = append(errs, config.KeyError(mkey, "%q: %v", entry, err))
 			continue
 		}
 		if seen[m.prefix] {
-			errs = append(errs, fmt.Errorf("%s: prefix %s given twice", mkey, m.prefix))
+			errs = append(errs, config.KeyError(mkey, "prefix %s given twice", m.prefix))
 			continue
 		}
 		seen[m.prefix] = true
@@ -145,10 +146,10 @@ func compilePeer(o *PeerOptions) (*PeerPolicy, error) {
 	slices.SortStableFunc(p.mounts, func(x, y mountRule) int { return len(y.prefix) - len(x.prefix) })
 
 	if !o.Peercreds && (!a.empty() || len(o.PeercredsMountAllow) > 0) {
-		errs = append(errs, errors.New("peercreds: must be true when a peercreds_allow_* or peercreds_mount_allow rule is set"))
+		errs = append(errs, config.KeyError("peercreds", "must be True when a peercreds_allow_* or peercreds_mount_allow rule is set"))
 	}
 	if o.PeercredsResolve && !o.Peercreds {
-		errs = append(errs, errors.New("peercreds_resolve: needs peercreds=true"))
+		errs = append(errs, config.KeyError("peercreds_resolve", "needs peercreds = True"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -159,7 +160,7 @@ func compilePeer(o *PeerOptions) (*PeerPolicy, error) {
 func addID(dst *[]uint32, key, v string) error {
 	id, err := strconv.ParseUint(v, 10, 32)
 	if err != nil {
-		return fmt.Errorf("%s: %q is not a numeric id", key, v)
+		return config.KeyError(key, "%q is not a numeric id", v)
 	}
 	*dst = append(*dst, uint32(id))
 	return nil
@@ -167,7 +168,7 @@ func addID(dst *[]uint32, key, v string) error {
 
 func addName(dst *[]string, key, v string) error {
 	if v == "" || strings.ContainsAny(v, " \t:=,") {
-		return fmt.Errorf("%s: %q is not a valid name", key, v)
+		return config.KeyError(key, "%q is not a valid name", v)
 	}
 	*dst = append(*dst, v)
 	return nil

@@ -19,7 +19,7 @@ func TestPeerOptionsValidate(t *testing.T) {
 		{"zero value", policy.PeerOptions{}, nil},
 		{"lists with peercreds", policy.PeerOptions{Peercreds: true, PeercredsAllowUID: []string{"0", " 1000"}, PeercredsAllowGID: []string{"27"},
 			PeercredsAllowUser: []string{"alice"}, PeercredsAllowGroup: []string{"wheel"}, PeercredsMountAllow: []string{"/admin=uid:0 group:wheel", "/=user:bob"}}, nil},
-		{"lists without peercreds", policy.PeerOptions{PeercredsAllowUID: []string{"0"}}, []string{"peercreds: must be true"}},
+		{"lists without peercreds", policy.PeerOptions{PeercredsAllowUID: []string{"0"}}, []string{"peercreds: must be True"}},
 		{"resolve without peercreds", policy.PeerOptions{PeercredsResolve: true}, []string{"peercreds_resolve"}},
 		{"every bad value reported", policy.PeerOptions{Peercreds: true,
 			PeercredsAllowUID:   []string{"root", "-1"},

@@ -81,7 +81,7 @@ func (c *Config) Options() *config.Table { return config.NewTable(c) }
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s%s: %s", c.KeyPrefix(), key, fmt.Sprintf(format, args...)))
+		errs = append(errs, config.KeyError(c.KeyPrefix()+key, format, args...))
 	}
 	unix := c.SocketFile != ""
 	switch {
@@ -115,9 +115,6 @@ func (c *Config) Validate() error {
 			add("socket_file_owner", "applies only with socket_file")
 		}
 	}
-	if c.Peer.PeercredsResolve && !c.Peer.Peercreds {
-		add("peercreds_resolve", "needs peercreds = True")
-	}
 	if c.SocketQueueSize < 1 || c.SocketQueueSize > 65535 {
 		add("socket_queue_size", "%d is out of range; use 1-65535", c.SocketQueueSize)
 	}
@@ -132,7 +129,7 @@ func (c *Config) Validate() error {
 	for _, v := range []any{&c.Core, &c.TLS, &c.TLS.ACME, &c.Peer, &c.Apps} {
 		if v, ok := v.(interface{ Validate() error }); ok {
 			if err := v.Validate(); err != nil {
-				errs = append(errs, prefixErrors(c.KeyPrefix(), err)...)
+				errs = append(errs, config.Prefix(err, c.KeyPrefix()))
 			}
 		}
 	}
@@ -160,18 +157,6 @@ func (c *Config) validateAbstractAccess(add func(key, format string, args ...any
 	if c.SocketFileGroup != "" {
 		add("socket_file_group", "cannot apply: "+use, c.SocketFile)
 	}
-}
-
-// prefixErrors splits a joined error and prefixes each line that names a key.
-func prefixErrors(prefix string, err error) []error {
-	if prefix == "" {
-		return []error{err}
-	}
-	var out []error
-	for line := range strings.SplitSeq(err.Error(), "\n") {
-		out = append(out, errors.New(prefix+line))
-	}
-	return out
 }
 
 // KeyPrefix is how the server's options are written in a config file:

@@ -40,7 +40,7 @@ func SplitFile(f *config.File) (*FileConfig, error) {
 		}
 		if name, key, ok := strings.Cut(rest, "."); ok && slices.Contains(names, key) {
 			if !validServerName(name) {
-				errs = append(errs, &config.Error{Path: f.Path, Line: e.Line, Key: e.Key, Msg: fmt.Sprintf("server name %q: use letters, digits, - and _", name)})
+				errs = append(errs, &config.Error{Path: f.Path, Line: e.Line, Key: e.Key, Msg: fmt.Sprintf("server name %q: use letters, digits, - and _", name), Err: config.ErrUnknownOption})
 				continue
 			}
 			fc.Extras[name] = append(fc.Extras[name], e)
@@ -72,7 +72,7 @@ func unknownKey(path string, e config.Entry, names []string) error {
 	} else {
 		msg += " (tlsedge --help lists them)"
 	}
-	return &config.Error{Path: path, Line: e.Line, Key: key, Msg: msg}
+	return &config.Error{Path: path, Line: e.Line, Key: key, Msg: msg, Err: config.ErrUnknownOption}
 }
 
 // Apply sets the entries onto c, returning every bad value as an error naming
@@ -88,7 +88,7 @@ func Apply(c *Config, path string, entries []config.Entry) error {
 			continue
 		}
 		if err := f.SetValue(e.Value); err != nil {
-			errs = append(errs, &config.Error{Path: path, Line: e.Line, Key: e.Key, Msg: err.Error()})
+			errs = append(errs, &config.Error{Path: path, Line: e.Line, Key: e.Key, Msg: err.Error(), Err: config.ErrBadValue})
 		}
 	}
 	return errors.Join(errs...)

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"tlsedge/accept"
+	"tlsedge/config"
 	"tlsedge/conninfo"
 	"tlsedge/peercred"
 	"tlsedge/policy"
@@ -66,7 +67,8 @@ func New(cfg Config) (*Server, error) {
 		cfg.Registry = tlsadapter.NewRegistry()
 	}
 	if !cfg.Registry.Has(cfg.TLS.SSLModule) {
-		return nil, fmt.Errorf("%sssl_module: unknown module %q; registered: %s", cfg.KeyPrefix(), cfg.TLS.SSLModule, strings.Join(cfg.Registry.Names(), ", "))
+		return nil, config.KeyError(cfg.KeyPrefix()+"ssl_module", "unknown module %q; registered: %s%s", cfg.TLS.SSLModule,
+			strings.Join(cfg.Registry.Names(), ", "), config.SuggestValue(cfg.TLS.SSLModule, cfg.Registry.Names()))
 	}
 	name := cfg.Name
 	if name == "" {

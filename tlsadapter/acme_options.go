@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"tlsedge/config"
 )
 
 // Let's Encrypt's directories: acme_ca defaults to production and acme_staging
@@ -114,7 +115,7 @@ func (o *ACMEOptions) ValidateInUse() error {
 func (o *ACMEOptions) check(inUse bool) []error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+		errs = append(errs, config.KeyError(key, format, args...))
 	}
 	if inUse && len(o.Domains) == 0 && !o.OnDemand {
 		bad("acme_domains", "at least one name is required unless acme_on_demand is on")

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"tlsedge/config"
 	"tlsedge/policy"
 )
 
@@ -88,7 +89,7 @@ func (a *PlaintextAction) UnmarshalText(b []byte) error {
 	case "close":
 		*a = PlaintextClose
 	default:
-		return fmt.Errorf("%q is not a plaintext action (use 400, redirect or close)", string(b))
+		return fmt.Errorf("%q is not a plaintext action (use 400, redirect or close)%s", string(b), config.SuggestValue(string(b), plaintextNames))
 	}
 	return nil
 }
@@ -106,7 +107,7 @@ var curveIDs = map[string]uint16{
 func (o Options) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+		errs = append(errs, config.KeyError(key, format, args...))
 	}
 	if o.SSLModule == "builtin" && len(o.SSLCertificate) == 0 {
 		bad("ssl_certificate", "ssl_module builtin needs at least one certificate file (or use ssl_module internal for a local development CA)")

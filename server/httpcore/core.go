@@ -3,13 +3,13 @@ package httpcore
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+	"tlsedge/config"
 
 	"golang.org/x/net/http2"
 )
@@ -88,7 +88,7 @@ func New(o Options) (*Core, error) {
 func (o *Options) validate() error {
 	var errs []error
 	bad := func(key, msg string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(msg, args...)))
+		errs = append(errs, config.KeyError(key, msg, args...))
 	}
 	if o.ThreadPool < 1 {
 		bad("thread_pool", "must be >= 1, got %d", o.ThreadPool)
