@@ -137,8 +137,18 @@ func (o Options) Validate() error {
 	if o.SSLHandshakeTimeout < 0 {
 		bad("ssl_handshake_timeout", "%s is negative", o.SSLHandshakeTimeout)
 	}
-	if o.SSLSessionTicketKeyRotation < 0 {
-		bad("ssl_session_ticket_key_rotation", "%s is negative", o.SSLSessionTicketKeyRotation)
+	// Interval options drive tickers: one of a nanosecond is legal to write
+	// and keeps a core busy while the server is idle, so each has a floor.
+	const minInterval = time.Second
+	if d := o.SSLSessionTicketKeyRotation; d < 0 {
+		bad("ssl_session_ticket_key_rotation", "%s is negative", d)
+	} else if d > 0 && d < minInterval {
+		bad("ssl_session_ticket_key_rotation", "%s is below the minimum of %s (0 means the default, %s)", d, minInterval, defaultTicketRotation)
+	}
+	if d := o.SSLReloadInterval; d < 0 {
+		bad("ssl_reload_interval", "%s is negative; use 0 to stop polling the files", d)
+	} else if d > 0 && d < minInterval {
+		bad("ssl_reload_interval", "%s is below the minimum of %s (0 stops polling the files; SIGHUP still reloads)", d, minInterval)
 	}
 	if o.SSLClientAuth.Verifies() && o.SSLClientCA == "" {
 		bad("ssl_client_ca", "ssl_client_auth %s needs ssl_client_ca: the roots client certificates must chain to", o.SSLClientAuth)

@@ -1,6 +1,7 @@
 package tlsadapter
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -69,5 +70,36 @@ func TestCheckReport(t *testing.T) {
 	}
 	if r.OK() {
 		t.Error("an uncovered host must fail the check")
+	}
+}
+
+// Every option that drives a ticker has a floor of a second: 1ns is legal to
+// write and would keep a core busy while idle. 0 keeps its meaning (off or
+// the default).
+func TestIntervalMinimums(t *testing.T) {
+	tests := []struct {
+		key string
+		set func(o *Options, d time.Duration)
+	}{
+		{"ssl_reload_interval", func(o *Options, d time.Duration) { o.SSLReloadInterval = d }},
+		{"ssl_session_ticket_key_rotation", func(o *Options, d time.Duration) { o.SSLSessionTicketKeyRotation = d }},
+		{"acme_renew_interval", func(o *Options, d time.Duration) { o.ACME.RenewInterval = d }},
+		{"acme_retry_interval", func(o *Options, d time.Duration) { o.ACME.RetryInterval = d }},
+	}
+	for _, tt := range tests {
+		for _, d := range []time.Duration{0, time.Second, time.Hour, time.Nanosecond, 999 * time.Millisecond, -time.Second} {
+			o := builtinOpts("a.pem", "a.key")
+			tt.set(&o, d)
+			err := errors.Join(o.Validate(), o.ACME.Validate())
+			if d == 0 || d >= time.Second {
+				if err != nil {
+					t.Errorf("%s = %s: %v", tt.key, d, err)
+				}
+				continue
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.key+": ") || !strings.Contains(err.Error(), "1s") {
+				t.Errorf("%s = %s: error %v, want one naming %s and the minimum 1s", tt.key, d, err, tt.key)
+			}
+		}
 	}
 }

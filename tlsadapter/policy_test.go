@@ -65,22 +65,24 @@ func TestSessionTicketsOffAndRotation(t *testing.T) {
 		}
 	}
 
+	// The shortest rotation allowed is a second, so this part takes about 9.
+	t.Parallel()
 	o.SSLSessionTickets = true
-	o.SSLSessionTicketKeyRotation = 50 * time.Millisecond
+	o.SSLSessionTicketKeyRotation = time.Second
 	s = serve(t, newBuiltinT(t, o))
 	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 	if _, _, err := get(s.addr, cfg); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(120 * time.Millisecond) // two rotations: the key is still among the last seven
+	time.Sleep(1500 * time.Millisecond) // a rotation: the key is still among the last seven
 	if _, cs, err := get(s.addr, cfg); err != nil || !cs.DidResume {
-		t.Fatalf("after 2 rotations: resumed=%v err=%v", cs != nil && cs.DidResume, err)
+		t.Fatalf("after a rotation: resumed=%v err=%v", cs != nil && cs.DidResume, err)
 	}
 	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 	get(s.addr, cfg)
-	time.Sleep(600 * time.Millisecond) // more than seven rotations: the key is gone
+	time.Sleep(7500 * time.Millisecond) // seven rotations: the key is gone
 	if _, cs, err := get(s.addr, cfg); err != nil || cs.DidResume {
-		t.Fatalf("after 12 rotations: resumed=%v err=%v", cs != nil && cs.DidResume, err)
+		t.Fatalf("after 7 rotations: resumed=%v err=%v", cs != nil && cs.DidResume, err)
 	}
 }
 
