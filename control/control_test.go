@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,6 +48,7 @@ type testConfig struct {
 	SSLPrivateKey  string            `json:"ssl_private_key"`
 	ACME           map[string]string `json:"acme"`
 	Upstream       string            `json:"upstream"`
+	Ask            string            `json:"acme_on_demand_ask"`
 }
 
 // start runs a control server on addr with callbacks counting calls.
@@ -71,6 +73,7 @@ func start(t *testing.T, opts control.Options) (*fakeServer, *control.Server) {
 					SSLCertificate: "/etc/tlsedge/cert.pem", SSLPrivateKey: "/etc/tlsedge/key.pem",
 					ACME:     map[string]string{"eab_hmac_key": "c2VjcmV0", "email": "ops@example.com"},
 					Upstream: "http://svc:hunter2@backend:8080/",
+					Ask:      "https://ask.example/check?token=t0ps3cret&v=1",
 				}
 			},
 		},
@@ -116,7 +119,8 @@ func TestCtlAsRoot(t *testing.T) {
 			}{
 				{"stats", []string{`"requests": 42`}, nil, ""},
 				{"config", []string{`"ssl_private_key": "REDACTED"`, `"eab_hmac_key": "REDACTED"`, `"email": "ops@example.com"`,
-					`"ssl_certificate": "/etc/tlsedge/cert.pem"`, `svc:REDACTED@backend`}, []string{"hunter2", "c2VjcmV0", "key.pem"}, ""},
+					`"ssl_certificate": "/etc/tlsedge/cert.pem"`, `svc:REDACTED@backend`, `check?token=REDACTED`},
+					[]string{"hunter2", "c2VjcmV0", "key.pem", "t0ps3cret"}, ""},
 				{"reload", []string{`"status": "reloaded"`}, nil, ""},
 				{"bogus", nil, nil, "unknown command"},
 			}
@@ -378,6 +382,34 @@ func TestRedact(t *testing.T) {
 	want := `{"api_key_file":"","db":{"Token":"REDACTED","host":"h","tokens":"REDACTED"},"list":[{"secret":"REDACTED"}],"n":5,"password":"REDACTED","plain_url":"https://u@h/","ssl-private-key":"REDACTED","url":"https://u:REDACTED@h/"}`
 	if string(b) != want {
 		t.Errorf("Redact =\n%s\nwant\n%s", b, want)
+	}
+}
+
+// URL-valued options carry credentials in the query as often as in the
+// userinfo (acme_on_demand_ask = "https://ask/check?token=..."): every query
+// value, the fragment and any password are masked; keys, host and path stay.
+func TestRedactURLs(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://ask.example/check?token=s3cr3t":                    "https://ask.example/check?token=REDACTED",
+		"https://ask.example/check?domain=x&key=s3cr3t":             "https://ask.example/check?domain=REDACTED&key=REDACTED",
+		"https://ask.example/check?s3cr3t":                          "https://ask.example/check?REDACTED",
+		"https://ask.example/check?a=1&&b=":                         "https://ask.example/check?a=REDACTED&&b=REDACTED",
+		"https://u:pw@ask.example/check?token=s3cr3t#frag":          "https://u:REDACTED@ask.example/check?token=REDACTED#REDACTED",
+		"http://svc:s3cr3t@backend:8080/":                           "http://svc:REDACTED@backend:8080/",
+		"https://ask.example/check":                                 "https://ask.example/check",
+		"https://u@h/":                                              "https://u@h/",
+		"/api=http://127.0.0.1:9000/x?key=s3cr3t":                   "/api=http://127.0.0.1:9000/x?key=REDACTED",
+		"http://bad host/?token=s3cr3t":                             "REDACTED",
+		"not a url ?token=s3cr3t":                                   "not a url ?token=s3cr3t", // no "://": not a URL option
+		"https://ask.example/check?token=" + url.QueryEscape("a&b"): "https://ask.example/check?token=REDACTED",
+	} {
+		got, err := control.Redact(map[string]any{"acme_on_demand_ask": in})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g := got.(map[string]any)["acme_on_demand_ask"]; g != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, g, want)
+		}
 	}
 }
 

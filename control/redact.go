@@ -28,8 +28,9 @@ func secretKey(k string) bool {
 // Redact returns v as generic JSON (maps, slices, strings, json.Number) with
 // secrets hidden: the value of every object key that names a secret
 // (password, token, private key...) becomes Redacted unless it is empty, and
-// the password in any URL-shaped string ("https://u:p@host") is masked. v is
-// marshalled first, so json struct tags decide the key names.
+// in any URL-shaped string the password ("https://u:p@host"), the query
+// values and the fragment are masked (see redactURL). v is marshalled first,
+// so json struct tags decide the key names.
 func Redact(v any) (any, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -81,17 +82,57 @@ func emptyJSON(v any) bool {
 	return false
 }
 
+// redactURL masks what a URL-shaped string ("scheme://...") may carry as a
+// credential: the password in its userinfo, every query value
+// (acme_on_demand_ask = "https://ask/check?token=..." is the usual way to
+// hand a service its key), and the fragment. Query keys stay, so the reader
+// still sees which parameters are set. A string that has "://" but does not
+// parse is hidden whole if it holds '@', '?' or '#': it cannot be cut apart
+// safely.
 func redactURL(s string) string {
-	if !strings.Contains(s, "://") || !strings.Contains(s, "@") {
+	if !strings.Contains(s, "://") || !strings.ContainsAny(s, "@?#") {
 		return s
 	}
 	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
+	if err != nil {
+		return Redacted
+	}
+	changed := false
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), Redacted)
+			changed = true
+		}
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = redactQuery(u.RawQuery)
+		u.ForceQuery = false
+		changed = true
+	}
+	if u.Fragment != "" {
+		u.Fragment, u.RawFragment = Redacted, ""
+		changed = true
+	}
+	if !changed {
 		return s
 	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), Redacted)
-		return u.String()
+	return u.String()
+}
+
+// redactQuery replaces each value in a raw query with Redacted, keeping the
+// keys in their order; a part with no '=' may itself be the secret and is
+// replaced whole.
+func redactQuery(q string) string {
+	parts := strings.Split(q, "&")
+	for i, p := range parts {
+		if p == "" {
+			continue
+		}
+		if k, _, ok := strings.Cut(p, "="); ok {
+			parts[i] = k + "=" + Redacted
+		} else {
+			parts[i] = Redacted
+		}
 	}
-	return s
+	return strings.Join(parts, "&")
 }
