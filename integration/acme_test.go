@@ -199,11 +199,15 @@ func TestACMEBinaryOnDemand(t *testing.T) {
 	if pb.Orders() != 1 {
 		t.Fatalf("orders %d after the allowed name, want 1", pb.Orders())
 	}
-	if _, _, err := acmeGet(pb.TLSPort, "evil.example.net", nil); err == nil {
-		t.Error("refused name completed a request")
+	// A wildcard covers one label, as in a certificate: x.y.z.od.example.com
+	// belongs to whoever controls y.z.od.example.com, not to *.od.example.com.
+	for _, refused := range []string{"evil.example.net", "x.y.z.od.example.com", "a.shop.od.example.com"} {
+		if _, _, err := acmeGet(pb.TLSPort, refused, nil); err == nil {
+			t.Errorf("refused name %s completed a request", refused)
+		}
 	}
 	if pb.Orders() != 1 {
-		t.Errorf("orders %d after the refused name, want still 1", pb.Orders())
+		t.Errorf("orders %d after the refused names, want still 1", pb.Orders())
 	}
 }
 

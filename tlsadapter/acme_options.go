@@ -246,7 +246,7 @@ func checkDomain(d string) error {
 // allowRule is one compiled acme_on_demand_allow entry.
 type allowRule struct {
 	exact  string
-	suffix string // ".example.com" for "*.example.com": one or more labels before it
+	suffix string // ".example.com" for "*.example.com": exactly one label before it, as in a certificate
 	re     *regexp.Regexp
 }
 
@@ -268,6 +268,10 @@ func compileAllow(entries []string) ([]allowRule, error) {
 			}
 			rules = append(rules, allowRule{re: re})
 		case strings.HasPrefix(e, "*."):
+			if strings.Contains(e[1:], "*") {
+				errs = append(errs, fmt.Errorf("%q: only a leading *. is a wildcard (one label); use ~regexp for more", e))
+				continue
+			}
 			rules = append(rules, allowRule{suffix: strings.ToLower(e[1:])})
 		default:
 			rules = append(rules, allowRule{exact: strings.ToLower(e)})
@@ -282,7 +286,11 @@ func (r allowRule) match(name string) bool {
 	case r.re != nil:
 		return r.re.MatchString(name)
 	case r.suffix != "":
-		return strings.HasSuffix(name, r.suffix) && len(name) > len(r.suffix)
+		// One label, as a wildcard certificate covers: *.customers.example
+		// allows a.customers.example, not x.y.customers.example, whose
+		// owner is whoever controls y.customers.example.
+		label, ok := strings.CutSuffix(name, r.suffix)
+		return ok && label != "" && !strings.Contains(label, ".")
 	default:
 		return name == r.exact
 	}

@@ -51,6 +51,7 @@ func TestACMEOptionsValidate(t *testing.T) {
 		{"on-demand without rules", func(o *ACMEOptions) { o.OnDemand = true }, true, "acme_on_demand"},
 		{"on-demand with allow", func(o *ACMEOptions) { o.OnDemand, o.OnDemandAllow = true, []string{"*.example.com"} }, true, ""},
 		{"bad regexp", func(o *ACMEOptions) { o.OnDemandAllow = []string{"~("} }, false, "acme_on_demand_allow"},
+		{"inner wildcard", func(o *ACMEOptions) { o.OnDemandAllow = []string{"*.*.example.com"} }, false, "acme_on_demand_allow"},
 		{"ask not a URL", func(o *ACMEOptions) { o.OnDemandAsk = "ftp://x" }, false, "acme_on_demand_ask"},
 		{"negative rate", func(o *ACMEOptions) { o.OnDemandRate = -1 }, false, "acme_on_demand_rate"},
 	} {
@@ -112,7 +113,9 @@ func TestAllowRules(t *testing.T) {
 		"EXACT.example.com":          false, // callers lower-case first
 		"x.exact.example.com":        false,
 		"a.wild.example.com":         true,
-		"a.b.wild.example.com":       true,
+		"a.b.wild.example.com":       false, // a wildcard covers one label
+		"x.y.z.wild.example.com":     false,
+		".wild.example.com":          false,
 		"wild.example.com":           false,
 		"evilwild.example.com":       false,
 		"shop12.example.org":         true,
