@@ -22,6 +22,7 @@ import (
 	"github.com/mholt/acmez/v3/acme"
 
 	"tlsedge/certs"
+	"tlsedge/internal/boundedread"
 )
 
 // acmeHandshakeTimeout bounds Wrap's handshake. On-demand issuance runs inside
@@ -690,7 +691,7 @@ func loadCARoots(file string) (*x509.CertPool, error) {
 	if file == "" {
 		return nil, nil
 	}
-	pemData, err := os.ReadFile(file)
+	pemData, err := boundedread.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("tlsadapter: acme_ca_root: %w", err)
 	}

@@ -10,12 +10,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"tlsedge/internal/boundedread"
 	"tlsedge/policy"
 )
 
@@ -117,7 +117,7 @@ func (w *Wrapper) buildPolicy() (*tls.Config, error) {
 		GetCertificate:         w.getCertificate,
 	}
 	if o.SSLClientCA != "" {
-		pem, err := os.ReadFile(o.SSLClientCA)
+		pem, err := boundedread.ReadFile(o.SSLClientCA)
 		if err != nil {
 			return nil, fmt.Errorf("ssl_client_ca: %w", err)
 		}
