@@ -6,9 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"time"
+
+	"tlsedge/internal/boundedread"
 )
 
 // Severity of a Finding.
@@ -169,7 +170,7 @@ func sanList(pairs []*Pair) string {
 }
 
 func loadPool(file string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(file)
+	b, err := boundedread.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("certs: reading trust bundle: %w", err)
 	}

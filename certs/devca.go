@@ -19,6 +19,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"tlsedge/internal/boundedread"
 )
 
 // DevCA is the local development CA of the internal SSL module: created on
@@ -73,11 +75,11 @@ func (ca *DevCA) load(keyFile string) error {
 	if fi.Mode().Perm()&0o077 != 0 {
 		return fmt.Errorf("certs: %s is readable by other users (mode %04o): run chmod 600 %s, or remove its directory to create a new CA", keyFile, fi.Mode().Perm(), keyFile)
 	}
-	keyPEM, err := os.ReadFile(keyFile)
+	keyPEM, err := boundedread.ReadFile(keyFile)
 	if err != nil {
 		return fmt.Errorf("certs: local CA key: %w", err)
 	}
-	certPEM, err := os.ReadFile(ca.certFile)
+	certPEM, err := boundedread.ReadFile(ca.certFile)
 	if err != nil {
 		return fmt.Errorf("certs: local CA certificate: %w (remove %s to create a new CA)", err, filepath.Dir(keyFile))
 	}

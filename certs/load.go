@@ -10,8 +10,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
+
+	"tlsedge/internal/boundedread"
 )
 
 // PairFiles names the files of one certificate pair.
@@ -83,7 +84,7 @@ func LoadPair(f PairFiles, password []byte) (*Pair, error) {
 }
 
 func (p *Pair) addCerts(file string, leafFile bool) error {
-	data, err := os.ReadFile(file)
+	data, err := boundedread.ReadFile(file)
 	if err != nil {
 		return fmt.Errorf("certs: reading certificate file: %w", err)
 	}
@@ -118,7 +119,7 @@ func (p *Pair) addCerts(file string, leafFile bool) error {
 // loadKey returns the first private key in file, in any of the PEM forms
 // OpenSSL writes.
 func loadKey(file string, password []byte) (crypto.Signer, error) {
-	data, err := os.ReadFile(file)
+	data, err := boundedread.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("certs: reading private key: %w", err)
 	}
@@ -195,7 +196,7 @@ func ReadPassword(file string) ([]byte, error) {
 	if file == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(file)
+	b, err := boundedread.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("certs: reading ssl_private_key_password_file: %w", err)
 	}

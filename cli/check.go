@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +13,26 @@ import (
 
 // check validates the whole configuration without serving: options, mounts,
 // and whatever each server's SSL module can check without binding.
+//
+// The work runs beside a wait for ctx, which SIGINT and SIGTERM end: reading
+// the config file, a certificate or a CA can block (a FIFO as --config, a
+// stalled network file system) where nothing looks at ctx, and `tlsedge
+// check` must still stop when told to. The abandoned work ends with the
+// process.
 func check(ctx context.Context, args []string, stdout io.Writer) error {
+	done := make(chan error, 1)
+	var out bytes.Buffer
+	go func() { done <- checkConfig(ctx, args, &out) }()
+	select {
+	case err := <-done:
+		stdout.Write(out.Bytes())
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("check interrupted (%v) before it finished", context.Cause(ctx))
+	}
+}
+
+func checkConfig(ctx context.Context, args []string, stdout io.Writer) error {
 	o, err := Load(args, stdout)
 	if err != nil {
 		return err

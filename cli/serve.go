@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -161,6 +162,19 @@ func (e *edge) reconfigure(ctx context.Context, args []string, o *Options) (*Opt
 	return next, errors.Join(errs...)
 }
 
+// reconfigureGuarded is e.reconfigure with a panic while loading or building
+// the new configuration turned into an error: a reload must never take down
+// the server it was asked to change.
+func reconfigureGuarded(ctx context.Context, e *edge, args []string, o *Options) (next *Options, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			e.log.Error("reload panicked", "panic", p, "stack", string(debug.Stack()))
+			next, err = nil, fmt.Errorf("reload refused: loading the new configuration panicked: %v", p)
+		}
+	}()
+	return e.reconfigure(ctx, args, o)
+}
+
 // accessLogs are the access logs of all servers, one per destination, so
 // servers sharing a file share one writer; SIGUSR1 reopens them all.
 type accessLogs struct {
@@ -249,7 +263,7 @@ func serveForeground(ctx context.Context, args []string, o *Options, stdout, std
 			log.Info("reloaded")
 			return nil
 		}
-		next, err := e.reconfigure(ctx, args, o)
+		next, err := reconfigureGuarded(ctx, e, args, o)
 		if err != nil {
 			log.Error("reload failed; still serving the previous configuration", "config", o.Process.Config, "err", err)
 			return err

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -117,5 +118,53 @@ server.ssl_reload_interval = 0
 	logs := p.stderr.String()
 	if !strings.Contains(logs, "server.mount_typo") || !strings.Contains(logs, "socket_port changed") {
 		t.Fatalf("refusals not explained in the log:\n%s", logs)
+	}
+}
+
+// A reload never takes the server down: a configuration whose building
+// panicked (ssl_curves listing -X25519MLKEM768 twice once did, in the TLS
+// adapter) is refused like a broken one, and the running configuration keeps
+// serving. Should the panic be fixed, the reload may be accepted instead;
+// either way the process lives and answers.
+func TestSIGHUPSurvivesPanickingConfig(t *testing.T) {
+	c := newChain(t, "localhost", "127.0.0.1")
+	conf := filepath.Join(t.TempDir(), "edge.conf")
+	writeConf := func(extra string) {
+		os.WriteFile(conf+".tmp", []byte(`[global]
+server.socket_port = 0
+server.ssl_module = "builtin"
+server.ssl_certificate = "`+c.leaf.CertFile+`"
+server.ssl_private_key = "`+c.leaf.KeyFile+`"
+server.ssl_certificate_chain = "`+c.chain+`"
+server.mount = ["/=text:one"]
+`+extra), 0o644)
+		os.Rename(conf+".tmp", conf)
+	}
+	writeConf("")
+	p := start(t, "--config", conf)
+	base := p.base("main")
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: c.root.Pool, ServerName: "localhost"}}}
+
+	writeConf(`server.ssl_curves = ["-X25519MLKEM768", "-X25519MLKEM768"]` + "\n")
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.stderr.String(), "reload refused") && !strings.Contains(p.stderr.String(), `"msg":"reloaded"`) {
+		select {
+		case <-p.done:
+			t.Fatalf("tlsedge exited on SIGHUP:\n%s", p.stderr)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload outcome logged within 10s:\n%s", p.stderr)
+		}
+	}
+	if code, body := get(t, client, base+"/"); code != 200 || body != "one" {
+		t.Fatalf("after the reload: %d %q", code, body)
+	}
+	select {
+	case <-p.done:
+		t.Fatalf("tlsedge exited after SIGHUP:\n%s", p.stderr)
+	default:
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -51,8 +52,25 @@ func (s *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // newGen builds a generation for c. With prev (a reload), it reuses prev's
 // terminator when the TLS options are unchanged and prev's core when the core
 // options are, and changes nothing of prev's: the caller commits.
+//
+// A panic while building (a bug turning some option value into a crash) is
+// returned as an error, so a reload refuses the configuration and the
+// running generation keeps serving, and a start fails with a message.
 func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *gen) (_ *gen, err error) {
 	g := &gen{cfg: *c}
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("building the configuration panicked", "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("%sbuilding the configuration panicked: %v", c.KeyPrefix(), p)
+			if prev != nil {
+				err = fmt.Errorf("reload refused: %w", err)
+			}
+			closeMounts(g.mounts)
+			if g.term != nil && (prev == nil || g.term != prev.term) {
+				g.term.Close()
+			}
+		}
+	}()
 	if c.Peer.PeercredsResolve {
 		g.names = peercred.NewResolver(peercred.ResolverConfig{Logger: s.log})
 	}

@@ -353,3 +353,51 @@ func TestReconfigureUnderLoad(t *testing.T) {
 		t.Fatalf("after the refused reloads: %q", body)
 	}
 }
+
+// A configuration whose building panics (a bug in turning some option into
+// what serves it) is refused like any broken one: the error says so, and the
+// server keeps serving what it had. At start the panic is an error too.
+func TestReconfigurePanicIsRefused(t *testing.T) {
+	c := plainConfig(t, nil)
+	c.Handlers = nil
+	c.Mount = []string{"/=text:one"}
+	s, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(ctx)
+	url := "http://" + s.BindAddr().String() + "/"
+
+	boom := s.Config()
+	boom.Mount = []string{"/=text:two"}
+	boom.Middleware = func(http.Handler) http.Handler { panic("boom") }
+	err = s.Reconfigure(ctx, boom)
+	if err == nil || !strings.Contains(err.Error(), "reload refused") || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("Reconfigure = %v, want a refusal naming the panic", err)
+	}
+	if body := mustGet(t, url); body != "one" {
+		t.Fatalf("after the refused reload: %q, want the old configuration", body)
+	}
+	next := s.Config()
+	next.Mount = []string{"/=text:two"}
+	if err := s.Reconfigure(ctx, next); err != nil {
+		t.Fatalf("a good reload after the refused one: %v", err)
+	}
+	if body := mustGet(t, url); body != "two" {
+		t.Fatalf("after the good reload: %q", body)
+	}
+
+	c.Middleware = boom.Middleware
+	s2, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Start(ctx); err == nil || !strings.Contains(err.Error(), "panicked: boom") {
+		s2.Stop(ctx)
+		t.Fatalf("Start = %v, want the panic as an error", err)
+	}
+}

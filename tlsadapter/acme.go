@@ -22,6 +22,7 @@ import (
 	"github.com/mholt/acmez/v3/acme"
 
 	"tlsedge/certs"
+	"tlsedge/internal/boundedread"
 )
 
 // ErrACMENoCertificate is wrapped by handshakes refused for want of a
@@ -652,7 +653,7 @@ func loadCARoots(file string) (*x509.CertPool, error) {
 	if file == "" {
 		return nil, nil
 	}
-	pemData, err := os.ReadFile(file)
+	pemData, err := boundedread.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("tlsadapter: acme_ca_root: %w", err)
 	}

@@ -4,8 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"os"
-	"syscall"
 
 	"tlsedge/config"
 )
@@ -97,25 +95,4 @@ func setOptions(o Options) map[string]bool {
 		set[f.Name] = v != defaults[f.Name] && v != zeros[f.Name]
 	}
 	return set
-}
-
-// openRegular opens path for reading if it is a regular file. A device, a
-// FIFO or a directory named where a certificate, key or CA file belongs is
-// refused at once: reading one could block forever or never end.
-func openRegular(path string) (*os.File, error) {
-	// O_NONBLOCK: opening a FIFO must not wait for a writer.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("%s is not a regular file (%s)", path, fi.Mode().Type())
-	}
-	return f, nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mholt/acmez/v3"
 
+	"tlsedge/internal/boundedread"
 	"tlsedge/policy"
 )
 
@@ -176,7 +177,7 @@ func policyConfig(o Options, userCfg *tls.Config, getCert func(*tls.ClientHelloI
 		GetCertificate:         getCert,
 	}
 	if o.SSLClientCA != "" {
-		pem, err := readBounded(o.SSLClientCA)
+		pem, err := boundedread.ReadFile(o.SSLClientCA)
 		if err != nil {
 			return nil, fmt.Errorf("ssl_client_ca: %w", err)
 		}
@@ -194,27 +195,6 @@ func policyConfig(o Options, userCfg *tls.Config, getCert func(*tls.ClientHelloI
 		c.VerifyConnection = policy.VerifyConnection(o.SSLClientAuth, allow)
 	}
 	return c, nil
-}
-
-// maxPolicyFile bounds what is read of a CA bundle: a few MiB hold any real
-// one, and a mistaken path (/dev/zero) must not take the machine's memory.
-const maxPolicyFile = 4 << 20
-
-// readBounded reads a regular file of at most maxPolicyFile bytes.
-func readBounded(path string) ([]byte, error) {
-	f, err := openRegular(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxPolicyFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxPolicyFile {
-		return nil, fmt.Errorf("%s is larger than %d MiB; is it the right file?", path, maxPolicyFile>>20)
-	}
-	return b, nil
 }
 
 // curvePreferences maps ssl_curves (checked by Validate) to Go's IDs, in the
