@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"tlsedge/apps"
+	"tlsedge/policy"
 	"tlsedge/router"
 	"tlsedge/server/httpcore"
 )
@@ -18,7 +19,8 @@ import (
 // access log.
 func Example() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	opts := apps.Options{AccessLog: "-", AccessLogFormat: "json", TrustedProxies: []string{"10.0.0.0/8"}}
+	trusted, _ := policy.NewTrustedProxies("10.0.0.0/8") // a config file or flag parses this at load
+	opts := apps.Options{AccessLog: "-", AccessLogFormat: "json", TrustedProxies: trusted}
 	if err := opts.Validate(); err != nil {
 		log.Error("bad options", "err", err)
 		return

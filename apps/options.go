@@ -16,7 +16,7 @@ type Options struct {
 	// Forwarded headers the proxy keeps (appending the peer) instead of
 	// replacing: IP addresses, CIDR prefixes, or "unix" for any peer on a UNIX
 	// socket. Empty trusts no one: the list fails closed.
-	TrustedProxies []string `opt:"trusted_proxies" default:"" group:"Apps" help:"peers (IP, CIDR or unix) whose X-Forwarded-* and Forwarded headers are kept"`
+	TrustedProxies policy.TrustedProxies `opt:"trusted_proxies" default:"" group:"Apps" help:"peers (IP, CIDR or unix) whose X-Forwarded-* and Forwarded headers are kept"`
 
 	// DirListing lets dir: mounts list directories that have no index.html.
 	// False answers 403 instead.
@@ -124,9 +124,6 @@ func (o *Options) responseTimeout() time.Duration {
 // Validate reports every problem in o, each naming its config key.
 func (o *Options) Validate() error {
 	var errs []error
-	if _, err := policy.ParseTrust(o.TrustedProxies); err != nil {
-		errs = append(errs, err)
-	}
 	if o.MaxRanges < 0 {
 		errs = append(errs, badOption("max_ranges", "%d is negative (0 means %d)", o.MaxRanges, defaultMaxRanges))
 	}

@@ -59,10 +59,7 @@ type proxy struct {
 func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy, error) {
 	trust := env.Trust
 	if trust == nil {
-		var err error
-		if trust, err = policy.ParseTrust(env.Options.TrustedProxies); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrBadOption, err)
-		}
+		trust = env.Options.TrustedProxies.Trust()
 	}
 	log := env.logger().With("upstream", target)
 	p := &proxy{

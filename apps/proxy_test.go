@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"tlsedge/config"
 	"tlsedge/internal/testenv"
 	"tlsedge/peercred"
 	"tlsedge/policy"
@@ -123,7 +124,8 @@ func TestProxyForwardingHeaders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := Env{Options: Options{TrustedProxies: tt.trusted},
+			tp, _ := policy.NewTrustedProxies(tt.trusted...)
+			env := Env{Options: Options{TrustedProxies: tp},
 				TLSHeaders: func(r *http.Request, h http.Header) { h.Set("X-TLS", "hook") }}
 			// Mounted as the server mounts every handler: behind the
 			// guard that owns the edge's headers, with the same trust.
@@ -699,9 +701,13 @@ func TestNewTargetErrors(t *testing.T) {
 			t.Errorf("New(%q): %v: want ErrBadTarget naming the target", target, err)
 		}
 	}
-	_, err := New("http://h:1", Env{Options: Options{TrustedProxies: []string{"nope"}, AccessLogFormat: "xml"}})
-	if !errors.Is(err, ErrBadOption) || !strings.Contains(err.Error(), "trusted_proxies") || !strings.Contains(err.Error(), "access_log_format") {
+	_, err := New("http://h:1", Env{Options: Options{AccessLogFormat: "xml"}})
+	if !errors.Is(err, ErrBadOption) || !errors.Is(err, config.ErrBadValue) || !strings.Contains(err.Error(), "access_log_format") {
 		t.Errorf("bad options: %v", err)
+	}
+	// trusted_proxies is parsed when it is set, naming what is wrong.
+	if _, err := policy.NewTrustedProxies("10.0.0.0/8", "nope"); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("trusted_proxies nope: %v", err)
 	}
 }
 

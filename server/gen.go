@@ -87,11 +87,7 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 			closeMounts(g.mounts)
 		}
 	}()
-	trust, err := policy.ParseTrust(c.Apps.TrustedProxies)
-	if err != nil {
-		return nil, fmt.Errorf("%s%w", c.KeyPrefix(), err)
-	}
-	handler = guard(handler, g.peers, trust)
+	handler = guard(handler, g.peers, c.Apps.TrustedProxies.Trust())
 	if c.Middleware != nil {
 		handler = c.Middleware(handler)
 	}

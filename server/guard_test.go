@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"tlsedge/policy"
 )
 
 // A Go handler mounted through Config.Handlers sees none of the identity
@@ -40,7 +41,7 @@ func TestGoHandlerSeesNoForgedEdgeHeaders(t *testing.T) {
 	}{{"untrusted", nil}, {"trusted proxy", []string{"127.0.0.1"}}} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := plainConfig(t, h)
-			c.Apps.TrustedProxies = tt.trusted
+			c.Apps.TrustedProxies, _ = policy.NewTrustedProxies(tt.trusted...)
 			s, err := New(c)
 			if err != nil {
 				t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"tlsedge/internal/testenv"
+	"tlsedge/policy"
 )
 
 func TestVersions(t *testing.T) {
@@ -50,7 +51,7 @@ func TestVersionsOptIn(t *testing.T) {
 	leaf := ca.Leaf(t, "a.test")
 	o := builtinOpts(leaf.CertFile, leaf.KeyFile)
 	o.SSLMinVersion = 0x0301
-	o.SSLCiphers = "ECDHE+AESGCM:ECDHE+AES" // TLS 1.0 needs CBC suites
+	o.SSLCiphers = policy.MustCiphers("ECDHE+AESGCM:ECDHE+AES") // TLS 1.0 needs CBC suites
 	if w := o.Warnings(); len(w) == 0 || !strings.Contains(w[0], "ssl_min_version") {
 		t.Errorf("warnings = %q, want ssl_min_version first", w)
 	}
@@ -86,7 +87,7 @@ func TestCiphersHonoured(t *testing.T) {
 	ca := testenv.NewCA(t, "c")
 	leaf := ca.Leaf(t, "a.test")
 	o := builtinOpts(leaf.CertFile, leaf.KeyFile)
-	o.SSLCiphers = "ECDHE-ECDSA-CHACHA20-POLY1305"
+	o.SSLCiphers = policy.MustCiphers("ECDHE-ECDSA-CHACHA20-POLY1305")
 	s := serve(t, newBuiltinT(t, o))
 	cfg := clientCfg(ca, "a.test")
 	cfg.MaxVersion = tls.VersionTLS12

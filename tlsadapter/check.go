@@ -65,14 +65,13 @@ func Check(o Options, hosts []string, userCfg *tls.Config) CheckReport {
 	for _, w := range o.Warnings() {
 		r.Findings = append(r.Findings, certs.Finding{Severity: certs.Warning, Message: w})
 	}
-	if sel, err := policy.ParseCipherString(o.SSLCiphers); err == nil {
-		minV, maxV := o.SSLMinVersion.Or(policy.DefaultMinVersion), o.SSLMaxVersion.Or(policy.DefaultMaxVersion)
-		if minV <= policy.TLS12 {
-			r.Suites = policy.CipherSuiteNames(sel.Suites)
-		}
-		if maxV >= policy.TLS13 {
-			r.TLS13Suites = policy.TLS13CipherSuiteNames()
-		}
+	sel := o.SSLCiphers.Selection()
+	minV, maxV := o.SSLMinVersion.Or(policy.DefaultMinVersion), o.SSLMaxVersion.Or(policy.DefaultMaxVersion)
+	if minV <= policy.TLS12 {
+		r.Suites = policy.CipherSuiteNames(sel.Suites)
+	}
+	if maxV >= policy.TLS13 {
+		r.TLS13Suites = policy.TLS13CipherSuiteNames()
 	}
 	if o.SSLModule == "builtin" {
 		r.Findings = append(r.Findings, certs.Check(CertsConfig(o, hosts))...)

@@ -60,7 +60,7 @@ func TestMTLSMatrix(t *testing.T) {
 			if mode.Verifies() {
 				o.SSLClientCA = clientCA.File()
 			}
-			o.SSLClientAllow = lists[list]
+			o.SSLClientAllow = mustAllow(lists[list]...)
 			ad := newBuiltinT(t, o)
 			s := serve(t, ad)
 			for client, w := range byClient {
@@ -103,7 +103,7 @@ func TestAllowListNeedsVerification(t *testing.T) {
 	for _, mode := range []policy.ClientAuth{policy.ClientAuthNone, policy.ClientAuthRequest, policy.ClientAuthRequire} {
 		o := builtinOpts("c.pem", "k.pem")
 		o.SSLClientAuth = mode
-		o.SSLClientAllow = []string{"cn:alice"}
+		o.SSLClientAllow = mustAllow("cn:alice")
 		if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "ssl_client_allow") {
 			t.Errorf("%s with an allow-list: err = %v", mode, err)
 		}
@@ -130,7 +130,7 @@ func TestClientAuthResumptionAndCAReload(t *testing.T) {
 	o := builtinOpts(srv.CertFile, srv.KeyFile)
 	o.SSLClientAuth = policy.ClientAuthRequireAndVerify
 	o.SSLClientCA = caFile
-	o.SSLClientAllow = []string{"cn:alice"}
+	o.SSLClientAllow = mustAllow("cn:alice")
 	ad := newBuiltinT(t, o)
 	s := serve(t, ad)
 	cfg := clientCfg(serverCA, "a.test")

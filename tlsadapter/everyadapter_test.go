@@ -153,7 +153,10 @@ func TestEveryAdapterEveryPolicy(t *testing.T) {
 		{"default ciphers refuse CBC", func(o *Options) {}, []probe{
 			{what: "CBC-only TLS 1.2 client", dial: handshake(cbcOnly), fail: ReasonNoSharedCipher},
 		}},
-		{"ssl_ciphers ECDHE+AESGCM:!AES256", func(o *Options) { o.SSLCiphers = "ECDHE+AESGCM:!AES256"; o.SSLMaxVersion = policy.TLS12 }, []probe{
+		{"ssl_ciphers ECDHE+AESGCM:!AES256", func(o *Options) {
+			o.SSLCiphers = policy.MustCiphers("ECDHE+AESGCM:!AES256")
+			o.SSLMaxVersion = policy.TLS12
+		}, []probe{
 			{what: "AES256-GCM only", dial: handshake(&tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{
 				tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384}}), fail: ReasonNoSharedCipher},
 			{what: "AES128-GCM", dial: handshake(&tls.Config{MaxVersion: tls.VersionTLS12}), check: func(t *testing.T, cs *tls.ConnectionState) {
@@ -162,7 +165,7 @@ func TestEveryAdapterEveryPolicy(t *testing.T) {
 				}
 			}},
 		}},
-		{"ssl_curves P-384 only", func(o *Options) { o.SSLCurves = []string{"-X25519MLKEM768", "P-384"} }, []probe{
+		{"ssl_curves P-384 only", func(o *Options) { o.SSLCurves = mustCurves("-X25519MLKEM768", "P-384") }, []probe{
 			{what: "X25519-only client", dial: handshake(&tls.Config{CurvePreferences: []tls.CurveID{tls.X25519}}), fail: ReasonNoSharedCipher},
 			{what: "P-384 client", dial: handshake(&tls.Config{CurvePreferences: []tls.CurveID{tls.CurveP384}})},
 		}},
@@ -203,7 +206,7 @@ func TestEveryAdapterEveryPolicy(t *testing.T) {
 			{what: "trusted certificate", dial: handshake(cert(alice))},
 		}},
 		{"ssl_client_allow cn:alice", func(o *Options) {
-			o.SSLClientAuth, o.SSLClientCA, o.SSLClientAllow = policy.ClientAuthRequireAndVerify, clientCA.File(), []string{"cn:alice"}
+			o.SSLClientAuth, o.SSLClientCA, o.SSLClientAllow = policy.ClientAuthRequireAndVerify, clientCA.File(), mustAllow("cn:alice")
 		}, []probe{
 			{what: "alice", dial: handshake(cert(alice))},
 			{what: "bob", dial: handshake(cert(bob)), fail: ReasonPolicyDenied},

@@ -241,3 +241,21 @@ func waitStat(t testing.TB, ad *Terminator, f func(TLSStats) bool) TLSStats {
 	t.Fatalf("stats never matched: %+v", st)
 	return st
 }
+
+// mustCurves and mustAllow build typed options for tests, as a config file
+// would.
+func mustCurves(names ...string) Curves {
+	c, err := ParseCurves(names...)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+func mustAllow(entries ...string) policy.ClientAllow {
+	a, err := policy.NewClientAllow(entries...)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}

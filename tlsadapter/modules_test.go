@@ -28,7 +28,7 @@ func TestModuleOptions(t *testing.T) {
 		{"internal", func(o *Options) { o.SSLCertificate = []string{"c.pem"} }, nil, "ssl_certificate: applies only to ssl_module builtin"},
 		{"acme", func(o *Options) { o.SSLPrivateKeyPasswordFile = "p" }, nil, "ssl_private_key_password_file"},
 		{"builtin", func(o *Options) { o.ACME.Domains = []string{"a.example"} }, nil, "acme_domains: applies only to ssl_module acme"},
-		{"builtin", func(o *Options) { o.SSLCiphers = "ECDHE+AESGCM" }, user, "ssl_ciphers: cannot apply together with a Go tls.Config"},
+		{"builtin", func(o *Options) { o.SSLCiphers = policy.MustCiphers("ECDHE+AESGCM") }, user, "ssl_ciphers: cannot apply together with a Go tls.Config"},
 		{"builtin", func(o *Options) { o.SSLRejectUnknownSNI = true }, user, "ssl_reject_unknown_sni"},
 		{"builtin", func(o *Options) { o.SSLPlaintextAction = PlaintextRedirect }, user, ""},
 	}

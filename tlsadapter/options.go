@@ -1,8 +1,10 @@
 package tlsadapter
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,20 +28,20 @@ type Options struct {
 	SSLRejectUnknownSNI       bool          `opt:"ssl_reject_unknown_sni" default:"false" group:"TLS" help:"answer a server name no certificate covers with an unrecognized_name alert instead of the default certificate"`
 	SSLReloadInterval         time.Duration `opt:"ssl_reload_interval" default:"1s" group:"TLS" help:"how often certificate files are checked for changes (0: never; SIGHUP still reloads)"`
 
-	SSLCiphers    string            `opt:"ssl_ciphers" group:"TLS" help:"OpenSSL-style cipher string for TLS 1.2, e.g. ECDHE+AESGCM:!SHA1 (default: AEAD with forward secrecy only; TLS 1.3 suites are fixed)"`
-	SSLMinVersion policy.TLSVersion `opt:"ssl_min_version" default:"1.2" group:"TLS" help:"lowest TLS version accepted: 1.0, 1.1, 1.2 or 1.3 (1.0 and 1.1 are deprecated)"`
-	SSLMaxVersion policy.TLSVersion `opt:"ssl_max_version" default:"1.3" group:"TLS" help:"highest TLS version accepted"`
-	SSLCurves     []string          `opt:"ssl_curves" group:"TLS" help:"key exchange groups offered: X25519, P-256, P-384, P-521, SecP256r1MLKEM768, SecP384r1MLKEM1024; X25519MLKEM768 is always kept unless listed as -X25519MLKEM768 (default: Go's, post-quantum hybrid first)"`
-	SSLALPN       []string          `opt:"ssl_alpn" default:"h2,http/1.1" group:"TLS" help:"ALPN protocols offered, in preference order"`
+	SSLCiphers    policy.CipherString `opt:"ssl_ciphers" group:"TLS" help:"OpenSSL-style cipher string for TLS 1.2, e.g. ECDHE+AESGCM:!SHA1 (default: AEAD with forward secrecy only; TLS 1.3 suites are fixed)"`
+	SSLMinVersion policy.TLSVersion   `opt:"ssl_min_version" default:"1.2" group:"TLS" help:"lowest TLS version accepted: 1.0, 1.1, 1.2 or 1.3 (1.0 and 1.1 are deprecated)"`
+	SSLMaxVersion policy.TLSVersion   `opt:"ssl_max_version" default:"1.3" group:"TLS" help:"highest TLS version accepted"`
+	SSLCurves     Curves              `opt:"ssl_curves" group:"TLS" help:"key exchange groups offered: X25519, P-256, P-384, P-521, SecP256r1MLKEM768, SecP384r1MLKEM1024; X25519MLKEM768 is always kept unless listed as -X25519MLKEM768 (default: Go's, post-quantum hybrid first)"`
+	SSLALPN       []string            `opt:"ssl_alpn" default:"h2,http/1.1" group:"TLS" help:"ALPN protocols offered, in preference order"`
 
 	SSLSessionTickets           bool            `opt:"ssl_session_tickets" default:"true" group:"TLS" help:"offer session tickets for resumption"`
 	SSLSessionTicketKeyRotation time.Duration   `opt:"ssl_session_ticket_key_rotation" default:"24h" group:"TLS" help:"how often a new session-ticket key is made; the last 7 are accepted for resumption"`
 	SSLHandshakeTimeout         time.Duration   `opt:"ssl_handshake_timeout" default:"10s" group:"TLS" help:"longest a client may take to complete the TLS handshake"`
 	SSLPlaintextAction          PlaintextAction `opt:"ssl_plaintext_action" default:"400" group:"TLS" help:"answer to plain HTTP on the TLS port: 400, redirect (308 to https, only for names we hold a certificate for), or close"`
 
-	SSLClientAuth  policy.ClientAuth `opt:"ssl_client_auth" default:"none" group:"TLS" help:"client certificates: none, request, require, verify-if-given, require-and-verify"`
-	SSLClientCA    string            `opt:"ssl_client_ca" group:"TLS" help:"PEM roots client certificates must chain to (verify-if-given, require-and-verify)"`
-	SSLClientAllow []string          `opt:"ssl_client_allow" group:"TLS" help:"client identities allowed (cn:, ou:, dns:, uri:, spiffe://..., spki:sha256:BASE64); when set, anyone else is refused"`
+	SSLClientAuth  policy.ClientAuth  `opt:"ssl_client_auth" default:"none" group:"TLS" help:"client certificates: none, request, require, verify-if-given, require-and-verify"`
+	SSLClientCA    string             `opt:"ssl_client_ca" group:"TLS" help:"PEM roots client certificates must chain to (verify-if-given, require-and-verify)"`
+	SSLClientAllow policy.ClientAllow `opt:"ssl_client_allow" group:"TLS" help:"client identities allowed (cn:, ou:, dns:, uri:, spiffe://..., spki:sha256:BASE64); when set, anyone else is refused"`
 
 	SSLHSTSMaxAge            time.Duration `opt:"ssl_hsts_max_age" default:"0s" group:"TLS" help:"Strict-Transport-Security max-age on HTTPS responses (0: no header)"`
 	SSLHSTSIncludeSubdomains bool          `opt:"ssl_hsts_include_subdomains" default:"false" group:"TLS" help:"add includeSubDomains to the HSTS header"`
@@ -118,17 +120,9 @@ func (o Options) Validate() error {
 	if n, c := len(o.SSLCertificate), len(o.SSLCertificateChain); c > 1 && c != n {
 		bad("ssl_certificate_chain", "%d chain files for %d certificates; give one for all or one per ssl_certificate", c, n)
 	}
-	if _, err := policy.ParseCipherString(o.SSLCiphers); err != nil {
-		bad("ssl_ciphers", "%v", err)
-	}
 	minV, maxV := o.SSLMinVersion.Or(policy.DefaultMinVersion), o.SSLMaxVersion.Or(policy.DefaultMaxVersion)
 	if minV > maxV {
 		bad("ssl_min_version", "%s is above ssl_max_version %s", minV, maxV)
-	}
-	for _, c := range o.SSLCurves {
-		if _, ok := curveIDs[strings.ToLower(strings.TrimPrefix(c, "-"))]; !ok {
-			bad("ssl_curves", "%q is not a supported group (use X25519MLKEM768, X25519, P-256, P-384 or P-521)", c)
-		}
 	}
 	for _, p := range o.SSLALPN {
 		if p == "" || len(p) > 255 {
@@ -154,12 +148,9 @@ func (o Options) Validate() error {
 	if o.SSLClientAuth.Verifies() && o.SSLClientCA == "" {
 		bad("ssl_client_ca", "ssl_client_auth %s needs ssl_client_ca: the roots client certificates must chain to", o.SSLClientAuth)
 	}
-	if len(o.SSLClientAllow) > 0 {
+	if o.SSLClientAllow.Len() > 0 {
 		if !o.SSLClientAuth.Verifies() {
 			bad("ssl_client_allow", "needs ssl_client_auth verify-if-given or require-and-verify; an unverified certificate proves no identity")
-		}
-		if _, err := policy.ParseAllowList(o.SSLClientAllow); err != nil {
-			bad("ssl_client_allow", "%v", err)
 		}
 	}
 	if err := o.hsts().Validate(); err != nil {
@@ -181,15 +172,14 @@ func (o Options) Warnings() []string {
 	if o.SSLMinVersion.Deprecated() {
 		w = append(w, fmt.Sprintf("ssl_min_version: %s enables deprecated TLS versions (RFC 8996); use 1.2 unless old clients need it", o.SSLMinVersion))
 	}
-	if sel, err := policy.ParseCipherString(o.SSLCiphers); err == nil {
-		for _, id := range sel.Suites {
-			if !policy.ForwardSecretAEAD(id) {
-				w = append(w, fmt.Sprintf("ssl_ciphers: %s lacks forward secrecy or AEAD", policy.CipherSuiteNames([]uint16{id})[0]))
-			}
+	sel := o.SSLCiphers.Selection()
+	for _, id := range sel.Suites {
+		if !policy.ForwardSecretAEAD(id) {
+			w = append(w, fmt.Sprintf("ssl_ciphers: %s lacks forward secrecy or AEAD", policy.CipherSuiteNames([]uint16{id})[0]))
 		}
-		for _, n := range sel.Notes {
-			w = append(w, "ssl_ciphers: "+n)
-		}
+	}
+	for _, n := range sel.Notes {
+		w = append(w, "ssl_ciphers: "+n)
 	}
 	return w
 }
@@ -215,3 +205,40 @@ func (o Options) pairFiles() [][3]string {
 	}
 	return out
 }
+
+// Curves is ssl_curves: key exchange groups by name, checked and mapped to
+// Go's IDs when set. The zero value lets Go choose (post-quantum hybrid
+// first).
+type Curves struct {
+	names []string
+	ids   []tls.CurveID
+}
+
+// ParseCurves parses names as ssl_curves does.
+func ParseCurves(names ...string) (Curves, error) {
+	var c Curves
+	err := c.SetList(names)
+	return c, err
+}
+
+// SetList implements config.ListValue: every name must be a supported
+// group, or -X25519MLKEM768 to drop the hybrid.
+func (c *Curves) SetList(items []string) error {
+	var errs []error
+	for _, n := range items {
+		if _, ok := curveIDs[strings.ToLower(strings.TrimPrefix(n, "-"))]; !ok {
+			errs = append(errs, fmt.Errorf("%q is not a supported group (use X25519MLKEM768, X25519, P-256, P-384, P-521, SecP256r1MLKEM768 or SecP384r1MLKEM1024)", n))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	*c = Curves{names: slices.Clone(items), ids: curvePreferences(items)}
+	return nil
+}
+
+// List implements config.ListValue.
+func (c Curves) List() []string { return slices.Clone(c.names) }
+
+// IDs are the groups offered, in order; nil lets Go choose.
+func (c Curves) IDs() []tls.CurveID { return slices.Clone(c.ids) }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"tlsedge/config"
 	"tlsedge/internal/testenv"
 	"tlsedge/policy"
 )
@@ -13,19 +14,28 @@ import (
 func TestOptionsValidate(t *testing.T) {
 	o := builtinOpts("a.pem", "a.key", "b.pem", "b.key")
 	o.SSLPrivateKey = o.SSLPrivateKey[:1]
-	o.SSLCiphers = "ECDHE+AESGCM:RC4:FOO"
+	// Typed options are checked when they are set, as a config file or a
+	// flag sets them; the rest when the whole is validated.
+	tab := config.NewTable(&o)
+	var errs []error
+	for _, kv := range [][2]string{{"ssl_ciphers", "ECDHE+AESGCM:RC4:FOO"}, {"ssl_curves", "X25519,P-192"}, {"ssl_client_allow", "cn:x,nope:y"}} {
+		f, _ := tab.Lookup(kv[0])
+		if err := f.Set(kv[1]); err != nil {
+			errs = append(errs, config.KeyError(kv[0], "%w", err))
+		}
+	}
 	o.SSLMinVersion, o.SSLMaxVersion = policy.TLS13, policy.TLS12
-	o.SSLCurves = []string{"X25519", "P-192"}
 	o.SSLHandshakeTimeout = -time.Second
 	o.SSLClientAuth = policy.ClientAuthRequest
-	o.SSLClientAllow = []string{"cn:x"}
+	o.SSLClientAllow = mustAllow("cn:x")
 	o.SSLHSTSPreload = true
-	err := o.Validate()
+	errs = append(errs, o.Validate())
+	err := errors.Join(errs...)
 	if err == nil {
 		t.Fatal("no error")
 	}
 	for _, key := range []string{"ssl_private_key:", "ssl_ciphers:", `"RC4"`, `"FOO"`, "ssl_min_version:", "ssl_curves:", `"P-192"`,
-		"ssl_handshake_timeout:", "ssl_client_allow:", "ssl_hsts_preload:"} {
+		"ssl_handshake_timeout:", "ssl_client_allow:", `"nope:y"`, "ssl_hsts_preload:"} {
 		if !strings.Contains(err.Error(), key) {
 			t.Errorf("error does not mention %s:\n%v", key, err)
 		}
@@ -53,7 +63,7 @@ func TestCheckReport(t *testing.T) {
 	leaf := ca.Leaf(t, "a.test")
 	o := builtinOpts(leaf.CertFile, leaf.KeyFile)
 	o.SSLMinVersion = policy.TLS10
-	o.SSLCiphers = "ECDHE+AESGCM:ECDHE+AES:DHE-RSA-AES128-GCM-SHA256"
+	o.SSLCiphers = policy.MustCiphers("ECDHE+AESGCM:ECDHE+AES:DHE-RSA-AES128-GCM-SHA256")
 	r := Check(o, []string{"a.test", "b.test"}, nil)
 	out := r.String()
 	for _, want := range []string{

@@ -22,7 +22,7 @@ func TestCurves(t *testing.T) {
 	})
 	t.Run("ssl_curves restricts and keeps the hybrid", func(t *testing.T) {
 		o := builtinOpts(a.CertFile, a.KeyFile)
-		o.SSLCurves = []string{"P-384"}
+		o.SSLCurves = mustCurves("P-384")
 		s := serve(t, newBuiltinT(t, o))
 		for _, tt := range []struct {
 			offer []tls.CurveID

@@ -162,15 +162,12 @@ func policyConfig(o Options, userCfg *tls.Config, getCert func(*tls.ClientHelloI
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	sel, err := policy.ParseCipherString(o.SSLCiphers)
-	if err != nil {
-		return nil, fmt.Errorf("ssl_ciphers: %w", err)
-	}
+	sel := o.SSLCiphers.Selection()
 	c := &tls.Config{
 		MinVersion:             uint16(o.SSLMinVersion.Or(policy.DefaultMinVersion)),
 		MaxVersion:             uint16(o.SSLMaxVersion.Or(policy.DefaultMaxVersion)),
 		CipherSuites:           sel.Suites,
-		CurvePreferences:       curvePreferences(o.SSLCurves),
+		CurvePreferences:       o.SSLCurves.IDs(),
 		NextProtos:             alpn,
 		SessionTicketsDisabled: !o.SSLSessionTickets,
 		ClientAuth:             o.SSLClientAuth.TLS(),
@@ -187,11 +184,7 @@ func policyConfig(o Options, userCfg *tls.Config, getCert func(*tls.ClientHelloI
 		}
 		c.ClientCAs = pool
 	}
-	if len(o.SSLClientAllow) > 0 {
-		allow, err := policy.ParseAllowList(o.SSLClientAllow)
-		if err != nil {
-			return nil, fmt.Errorf("ssl_client_allow: %w", err)
-		}
+	if allow := o.SSLClientAllow.AllowList(); allow != nil {
 		c.VerifyConnection = policy.VerifyConnection(o.SSLClientAuth, allow)
 	}
 	return c, nil

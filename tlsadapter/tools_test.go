@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"tlsedge/internal/testenv"
+	"tlsedge/policy"
 )
 
 func runTool(t *testing.T, stdin string, name string, args ...string) (string, error) {
@@ -72,7 +73,7 @@ func TestOpenSSLClient(t *testing.T) {
 	leaf := inter.Leaf(t, "a.test")
 	o := builtinOpts(leaf.CertFile, leaf.KeyFile)
 	o.SSLCertificateChain = []string{interIs.CertFile}
-	o.SSLCiphers = "ECDHE+AESGCM"
+	o.SSLCiphers = policy.MustCiphers("ECDHE+AESGCM")
 	s := serve(t, newBuiltinT(t, o, "a.test"))
 	base := []string{"s_client", "-connect", s.addr, "-servername", "a.test", "-CAfile", root.File()}
 	tests := []struct {
