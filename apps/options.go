@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	"tlsedge/config"
 	"tlsedge/policy"
 )
 
@@ -78,19 +79,14 @@ type Options struct {
 	AccessLogFormat string `opt:"access_log_format" default:"combined" group:"Apps" help:"access log line format: combined or json"`
 }
 
-// Defaults for zero-valued Options, in one place.
-const (
-	defaultConnectTimeout  = 5 * time.Second
-	defaultResponseTimeout = 60 * time.Second
-	defaultMaxRanges       = 16
-	defaultBufferSize      = 64 << 10
-)
+// defaults are the tags' defaults, the fallbacks for zero-valued Options.
+var defaults = config.Defaults[Options]()
 
 func (o *Options) bufferSize() int64 {
 	if o.ProxyRequestBufferSize > 0 {
 		return o.ProxyRequestBufferSize
 	}
-	return defaultBufferSize
+	return defaults.ProxyRequestBufferSize
 }
 
 func (o *Options) tempPath() string {
@@ -104,28 +100,28 @@ func (o *Options) maxRanges() int {
 	if o.MaxRanges > 0 {
 		return o.MaxRanges
 	}
-	return defaultMaxRanges
+	return defaults.MaxRanges
 }
 
 func (o *Options) connectTimeout() time.Duration {
 	if o.ProxyConnectTimeout > 0 {
 		return o.ProxyConnectTimeout
 	}
-	return defaultConnectTimeout
+	return defaults.ProxyConnectTimeout
 }
 
 func (o *Options) responseTimeout() time.Duration {
 	if o.ProxyResponseTimeout > 0 {
 		return o.ProxyResponseTimeout
 	}
-	return defaultResponseTimeout
+	return defaults.ProxyResponseTimeout
 }
 
 // Validate reports every problem in o, each naming its config key.
 func (o *Options) Validate() error {
 	var errs []error
 	if o.MaxRanges < 0 {
-		errs = append(errs, badOption("max_ranges", "%d is negative (0 means %d)", o.MaxRanges, defaultMaxRanges))
+		errs = append(errs, badOption("max_ranges", "%d is negative (0 means %d)", o.MaxRanges, defaults.MaxRanges))
 	}
 	if o.ProxyConnectTimeout < 0 {
 		errs = append(errs, badOption("proxy_connect_timeout", "%v is negative", o.ProxyConnectTimeout))

@@ -441,3 +441,15 @@ func distance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// Defaults returns a T holding the default of every option, from the tags:
+// the one place a default is written. Code that reads a zero value as "the
+// default" (library users building options in Go) falls back to these. It
+// panics on a bad default tag, a programming error the first test catches.
+func Defaults[T any]() T {
+	var v T
+	if err := NewTable(&v).Reset(); err != nil {
+		panic(err)
+	}
+	return v
+}

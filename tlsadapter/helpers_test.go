@@ -125,16 +125,9 @@ func (w testWriter) Write(p []byte) (int, error) {
 // builtinOpts returns the options as the server package would fill them from
 // the tag defaults, for the given certificate pairs (cert, key, cert, key...).
 func builtinOpts(files ...string) Options {
-	o := Options{
-		SSLModule:                   "builtin",
-		SSLMinVersion:               policy.TLS12,
-		SSLMaxVersion:               policy.TLS13,
-		SSLALPN:                     []string{"h2", "http/1.1"},
-		SSLSessionTickets:           true,
-		SSLSessionTicketKeyRotation: 24 * time.Hour,
-		SSLHandshakeTimeout:         10 * time.Second,
-		SSLReloadInterval:           0,
-	}
+	o := defaults
+	o.SSLModule = "builtin"
+	o.SSLReloadInterval = 0
 	for i := 0; i+1 < len(files); i += 2 {
 		o.SSLCertificate = append(o.SSLCertificate, files[i])
 		o.SSLPrivateKey = append(o.SSLPrivateKey, files[i+1])

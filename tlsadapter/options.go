@@ -35,7 +35,7 @@ type Options struct {
 	SSLALPN       []string            `opt:"ssl_alpn" default:"h2,http/1.1" group:"TLS" help:"ALPN protocols offered, in preference order"`
 
 	SSLSessionTickets           bool            `opt:"ssl_session_tickets" default:"true" group:"TLS" help:"offer session tickets for resumption"`
-	SSLSessionTicketKeyRotation time.Duration   `opt:"ssl_session_ticket_key_rotation" default:"24h" group:"TLS" help:"how often a new session-ticket key is made; the last 7 are accepted for resumption"`
+	SSLSessionTicketKeyRotation time.Duration   `opt:"ssl_session_ticket_key_rotation" default:"12h" group:"TLS" help:"how often a new session-ticket key is made (at least 1s); a ticket resumes for at most two rotations"`
 	SSLHandshakeTimeout         time.Duration   `opt:"ssl_handshake_timeout" default:"10s" group:"TLS" help:"longest a client may take to complete the TLS handshake"`
 	SSLPlaintextAction          PlaintextAction `opt:"ssl_plaintext_action" default:"400" group:"TLS" help:"answer to plain HTTP on the TLS port: 400, redirect (308 to https, only for names we hold a certificate for), or close"`
 
@@ -50,14 +50,9 @@ type Options struct {
 	ACME ACMEOptions // the acme_* options
 }
 
-// Built-in fallbacks for zero values, mirroring the defaults in the tags
-// above for library users who build Options in Go.
-const (
-	defaultHandshakeTimeout = 10 * time.Second
-	defaultTicketRotation   = 24 * time.Hour
-)
-
-var defaultALPN = []string{"h2", "http/1.1"}
+// defaults are the tags' defaults, the fallbacks for zero values in Options
+// that library users build in Go.
+var defaults = config.Defaults[Options]()
 
 // PlaintextAction is what a TLS port answers to a plain HTTP request.
 type PlaintextAction int
@@ -138,7 +133,7 @@ func (o Options) Validate() error {
 	if d := o.SSLSessionTicketKeyRotation; d < 0 {
 		bad("ssl_session_ticket_key_rotation", "%s is negative", d)
 	} else if d > 0 && d < minInterval {
-		bad("ssl_session_ticket_key_rotation", "%s is below the minimum of %s (0 means the default, %s)", d, minInterval, defaultTicketRotation)
+		bad("ssl_session_ticket_key_rotation", "%s is below the minimum of %s (0 means the default, %s)", d, minInterval, defaults.SSLSessionTicketKeyRotation)
 	}
 	if d := o.SSLReloadInterval; d < 0 {
 		bad("ssl_reload_interval", "%s is negative; use 0 to stop polling the files", d)

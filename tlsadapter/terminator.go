@@ -107,7 +107,7 @@ func newTerminator(module string, p Params, src Adapter) (*Terminator, error) {
 		t.userCerts = len(t.userCfg.Certificates) > 0 || t.userCfg.GetCertificate != nil
 	}
 	if t.timeout == 0 {
-		t.timeout = defaultHandshakeTimeout
+		t.timeout = defaults.SSLHandshakeTimeout
 	}
 	t.challenge, _ = src.(ChallengeResponder)
 	pol, err := t.buildPolicy()
@@ -143,7 +143,7 @@ func (t *Terminator) buildPolicy() (*tls.Config, error) {
 func policyConfig(o Options, userCfg *tls.Config, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) (*tls.Config, error) {
 	alpn := o.SSLALPN
 	if len(alpn) == 0 {
-		alpn = defaultALPN
+		alpn = defaults.SSLALPN
 	}
 	if userCfg != nil {
 		c := userCfg.Clone()
@@ -341,12 +341,12 @@ func (t *Terminator) configForClient(h *tls.ClientHelloInfo) (*tls.Config, error
 
 // rotateTicketKeys installs a fresh session-ticket key every rotation period
 // and keeps the one before it, so a ticket resumes for at most two periods
-// (24 hours at the default rotation), then needs a full handshake.
+// (24 hours at the default rotation of 12), then needs a full handshake.
 func (t *Terminator) rotateTicketKeys(ctx context.Context) {
 	defer close(t.rotation)
 	every := t.opts.SSLSessionTicketKeyRotation
 	if every <= 0 {
-		every = defaultTicketRotation
+		every = defaults.SSLSessionTicketKeyRotation
 	}
 	var keys [][32]byte
 	rotate := func() {

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+	"tlsedge/config"
 )
 
 // Options configure a Core. Fields with an `opt` tag are user-facing options:
@@ -45,24 +46,7 @@ type Options struct {
 	AllowEncodedSlash bool `opt:"-"`
 }
 
-// DefaultOptions returns Options holding every documented default (the same
-// values as the `default` tags), for library users and tests that set only
-// what they change. The server package fills its Options from the tags.
-func DefaultOptions() Options {
-	return Options{
-		ThreadPool:           10,
-		ThreadPoolMax:        -1,
-		AcceptedQueueSize:    -1,
-		AcceptedQueueTimeout: 10 * time.Second,
-		MaxConnections:       10000,
-		SocketTimeout:        10 * time.Second,
-		RequestHeaderTimeout: 10 * time.Second,
-		MinRequestBodyRate:   1 << 10,
-		WriteTimeout:         30 * time.Second,
-		MaxRequestHeaderSize: 500 << 10,
-		MaxRequestBodySize:   100 << 20,
-		MaxBufferedMemory:    -1,
-		ProtocolVersion:      "HTTP/1.1",
-		ServerName:           "tlsedge",
-	}
-}
+// DefaultOptions returns Options holding every documented default, read
+// from the `default` tags above (the one place they are written), for
+// library users and tests that set only what they change.
+func DefaultOptions() Options { return config.Defaults[Options]() }
