@@ -2,9 +2,7 @@ package apps
 
 import (
 	"errors"
-	"fmt"
-
-	"tlsedge/config"
+	"tlsedge/apps/appopt"
 )
 
 // Sentinels callers can test with errors.Is; messages are wrapped with the
@@ -14,10 +12,5 @@ var (
 	ErrBadTarget = errors.New("apps: bad mount target")
 	// ErrBadOption reports an Options field that fails Validate; it is a
 	// config.ErrBadValue too.
-	ErrBadOption = fmt.Errorf("apps: %w", config.ErrBadValue)
+	ErrBadOption = appopt.ErrBadOption
 )
-
-// badOption is a bad value for key, located by the loader like any other.
-func badOption(key, format string, args ...any) error {
-	return &config.Error{Key: key, Msg: fmt.Sprintf(format, args...), Err: ErrBadOption}
-}

@@ -73,11 +73,11 @@ func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy,
 		ppPools:  env.Options.ProxyProtocol,
 	}
 	if env.Options.ProxyRequestBuffering {
-		dir := env.Options.tempPath()
+		dir := env.Options.TempPath()
 		if err := checkTempDir(dir); err != nil {
 			return nil, fmt.Errorf("%w: proxy_temp_path: cannot make a directory for buffered request bodies under %s: %w (set proxy_temp_path to a directory the server's user may write)", ErrBadOption, dir, err)
 		}
-		p.buffer = &requestBuffer{memLimit: env.Options.bufferSize(), dir: dir}
+		p.buffer = &requestBuffer{memLimit: env.Options.BufferSize(), dir: dir}
 	}
 	if p.identity == nil {
 		p.identity = PeerHeaders
@@ -85,7 +85,7 @@ func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy,
 	if p.tlsHook == nil {
 		p.tlsHook = SSLHeaders
 	}
-	connectTimeout := env.Options.connectTimeout()
+	connectTimeout := env.Options.ConnectTimeout()
 	dialer := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
 	sendProxyHeader := env.Options.ProxyProtocol
 	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -115,7 +115,7 @@ func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy,
 		DialContext:           dial,
 		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   connectTimeout,
-		ResponseHeaderTimeout: env.Options.responseTimeout(),
+		ResponseHeaderTimeout: env.Options.ResponseTimeout(),
 		ExpectContinueTimeout: time.Second,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConns:          512,

@@ -57,7 +57,7 @@ func newStatic(dir string, env Env) (*static, error) {
 	s := &static{
 		dir:         dir,
 		listing:     env.Options.DirListing,
-		maxRanges:   env.Options.maxRanges(),
+		maxRanges:   env.Options.RangesLimit(),
 		log:         env.logger().With("dir", dir),
 		indexName:   "index.html",
 		precompress: []encoding{{"br", ".br"}, {"gzip", ".gz"}},

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"tlsedge/apps"
+	"tlsedge/apps/appopt"
 	"tlsedge/config"
 	"tlsedge/policy"
 	"tlsedge/router"
@@ -38,7 +38,7 @@ type Config struct {
 	Core httpcore.Options   // pool, timeouts, limits, statistics
 	TLS  tlsadapter.Options // ssl_* and acme_*
 	Peer policy.PeerOptions // peercreds*
-	Apps apps.Options       // proxy, static files, access log
+	Apps appopt.Options     // proxy, static files, access log
 
 	// Name is the server's name in an Engine: "" for the main server, NAME for
 	// server.NAME.* keys.

@@ -1,0 +1,163 @@
+// Package appopt holds the user-facing options of what a mount serves
+// (proxy, static files, access log). They live apart from package apps so
+// that the server can carry them in its configuration, and parse them with
+// every other option, without linking the apps themselves.
+package appopt
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+	"tlsedge/config"
+	"tlsedge/policy"
+)
+
+// Options are the user-facing settings of what a mount serves. Each tagged
+// field becomes a flag (--kebab-name), a config key (server.snake_name) and a
+// README row. The zero value works: each field's doc says what zero means.
+type Options struct {
+	// TrustedProxies lists the peers whose X-Forwarded-For/-Proto/-Host and
+	// Forwarded headers the proxy keeps (appending the peer) instead of
+	// replacing: IP addresses, CIDR prefixes, or "unix" for any peer on a UNIX
+	// socket. Empty trusts no one: the list fails closed.
+	TrustedProxies policy.TrustedProxies `opt:"trusted_proxies" default:"" group:"Apps" help:"peers (IP, CIDR or unix) whose X-Forwarded-* and Forwarded headers are kept"`
+
+	// DirListing lets dir: mounts list directories that have no index.html.
+	// False answers 403 instead.
+	DirListing bool `opt:"dir_listing" default:"false" group:"Apps" help:"list directories without index.html on dir: mounts"`
+
+	// DirFollowSymlinks lets dir: mounts follow symlinks that lead outside the
+	// mount's root. False refuses them (404); symlinks inside the root always work.
+	DirFollowSymlinks bool `opt:"dir_follow_symlinks" default:"false" group:"Apps" help:"follow symlinks that leave a dir: mount's root"`
+
+	// MaxRanges is the most range-specs a Range header on a dir: mount may
+	// hold; a request with more gets the whole file (200), or 416 if none of
+	// them is satisfiable, as nginx's max_ranges. Overlapping and adjacent
+	// ranges are merged whatever the limit, and a multipart answer is never
+	// more than 1 KiB larger than the file. Zero means 16.
+	MaxRanges int `opt:"max_ranges" default:"16" group:"Apps" help:"most byte ranges one request to a dir: mount may ask for; more get the whole file"`
+
+	// ProxyConnectTimeout bounds dialing an upstream (and its TLS handshake);
+	// running out answers 504, a refused connection 502. Zero means 5s.
+	ProxyConnectTimeout time.Duration `opt:"proxy_connect_timeout" default:"5s" group:"Apps" help:"longest wait to connect to an upstream (then 504)"`
+
+	// ProxyResponseTimeout bounds the wait for an upstream's response head once
+	// the request is sent; the body then streams without a limit. Zero means 60s.
+	ProxyResponseTimeout time.Duration `opt:"proxy_response_timeout" default:"60s" group:"Apps" help:"longest wait for an upstream's response head (then 504)"`
+
+	// ProxyRequestBuffering makes the proxy read a request's whole body,
+	// and the core check its framing and size, before the upstream is
+	// contacted; the body then goes up with a Content-Length. A body the core
+	// refuses (400, 408, 413) never reaches the upstream, nor does a
+	// connection for it. Off, bodies stream as they arrive, and an upstream
+	// may see the start of a body that later turns out bad. The zero
+	// Options has it off; the configuration's default is on.
+	ProxyRequestBuffering bool `opt:"proxy_request_buffering" default:"true" group:"Apps" help:"read and check a request's whole body before contacting the upstream (off: stream it)"`
+
+	// ProxyRequestBufferSize is how much of a buffered request body is held
+	// in memory; a larger body goes to a temporary file under
+	// ProxyTempPath. Zero means 64 KiB.
+	ProxyRequestBufferSize int64 `opt:"proxy_request_buffer_size" default:"64KiB" unit:"bytes" group:"Apps" help:"buffered request body held in memory; more goes to a temporary file"`
+
+	// ProxyTempPath is the directory under which buffered request bodies
+	// larger than ProxyRequestBufferSize are written, each in a private
+	// (0700) directory of its own, as a 0600 file unlinked at once. Empty
+	// means the system's temporary directory ($TMPDIR or /tmp).
+	ProxyTempPath string `opt:"proxy_temp_path" default:"" group:"Apps" help:"directory for request bodies buffered on disk (empty: $TMPDIR or /tmp)"`
+
+	// ProxyProtocol sends a PROXY protocol v2 header carrying the client's
+	// address first on every upstream connection. A header speaks for a
+	// connection's whole life, so upstream connections are then pooled per
+	// client address and port: reused only for requests whose header would
+	// be the same.
+	ProxyProtocol bool `opt:"proxy_protocol" default:"false" group:"Apps" help:"send a PROXY protocol v2 header to upstreams (upstream connections then pooled per client)"`
+
+	// AccessLog is where the access log goes: empty for off, "-" or "stderr"
+	// for standard error, otherwise a file path opened for appending and
+	// reopened by AccessLog.Reopen (SIGUSR1, for logrotate).
+	AccessLog string `opt:"access_log" default:"" group:"Apps" help:"access log: empty (off), - (stderr) or a file path (reopened on SIGUSR1)"`
+
+	// AccessLogFormat is "combined" (Apache/nginx combined plus TLS fields) or
+	// "json" (one object per line). Empty means combined.
+	AccessLogFormat string `opt:"access_log_format" default:"combined" group:"Apps" help:"access log line format: combined or json"`
+}
+
+// defaults are the tags' defaults, the fallbacks for zero-valued Options.
+var defaults = config.Defaults[Options]()
+
+// BufferSize is proxy_request_buffer_size, or its default when zero.
+func (o *Options) BufferSize() int64 {
+	if o.ProxyRequestBufferSize > 0 {
+		return o.ProxyRequestBufferSize
+	}
+	return defaults.ProxyRequestBufferSize
+}
+
+// TempPath is proxy_temp_path, or the system temporary directory.
+func (o *Options) TempPath() string {
+	if o.ProxyTempPath != "" {
+		return o.ProxyTempPath
+	}
+	return os.TempDir()
+}
+
+// RangesLimit is max_ranges, or its default when zero.
+func (o *Options) RangesLimit() int {
+	if o.MaxRanges > 0 {
+		return o.MaxRanges
+	}
+	return defaults.MaxRanges
+}
+
+// ConnectTimeout is proxy_connect_timeout, or its default when zero.
+func (o *Options) ConnectTimeout() time.Duration {
+	if o.ProxyConnectTimeout > 0 {
+		return o.ProxyConnectTimeout
+	}
+	return defaults.ProxyConnectTimeout
+}
+
+// ResponseTimeout is proxy_response_timeout, or its default when zero.
+func (o *Options) ResponseTimeout() time.Duration {
+	if o.ProxyResponseTimeout > 0 {
+		return o.ProxyResponseTimeout
+	}
+	return defaults.ProxyResponseTimeout
+}
+
+// Validate reports every problem in o, each naming its config key.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.MaxRanges < 0 {
+		errs = append(errs, bad("max_ranges", "%d is negative (0 means %d)", o.MaxRanges, defaults.MaxRanges))
+	}
+	if o.ProxyConnectTimeout < 0 {
+		errs = append(errs, bad("proxy_connect_timeout", "%v is negative", o.ProxyConnectTimeout))
+	}
+	if o.ProxyResponseTimeout < 0 {
+		errs = append(errs, bad("proxy_response_timeout", "%v is negative", o.ProxyResponseTimeout))
+	}
+	if o.ProxyRequestBufferSize < 0 {
+		errs = append(errs, bad("proxy_request_buffer_size", "%d is negative", o.ProxyRequestBufferSize))
+	}
+	if o.ProxyTempPath != "" && !filepath.IsAbs(o.ProxyTempPath) {
+		errs = append(errs, bad("proxy_temp_path", "%q is not an absolute path", o.ProxyTempPath))
+	}
+	switch o.AccessLogFormat {
+	case "", "combined", "json":
+	default:
+		errs = append(errs, bad("access_log_format", "%q is not combined or json", o.AccessLogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// ErrBadOption reports an Options field that fails Validate; it is a
+// config.ErrBadValue too.
+var ErrBadOption = fmt.Errorf("apps: %w", config.ErrBadValue)
+
+// bad is a bad value for key, located by the loader like any other.
+func bad(key, format string, args ...any) error {
+	return &config.Error{Key: key, Msg: fmt.Sprintf(format, args...), Err: ErrBadOption}
+}
