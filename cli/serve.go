@@ -20,6 +20,7 @@ import (
 	"tlsedge/apps"
 	"tlsedge/config"
 	"tlsedge/control"
+	"tlsedge/router"
 	"tlsedge/server"
 	"tlsedge/server/httpcore"
 	"tlsedge/tlsadapter"
@@ -95,7 +96,7 @@ func buildEngine(o *Options, log *slog.Logger, logs *accessLogs) (*edge, error) 
 // welcome page), its metrics and its access log.
 func (e *edge) wire(c *server.Config, o *Options) error {
 	c.Registry, c.DataDir, c.Logger = e.reg, o.Process.DataDir, e.log
-	if len(c.Mount) == 0 && len(c.Handlers) == 0 {
+	if c.Mount.Len() == 0 && len(c.Handlers) == 0 {
 		c.Handlers = map[string]http.Handler{"/": welcomeHandler()}
 	}
 	al, err := e.logs.open(c.Apps)
@@ -107,7 +108,7 @@ func (e *edge) wire(c *server.Config, o *Options) error {
 	c.Targets = func(target string) (http.Handler, error) { return apps.New(target, env) }
 	// Request metrics cost a little on every request; they are kept only
 	// where a status: mount shows them.
-	measured := slices.ContainsFunc(c.Mount, func(spec string) bool { return strings.Contains(spec, "=status:") })
+	measured := slices.ContainsFunc(c.Mount.Specs(), func(m router.MountSpec) bool { return strings.HasPrefix(m.Target, "status:") })
 	c.Middleware = func(h http.Handler) http.Handler {
 		if measured {
 			h = m.Wrap(h)
@@ -364,8 +365,8 @@ func logServer(log *slog.Logger, s *server.Server) {
 	if name == "" {
 		name = "main"
 	}
-	mounts := make([]string, 0, len(c.Mount))
-	for _, m := range c.Mount {
+	mounts := make([]string, 0, c.Mount.Len())
+	for _, m := range c.Mount.List() {
 		if len(m) > 80 {
 			m = fmt.Sprintf("%s...(%d bytes)", m[:60], len(m))
 		}

@@ -6,9 +6,11 @@ package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -196,3 +198,68 @@ func plainPathByte(b byte) bool {
 	}
 	return false
 }
+
+// MountSpec is one --mount PREFIX=TARGET, parsed.
+type MountSpec struct {
+	Prefix string // cleaned as Dispatcher.Mount cleans it
+	Target string // as written; its scheme is resolved by the caller
+	Spec   string // the whole spec as written, for messages
+}
+
+// Mounts is the mount option: PREFIX=TARGET specs parsed and checked when
+// the configuration is loaded, so a bad prefix is an error naming the
+// option, and building the mount table parses nothing again. The zero value
+// mounts nothing.
+type Mounts struct {
+	specs []MountSpec
+}
+
+// ParseMounts parses specs as the mount option does.
+func ParseMounts(specs ...string) (Mounts, error) {
+	var m Mounts
+	err := m.SetList(specs)
+	return m, err
+}
+
+// MustMounts is ParseMounts for specs known to be good (tests, examples).
+func MustMounts(specs ...string) Mounts {
+	m, err := ParseMounts(specs...)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// SetList implements config.ListValue.
+func (m *Mounts) SetList(items []string) error {
+	var out []MountSpec
+	var errs []error
+	for _, s := range items {
+		prefix, target, err := ParseMount(s)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, MountSpec{Prefix: prefix, Target: target, Spec: s})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	*m = Mounts{specs: out}
+	return nil
+}
+
+// List implements config.ListValue.
+func (m Mounts) List() []string {
+	out := make([]string, len(m.specs))
+	for i, s := range m.specs {
+		out[i] = s.Spec
+	}
+	return out
+}
+
+// Specs are the parsed specs, in order.
+func (m Mounts) Specs() []MountSpec { return slices.Clone(m.specs) }
+
+// Len is the number of specs.
+func (m Mounts) Len() int { return len(m.specs) }

@@ -16,6 +16,7 @@ import (
 	"tlsedge/apps"
 	"tlsedge/internal/testenv"
 	"tlsedge/peercred/peercredtest"
+	"tlsedge/router"
 )
 
 // recorder is an upstream on loopback that records the request-target of
@@ -69,7 +70,7 @@ func TestPeerMountRuleHoldsOnCanonicalPath(t *testing.T) {
 	c.DataDir = t.TempDir()
 	c.Peer.Peercreds = true
 	c.Peer.PeercredsMountAllow = []string{"/admin=uid:0"}
-	c.Mount = []string{"/admin=" + adminURL, "/=" + publicURL}
+	c.Mount = router.MustMounts("/admin="+adminURL, "/="+publicURL)
 	c.Targets = func(target string) (http.Handler, error) { return apps.New(target, apps.Env{}) }
 	s, err := New(c)
 	if err != nil {

@@ -33,7 +33,7 @@ type Config struct {
 	ShutdownTimeout time.Duration `opt:"shutdown_timeout" default:"5s" group:"Listener" help:"time in-flight requests get to finish on stop"`
 	Nodelay         bool          `opt:"nodelay" default:"true" group:"Listener" help:"set TCP_NODELAY on accepted connections"`
 	ReusePort       bool          `opt:"reuse_port" default:"false" group:"Listener" help:"set SO_REUSEPORT so several processes can share the port"`
-	Mount           []string      `opt:"mount" group:"Apps" help:"PREFIX=TARGET to serve; repeatable (text:BODY, and more as listed in the README)"`
+	Mount           router.Mounts `opt:"mount" group:"Apps" help:"PREFIX=TARGET to serve; repeatable (text:BODY, and more as listed in the README)"`
 
 	Core httpcore.Options   // pool, timeouts, limits, statistics
 	TLS  tlsadapter.Options // ssl_* and acme_*
@@ -120,11 +120,6 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		add("shutdown_timeout", "must be above 0 (seconds, or a duration like 5s)")
-	}
-	for _, m := range c.Mount {
-		if _, _, err := router.ParseMount(m); err != nil {
-			add("mount", "%v", err)
-		}
 	}
 	for _, v := range []any{&c.Core, &c.TLS, &c.TLS.ACME, &c.Peer, &c.Apps} {
 		if v, ok := v.(interface{ Validate() error }); ok {

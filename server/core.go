@@ -33,18 +33,14 @@ func buildHandler(c *Config) (http.Handler, []http.Handler, error) {
 			return fail(err)
 		}
 	}
-	for _, spec := range c.Mount {
-		prefix, target, err := router.ParseMount(spec)
+	for _, m := range c.Mount.Specs() {
+		h, err := resolveTarget(c, m.Target)
 		if err != nil {
-			return fail(fmt.Errorf("%smount: %w", c.KeyPrefix(), err))
-		}
-		h, err := resolveTarget(c, target)
-		if err != nil {
-			return fail(fmt.Errorf("%smount %s: %w", c.KeyPrefix(), spec, err))
+			return fail(fmt.Errorf("%smount %s: %w", c.KeyPrefix(), m.Spec, err))
 		}
 		resolved = append(resolved, h)
-		if err := d.Mount(prefix, h); err != nil {
-			return fail(fmt.Errorf("%smount %s: %w", c.KeyPrefix(), spec, err))
+		if err := d.Mount(m.Prefix, h); err != nil {
+			return fail(fmt.Errorf("%smount %s: %w", c.KeyPrefix(), m.Spec, err))
 		}
 	}
 	return d, resolved, nil

@@ -107,7 +107,7 @@ func (fc *FileConfig) Extra(main Config, name string) (Config, error) {
 	c := main
 	c.Name = name
 	c.Listeners = nil
-	c.Mount = slices.Clone(main.Mount)
+
 	err := Apply(&c, fc.Path, fc.Extras[name])
 	return c, err
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"tlsedge/router"
 )
 
 func plainConfig(t *testing.T, h http.Handler) Config {
@@ -287,7 +288,7 @@ func mustGet(t *testing.T, url string) string {
 func TestReconfigureUnderLoad(t *testing.T) {
 	c := plainConfig(t, nil)
 	c.Handlers = nil
-	c.Mount = []string{"/=text:one"}
+	c.Mount = router.MustMounts("/=text:one")
 	s, err := New(c)
 	if err != nil {
 		t.Fatal(err)
@@ -328,13 +329,13 @@ func TestReconfigureUnderLoad(t *testing.T) {
 	}()
 	time.Sleep(100 * time.Millisecond)
 	next := s.Config()
-	next.Mount = []string{"/=text:two"}
+	next.Mount = router.MustMounts("/=text:two")
 	next.Core.MaxRequestBodySize = 1 << 20 // a core option too: a new core, the old one drains
 	if err := s.Reconfigure(ctx, next); err != nil {
 		t.Fatal(err)
 	}
 	bad := s.Config()
-	bad.Mount = []string{"/=nothing:x"}
+	bad.Mount = router.MustMounts("/=nothing:x")
 	if err := s.Reconfigure(ctx, bad); err == nil {
 		t.Fatal("a broken mount was accepted")
 	}
@@ -360,7 +361,7 @@ func TestReconfigureUnderLoad(t *testing.T) {
 func TestReconfigurePanicIsRefused(t *testing.T) {
 	c := plainConfig(t, nil)
 	c.Handlers = nil
-	c.Mount = []string{"/=text:one"}
+	c.Mount = router.MustMounts("/=text:one")
 	s, err := New(c)
 	if err != nil {
 		t.Fatal(err)
@@ -373,7 +374,7 @@ func TestReconfigurePanicIsRefused(t *testing.T) {
 	url := "http://" + s.BindAddr().String() + "/"
 
 	boom := s.Config()
-	boom.Mount = []string{"/=text:two"}
+	boom.Mount = router.MustMounts("/=text:two")
 	boom.Middleware = func(http.Handler) http.Handler { panic("boom") }
 	err = s.Reconfigure(ctx, boom)
 	if err == nil || !strings.Contains(err.Error(), "reload refused") || !strings.Contains(err.Error(), "boom") {
@@ -383,7 +384,7 @@ func TestReconfigurePanicIsRefused(t *testing.T) {
 		t.Fatalf("after the refused reload: %q, want the old configuration", body)
 	}
 	next := s.Config()
-	next.Mount = []string{"/=text:two"}
+	next.Mount = router.MustMounts("/=text:two")
 	if err := s.Reconfigure(ctx, next); err != nil {
 		t.Fatalf("a good reload after the refused one: %v", err)
 	}
