@@ -208,13 +208,10 @@ func (s *Server) acceptLoop(r *run, l *listener) {
 	}
 }
 
-// serveConn runs in a short-lived goroutine of its own: it builds the
+// serveConn runs on the connection's own goroutine: it builds the
 // connection's facts (the one place they are built), checks UNIX peer
 // credentials, passes the connection through the one TLS terminator, then
-// hands it to the core on a fresh goroutine and returns. The handshake
-// grows a goroutine's stack to tens of kilobytes, and a grown stack stays
-// with its goroutine, so serving from a new one keeps an idle keep-alive
-// connection small.
+// serves it with the core until it closes or is parked.
 func (s *Server) serveConn(r *run, l *listener, raw *accept.Conn) {
 	g := r.gen.Load() // this connection's configuration, whatever reloads follow
 	if tc, ok := raw.NetConn().(*net.TCPConn); ok && !g.cfg.Nodelay {
@@ -248,26 +245,24 @@ func (s *Server) serveConn(r *run, l *listener, raw *accept.Conn) {
 		return
 	}
 	info.TLS = state
-	r.conns.Add(1)
-	go func() {
-		defer r.conns.Done()
-		// A reload may have retired this generation's core during the
-		// handshake: the connection goes to the core in service, waiting
-		// (without spinning) for the new generation if the swap is under
-		// way.
-		for {
-			g, replaced := r.current()
-			if g.core.TryServeConn(conn, info) {
-				return
-			}
-			select {
-			case <-replaced:
-			case <-r.ctx.Done():
-				conn.Close()
-				return
-			}
+	// Served on this goroutine: an idle keep-alive connection is parked
+	// without one (and its grown stack) after a short wait, so a fresh
+	// goroutine here would only cost a second stack growth per connection.
+	// A reload may have retired this generation's core during the
+	// handshake: the connection goes to the core in service, waiting
+	// (without spinning) for the new generation if the swap is under way.
+	for {
+		g, replaced := r.current()
+		if g.core.TryServeConn(conn, info) {
+			return
 		}
-	}()
+		select {
+		case <-replaced:
+		case <-r.ctx.Done():
+			conn.Close()
+			return
+		}
+	}
 }
 
 // Stop stops accepting, lets in-flight requests finish within
