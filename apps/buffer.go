@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"tlsedge/server/httpcore"
 )
 
 // requestBuffer reads a request's whole body before the proxy contacts the
@@ -33,22 +34,41 @@ var errSpool = errors.New("apps: buffering the request body")
 
 // read reads r's body whole. The error is the body's own (the client's
 // fault) unless it wraps errSpool.
+//
+// The memory a body may take is charged to the serving Core's budget
+// (max_buffered_memory), the one that bounds request heads: when the budget
+// cannot give it, the body goes to a file from its first byte, so a flood
+// of uploads costs disk, not memory, and never a refusal.
 func (b *requestBuffer) read(r *http.Request) (*spooledBody, error) {
 	sb := &spooledBody{}
+	memLimit := b.memLimit
+	if r.ContentLength >= 0 && r.ContentLength < memLimit {
+		memLimit = r.ContentLength
+	}
+	if budget := httpcore.BudgetFromContext(r.Context()); budget != nil {
+		charge := memLimit + bytes.MinRead
+		if budget.TryAcquire(charge) {
+			sb.budget, sb.charged = budget, charge
+		} else {
+			memLimit = 0
+		}
+	}
 	var buf bytes.Buffer
-	if r.ContentLength >= 0 && r.ContentLength <= b.memLimit {
+	if r.ContentLength >= 0 && r.ContentLength <= memLimit {
 		buf.Grow(int(r.ContentLength) + bytes.MinRead) // ReadFrom wants MinRead spare to read EOF
 	}
 	// Read to the end, not to Content-Length: the body's own EOF (or
 	// error) is its verdict. One byte past the limit tells a body that
 	// fits from one that does not.
-	if _, err := buf.ReadFrom(io.LimitReader(r.Body, b.memLimit+1)); err != nil {
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, memLimit+1)); err != nil {
+		sb.Close()
 		return nil, err
 	}
-	if int64(buf.Len()) <= b.memLimit {
+	if int64(buf.Len()) <= memLimit {
 		sb.mem, sb.size = buf.Bytes(), int64(buf.Len())
 		return sb, nil
 	}
+	sb.release() // the memory goes with the spill
 	if err := b.spill(sb, buf.Bytes(), r.Body); err != nil {
 		sb.Close()
 		return nil, err
@@ -111,11 +131,21 @@ func (w spoolWriter) Write(p []byte) (int, error) {
 // transport still reading then (an upstream that answered before taking
 // the whole body) gets an error, which only ends that upstream request.
 type spooledBody struct {
-	mem   []byte
-	file  *os.File
-	dir   string
-	size  int64
-	close sync.Once
+	mem     []byte
+	file    *os.File
+	dir     string
+	size    int64
+	close   sync.Once
+	budget  *httpcore.Budget // what mem is charged to; nil when uncharged
+	charged int64
+}
+
+// release gives the memory charge back, once.
+func (sb *spooledBody) release() {
+	if sb.budget != nil {
+		sb.budget.Release(sb.charged)
+		sb.budget = nil
+	}
 }
 
 // reader returns a reader of the whole body, whose Close does nothing.
@@ -137,6 +167,7 @@ func (spoolReader) Close() error { return nil }
 // directory.
 func (sb *spooledBody) Close() error {
 	sb.close.Do(func() {
+		sb.release()
 		if sb.file != nil {
 			sb.file.Close()
 		}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"tlsedge/server/httpcore"
 )
 
 // openUnder lists the files this process holds open under dir, as
@@ -98,5 +99,60 @@ func TestProxyBufferingTempFile(t *testing.T) {
 		if left := leftIn(tmp); len(left) != 0 {
 			t.Errorf("left behind in proxy_temp_path: %v", left)
 		}
+	}
+}
+
+// A buffered body's memory is charged to the serving Core's budget, the one
+// max_buffered_memory sets for request heads; when the budget cannot give
+// it, the body goes to a file from its first byte instead of being refused.
+func TestProxyBufferingChargesTheBudget(t *testing.T) {
+	tmp := t.TempDir()
+	up := newLoggingUpstream(t)
+	budget := httpcore.NewBudget(8 << 20)
+	var mu sync.Mutex
+	var inUse []int64
+	var files []int
+	up.during = func(*http.Request) {
+		mu.Lock()
+		inUse = append(inUse, budget.InUse())
+		files = append(files, len(openUnder(tmp)))
+		mu.Unlock()
+	}
+	proxy := mustNew(t, up.url, Env{Options: Options{ProxyRequestBuffering: true, ProxyTempPath: tmp}})
+	front, _ := serveCore(t, map[string]http.Handler{"/": proxy}, func(o *httpcore.Options) { o.Budget = budget })
+	data := bytes.Repeat([]byte("0123456789abcdef"), 2048) // 32 KiB: fits proxy_request_buffer_size
+	post := func() {
+		t.Helper()
+		resp, err := http.Post(front+"/", "application/octet-stream", bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(string(b), fmt.Sprint(len(data))+" ") {
+			t.Fatalf("%d %q", resp.StatusCode, b)
+		}
+	}
+	post()
+	// The budget is all but used up by others: the next body spills.
+	held := budget.Limit() - 1024
+	if !budget.TryAcquire(held) {
+		t.Fatal("budget not free after the request")
+	}
+	post()
+	budget.Release(held)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(inUse) != 2 {
+		t.Fatalf("upstream saw %d requests", len(inUse))
+	}
+	if inUse[0] < int64(len(data)) || files[0] != 0 {
+		t.Errorf("in memory: budget in use %d (want >= %d), %d files", inUse[0], len(data), files[0])
+	}
+	if inUse[1] != held || files[1] != 1 {
+		t.Errorf("budget exhausted: in use %d (want only the %d held elsewhere), %d files (want the body on disk)", inUse[1], held, files[1])
+	}
+	if n := budget.InUse(); n != 0 {
+		t.Errorf("%d bytes still charged after the requests", n)
 	}
 }

@@ -223,3 +223,14 @@ func (b *Budget) maybeReclaim() {
 	b.mu.Unlock()
 	f()
 }
+
+type budgetKey struct{}
+
+// BudgetFromContext returns the memory budget of the Core serving the
+// request whose context ctx is (nil outside a Core): a handler that holds
+// request data in memory (the proxy's request buffering) charges it there,
+// so one max_buffered_memory bounds heads and buffered bodies together.
+func BudgetFromContext(ctx context.Context) *Budget {
+	b, _ := ctx.Value(budgetKey{}).(*Budget)
+	return b
+}

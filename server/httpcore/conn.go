@@ -271,7 +271,7 @@ func (c *Core) newConn(nc net.Conn, info *conninfo.Info) (_ *conn, h2, declined 
 	if info.RemoteAddr != nil {
 		cn.remote = info.RemoteAddr.String()
 	}
-	cn.ctx, cn.cancel = context.WithCancel(conninfo.NewContext(context.Background(), info))
+	cn.ctx, cn.cancel = context.WithCancel(context.WithValue(conninfo.NewContext(context.Background(), info), budgetKey{}, c.budget))
 	cn.raw = rawConn(nc)
 	if cn.raw != nil {
 		cn.readable = func(fd uintptr) bool { return socketReadable(fd, &cn.peek) }

@@ -32,7 +32,7 @@ type Options struct {
 
 	// MaxBufferedMemory bounds the request heads being read, in total across
 	// connections (see Budget); -1 means DefaultBufferedMemory().
-	MaxBufferedMemory int64 `opt:"max_buffered_memory" default:"-1" unit:"bytes" group:"Limits" help:"memory all request heads being read may hold together; past it a head waits up to 1s, then gets 503 (-1: 1/8 of physical memory, at most 1GiB; 0: no limit)"`
+	MaxBufferedMemory int64 `opt:"max_buffered_memory" default:"-1" unit:"bytes" group:"Limits" help:"memory request heads and buffered request bodies may hold together; past it a head waits up to 1s, then gets 503, and a body goes to disk (-1: 1/8 of physical memory, at most 1GiB; 0: no limit)"`
 
 	Handler     http.Handler `opt:"-"` // serves every request; nil answers 404
 	Budget      *Budget      `opt:"-"` // a memory budget shared with others; nil: the Core makes its own of max_buffered_memory
