@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -72,15 +71,7 @@ func TestPeerMountRuleHoldsOnCanonicalPath(t *testing.T) {
 	c.Peer.PeercredsMountAllow = []string{"/admin=uid:0"}
 	c.Mount = router.MustMounts("/admin="+adminURL, "/="+publicURL)
 	c.Targets = func(target string) (http.Handler, error) { return apps.New(target, apps.Env{}) }
-	s, err := New(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop(ctx)
+	startServer(t, c)
 
 	tests := []struct {
 		uid    uint32

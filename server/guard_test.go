@@ -42,14 +42,7 @@ func TestGoHandlerSeesNoForgedEdgeHeaders(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := plainConfig(t, h)
 			c.Apps.TrustedProxies, _ = policy.NewTrustedProxies(tt.trusted...)
-			s, err := New(c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Start(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			defer s.Stop(context.Background())
+			s := startServer(t, c)
 			nc, err := net.Dial("tcp", s.BindAddr().String())
 			if err != nil {
 				t.Fatal(err)
@@ -84,14 +77,7 @@ func TestMaxConnectionsCountsHandshakes(t *testing.T) {
 	c.DataDir = t.TempDir()
 	c.Core.MaxConnections = 20
 	c.Handlers = map[string]http.Handler{"/": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
-	s, err := New(c) // internal CA: a TLS port, so a silent client sits in the handshake
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop(context.Background())
+	s := startServer(t, c) // internal CA: a TLS port, so a silent client sits in the handshake
 	var held []net.Conn
 	defer func() {
 		for _, c := range held {
@@ -139,4 +125,18 @@ func TestMaxConnectionsCountsHandshakes(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// startServer builds and starts a server from c, stopped when the test ends.
+func startServer(t *testing.T, c Config) *Server {
+	t.Helper()
+	s, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop(context.Background()) })
+	return s
 }

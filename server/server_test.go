@@ -289,15 +289,8 @@ func TestReconfigureUnderLoad(t *testing.T) {
 	c := plainConfig(t, nil)
 	c.Handlers = nil
 	c.Mount = router.MustMounts("/=text:one")
-	s, err := New(c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := startServer(t, c)
 	ctx := context.Background()
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop(ctx)
 	url := "http://" + s.BindAddr().String() + "/"
 	var failed, seenTwo atomic.Int64
 	stop := make(chan struct{})
@@ -362,21 +355,14 @@ func TestReconfigurePanicIsRefused(t *testing.T) {
 	c := plainConfig(t, nil)
 	c.Handlers = nil
 	c.Mount = router.MustMounts("/=text:one")
-	s, err := New(c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := startServer(t, c)
 	ctx := context.Background()
-	if err := s.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop(ctx)
 	url := "http://" + s.BindAddr().String() + "/"
 
 	boom := s.Config()
 	boom.Mount = router.MustMounts("/=text:two")
 	boom.Middleware = func(http.Handler) http.Handler { panic("boom") }
-	err = s.Reconfigure(ctx, boom)
+	err := s.Reconfigure(ctx, boom)
 	if err == nil || !strings.Contains(err.Error(), "reload refused") || !strings.Contains(err.Error(), "boom") {
 		t.Fatalf("Reconfigure = %v, want a refusal naming the panic", err)
 	}
