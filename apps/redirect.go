@@ -6,10 +6,12 @@ import (
 	"strings"
 )
 
-// Redirect answers every request with a permanent redirect to the same
-// request-URI on another origin, which is what a plain HTTP listener in front
-// of a TLS one needs. The Location is Scheme://Host + Base + the request-URI
-// as the client sent it (mount prefix included).
+// Redirect answers every request with a permanent redirect (308, which keeps
+// the method and body) to another origin: what a plain HTTP listener in
+// front of a TLS one needs, or a site that moved. The Location is
+// Scheme://Host + Base + the path below the mount prefix (the canonical path
+// the core produced, so /old mounted at redirect:https://b.test/new sends
+// /old/x?q=1 to https://b.test/new/x?q=1) + the query.
 type Redirect struct {
 	Scheme string // "https" or "http"
 	// Host is the host[:port] to send clients to. Empty keeps the host the
@@ -40,25 +42,21 @@ func (rd *Redirect) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Bad Request: no usable Host", http.StatusBadRequest)
 		return
 	}
-	uri := r.RequestURI
-	if uri == "" || uri == "*" || !strings.HasPrefix(uri, "/") {
-		// Absolute-form or asterisk-form targets: rebuild from the URL.
-		uri = r.URL.RequestURI()
-		if !strings.HasPrefix(uri, "/") {
-			uri = "/"
-		}
+	path := r.URL.EscapedPath()
+	switch {
+	case path == "" && rd.Base != "":
+		// The mount itself (/old): the base (/new), not the base and a slash.
+	case path == "" || path[0] != '/':
+		path = "/" + path // an asterisk-form target
 	}
-	loc := rd.Scheme + "://" + host + rd.Base + uri
+	loc := rd.Scheme + "://" + host + rd.Base + path
+	if r.URL.RawQuery != "" {
+		loc += "?" + r.URL.RawQuery
+	}
 	w.Header().Set("Location", loc)
-	// 301 for GET and HEAD, which every client follows; 308 otherwise so the
-	// method and body are kept.
-	code := http.StatusPermanentRedirect
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		code = http.StatusMovedPermanently
-	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
+	w.WriteHeader(http.StatusPermanentRedirect)
 	if r.Method != http.MethodHead {
 		w.Write([]byte("Moved Permanently: " + loc + "\n"))
 	}

@@ -244,21 +244,28 @@ func TestStaticServing(t *testing.T) {
 
 func TestRedirect(t *testing.T) {
 	tests := []struct {
-		target, method, uri, host, want string
-		code                            int
+		mount, target, method, uri, host, want string
+		code                                   int
 	}{
-		{"redirect:https://example.com", "GET", "/a/b?c=d", "x", "https://example.com/a/b?c=d", 301},
-		{"redirect:https://example.com:8443/base/", "POST", "/a", "x", "https://example.com:8443/base/a", 308},
-		{"redirect:https://", "GET", "/p", "site.example:8080", "https://site.example/p", 301},
-		{"redirect:https://", "HEAD", "/", "[::1]:80", "https://[::1]/", 301},
-		{"redirect:https://", "GET", "/", "[::1]", "https://[::1]/", 301},
-		{"redirect:https://:8443", "GET", "/x", "site.example:8080", "https://site.example:8443/x", 301},
-		{"redirect:https://:8443", "GET", "/x", "", "", 400},
+		{"/", "redirect:https://example.com", "GET", "/a/b?c=d", "x", "https://example.com/a/b?c=d", 308},
+		{"/", "redirect:https://example.com:8443/base/", "POST", "/a", "x", "https://example.com:8443/base/a", 308},
+		{"/", "redirect:https://", "GET", "/p", "site.example:8080", "https://site.example/p", 308},
+		{"/", "redirect:https://", "HEAD", "/", "[::1]:80", "https://[::1]/", 308},
+		{"/", "redirect:https://", "GET", "/", "[::1]", "https://[::1]/", 308},
+		{"/", "redirect:https://:8443", "GET", "/x", "site.example:8080", "https://site.example:8443/x", 308},
+		{"/", "redirect:https://:8443", "GET", "/x", "", "", 400},
+		// Mounted below a prefix: the prefix is stripped, the query kept,
+		// and the path is the canonical one.
+		{"/old", "redirect:https://b.test/new", "GET", "/old/x?q=1", "a", "https://b.test/new/x?q=1", 308},
+		{"/old", "redirect:https://b.test/new", "GET", "/old", "a", "https://b.test/new", 308},
+		{"/old", "redirect:https://b.test/new", "GET", "/old/", "a", "https://b.test/new/", 308},
+		{"/old", "redirect:https://b.test", "GET", "/old/a/../b%41?x", "a", "https://b.test/bA?x", 308},
+		{"/old", "redirect:https://b.test/new", "PUT", "/old/f", "a", "https://b.test/new/f", 308},
 	}
 	for _, tt := range tests {
-		t.Run(tt.target+tt.uri, func(t *testing.T) {
-			addr := strings.TrimPrefix(serveTCP(t, mustNew(t, tt.target, Env{})), "http://")
-			c, err := net.Dial("tcp", addr)
+		t.Run(tt.mount+" "+tt.target+" "+tt.uri, func(t *testing.T) {
+			front, _ := serveCore(t, map[string]http.Handler{tt.mount: mustNew(t, tt.target, Env{})}, nil)
+			c, err := net.Dial("tcp", strings.TrimPrefix(front, "http://"))
 			if err != nil {
 				t.Fatal(err)
 			}
