@@ -26,28 +26,27 @@ import (
 	"tlsedge/tlsadapter"
 )
 
-// newLogger builds the process logger from the logging options.
-func newLogger(p *Process, stderr io.Writer) (*slog.Logger, io.Closer, error) {
+// newLogger builds the process logger from the logging options. The
+// returned file is engine.log_file (nil when logging to stderr), which
+// SIGUSR1 reopens.
+func newLogger(p *Process, stderr io.Writer) (*slog.Logger, *logFile, error) {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(p.LogLevel)) // validated by Load
-	w, closer := stderr, io.Closer(nopCloser{})
+	w := stderr
+	var lf *logFile
 	if p.LogFile != "" {
-		f, err := os.OpenFile(p.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-		if err != nil {
-			return nil, nil, fmt.Errorf("log_file: %w", err)
+		var err error
+		if lf, err = openLogFile(p.LogFile); err != nil {
+			return nil, nil, err
 		}
-		w, closer = f, f
+		w = lf
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if p.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts)), closer, nil
+		return slog.New(slog.NewJSONHandler(w, opts)), lf, nil
 	}
-	return slog.New(slog.NewTextHandler(w, opts)), closer, nil
+	return slog.New(slog.NewTextHandler(w, opts)), lf, nil
 }
-
-type nopCloser struct{}
-
-func (nopCloser) Close() error { return nil }
 
 // edge is the running set of servers and what the command keeps for each:
 // its metrics, which outlive configuration reloads.
@@ -230,11 +229,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func serveForeground(ctx context.Context, args []string, o *Options, stdout, stderr io.Writer, ready *readyReporter) error {
-	log, closer, err := newLogger(&o.Process, stderr)
+	log, logFile, err := newLogger(&o.Process, stderr)
 	if err != nil {
 		return err
 	}
-	defer closer.Close()
+	if logFile != nil {
+		defer logFile.Close()
+	}
 
 	// Signals are caught before anything binds, so none is lost in start-up.
 	sigs := make(chan os.Signal, 4)
@@ -334,10 +335,17 @@ func serveForeground(ctx context.Context, args []string, o *Options, stdout, std
 				log.Info("reloading (SIGHUP)")
 				reload(ctx)
 			case syscall.SIGUSR1:
+				// The process log first, so that the line saying so lands
+				// in the new file.
+				if logFile != nil {
+					if err := logFile.Reopen(); err != nil {
+						log.Error("reopening engine.log_file failed; still writing the old file", "log_file", o.Process.LogFile, "err", err)
+					}
+				}
 				if err := logs.reopen(); err != nil {
 					log.Error("reopening access logs failed; still writing the old files", "err", err)
 				} else {
-					log.Info("access logs reopened (SIGUSR1)")
+					log.Info("logs reopened (SIGUSR1)")
 				}
 			default:
 				log.Info("stopping", "signal", sig.String())
