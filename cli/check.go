@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 
 	"tlsedge/apps"
+	"tlsedge/config"
 )
 
 // check validates the whole configuration without serving: options, mounts,
@@ -40,6 +43,9 @@ func checkConfig(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
+	if err := checkProcessFiles(&o.Process); err != nil {
+		return err
+	}
 	log := slog.New(slog.DiscardHandler)
 	logs := &accessLogs{stderr: io.Discard, byDest: map[string]*apps.AccessLog{}}
 	defer logs.Close()
@@ -62,4 +68,22 @@ func checkConfig(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "configuration OK: %d server(s)\n", len(e.Servers()))
 	return nil
+}
+
+// checkProcessFiles finds the process files start-up could not create: a
+// pidfile or log file in a directory that does not exist.
+func checkProcessFiles(p *Process) error {
+	var errs []error
+	for _, f := range []struct{ key, path string }{{"pidfile", p.Pidfile}, {"log_file", p.LogFile}} {
+		if f.path == "" {
+			continue
+		}
+		dir := filepath.Dir(f.path)
+		if fi, err := os.Stat(dir); err != nil {
+			errs = append(errs, config.KeyError("engine."+f.key, "directory %s: %v (create it, or choose another path)", dir, err))
+		} else if !fi.IsDir() {
+			errs = append(errs, config.KeyError("engine."+f.key, "%s is not a directory", dir))
+		}
+	}
+	return errors.Join(errs...)
 }

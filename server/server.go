@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"tlsedge/accept"
 	"tlsedge/config"
@@ -459,6 +460,9 @@ func (s *Server) Check(ctx context.Context) ([]string, error) {
 	if _, err := policy.NewPeerPolicy(s.cfg.Peer, policy.PeerPolicyConfig{}); err != nil {
 		return nil, fmt.Errorf("%speercreds: %w", s.cfg.KeyPrefix(), err)
 	}
+	if err := errors.Join(s.checkStartup()...); err != nil {
+		return nil, err
+	}
 	p := tlsadapter.Params{
 		Options: s.cfg.TLS, Logger: s.log, Hosts: s.hosts(), Host: s.cfg.SocketHost, Port: s.cfg.SocketPort,
 		DataDir: s.cfg.DataDir, TLSConfig: s.cfg.TLSConfig,
@@ -477,10 +481,17 @@ func (s *Server) Check(ctx context.Context) ([]string, error) {
 		more, err := s.checkACME(ctx, p)
 		return append(lines, more...), err
 	}
+	if s.cfg.TLS.SSLModule == "internal" && !internalCAExists(s.cfg.DataDir) {
+		// Check writes nothing: the CA is made by the first start.
+		lines = append(lines, fmt.Sprintf("server %s: the local CA will be created in %s at the first start",
+			s.displayName(), tlsadapter.DevCADir(s.cfg.DataDir)))
+		return lines, nil
+	}
 	a, err := s.cfg.Registry.New(ctx, s.cfg.TLS.SSLModule, p)
 	if err != nil {
 		return lines, fmt.Errorf("%sssl_module %s: %w", s.cfg.KeyPrefix(), s.cfg.TLS.SSLModule, err)
 	}
+	lines = append(lines, certificateSummary(s.displayName(), a, time.Now())...)
 	return lines, a.Close()
 }
 
