@@ -12,9 +12,10 @@ import (
 )
 
 // newCore builds the pooled request core for a server.
-func newCore(c *Config, h http.Handler, log *slog.Logger, bind net.Addr) (*httpcore.Core, error) {
+func newCore(c *Config, h *swapHandler, log *slog.Logger, bind net.Addr) (*httpcore.Core, error) {
 	o := c.Core
 	o.Handler, o.Logger, o.BindAddress = h, log, bind.String()
+	o.Reserved = h.isReserved
 	return httpcore.New(o)
 }
 
@@ -54,4 +55,28 @@ func resolveTarget(c *Config, target string) (http.Handler, error) {
 		return nil, fmt.Errorf("unknown target %q: use text:BODY", target)
 	}
 	return c.Targets(target)
+}
+
+// reservedFor picks the requests for status: mounts, which the core serves
+// on its reserved lane so that the status page and the metrics answer while
+// every worker is busy. Nil when there are none.
+func reservedFor(m router.Mounts) func(*http.Request) bool {
+	var prefixes []string
+	for _, spec := range m.Specs() {
+		if strings.HasPrefix(spec.Target, "status:") {
+			prefixes = append(prefixes, spec.Prefix)
+		}
+	}
+	if len(prefixes) == 0 {
+		return nil
+	}
+	return func(r *http.Request) bool {
+		p := r.URL.Path
+		for _, pre := range prefixes {
+			if pre == "/" || p == pre || strings.HasPrefix(p, pre) && p[len(pre)] == '/' {
+				return true
+			}
+		}
+		return false
+	}
 }

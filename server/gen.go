@@ -37,12 +37,30 @@ type gen struct {
 
 // swapHandler lets a reload change what a request core serves without
 // replacing the core (and resetting its statistics).
-type swapHandler struct{ h atomic.Pointer[http.Handler] }
+type swapHandler struct {
+	h        atomic.Pointer[http.Handler]
+	reserved atomic.Pointer[func(*http.Request) bool] // the status mounts; nil for none
+}
 
-func newSwapHandler(h http.Handler) *swapHandler {
+func newSwapHandler(h http.Handler, reserved func(*http.Request) bool) *swapHandler {
 	s := &swapHandler{}
-	s.h.Store(&h)
+	s.swap(h, reserved)
 	return s
+}
+
+// swap puts what a configuration serves in service.
+func (s *swapHandler) swap(h http.Handler, reserved func(*http.Request) bool) {
+	s.h.Store(&h)
+	s.reserved.Store(&reserved)
+}
+
+// isReserved is the core's Options.Reserved: the status mounts of the
+// configuration in service, which a reload may change without a new core.
+func (s *swapHandler) isReserved(r *http.Request) bool {
+	if f := *s.reserved.Load(); f != nil {
+		return f(r)
+	}
+	return false
 }
 
 func (s *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -117,7 +135,7 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 		g.core, g.handler = prev.core, prev.handler
 		return g, nil
 	}
-	g.handler = newSwapHandler(g.serve)
+	g.handler = newSwapHandler(g.serve, reservedFor(c.Mount))
 	if g.core, err = newCore(c, g.handler, s.log, lns[0].Addr()); err != nil {
 		if prev == nil || g.term != prev.term {
 			g.term.Close()
@@ -189,7 +207,7 @@ func (s *Server) Reconfigure(ctx context.Context, c Config) error {
 		return err
 	}
 	if g.core == prev.core {
-		g.handler.h.Store(&g.serve)
+		g.handler.swap(g.serve, reservedFor(c.Mount))
 	}
 	r.setGen(g)
 	r.limiter.SetMax(c.Core.MaxConnections)

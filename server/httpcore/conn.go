@@ -705,7 +705,8 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 	w.bd = bd
 	cn.resp = w
 
-	wk, err := c.pool.acquire()
+	pl := c.poolFor(r)
+	wk, err := pl.acquire()
 	if err != nil {
 		rerr := errQueue503
 		switch err {
@@ -728,7 +729,7 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 	}
 	if cn.hijacked {
 		// As net/http: a hijacked request's context is left to the handler.
-		c.pool.release(wk)
+		pl.release(wk)
 		return false
 	}
 	ex.ctx.cancel()
@@ -750,7 +751,7 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 		wk.bytesWritten.Add(uint64(out))
 		wk.workNanos.Add(int64(d))
 	}
-	c.pool.release(wk)
+	pl.release(wk)
 	if keep && bd != nil {
 		keep = bd.drain()
 	}

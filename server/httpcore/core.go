@@ -25,6 +25,7 @@ type Core struct {
 	started time.Time
 
 	pool   *pool
+	lane   *pool     // Options.Reserved requests; nil without it
 	st     *counters // nil when statistics are off
 	g      gauges
 	budget *Budget // max_buffered_memory, or Options.Budget
@@ -69,6 +70,9 @@ func New(o Options) (*Core, error) {
 		c.st = newCounters()
 	}
 	c.pool = newPool(o.ThreadPool, o.ThreadPoolMax, o.AcceptedQueueSize, o.AcceptedQueueTimeout)
+	if o.Reserved != nil {
+		c.lane = newPool(0, reservedWorkers, reservedQueue, reservedQueueTimeout)
+	}
 	c.budget = o.Budget
 	if c.budget == nil {
 		n := o.MaxBufferedMemory
@@ -219,6 +223,9 @@ func (c *Core) Shutdown(ctx context.Context) error {
 	c.mu.Lock()
 	c.shutting.Store(true)
 	c.pool.close()
+	if c.lane != nil {
+		c.lane.close()
+	}
 	var done chan struct{}
 	if len(c.conns) > 0 {
 		if c.drained == nil {
@@ -259,6 +266,9 @@ func (c *Core) Close() error {
 	c.shutting.Store(true)
 	c.closed = true
 	c.pool.close()
+	if c.lane != nil {
+		c.lane.close()
+	}
 	all := make([]*conn, 0, len(c.conns))
 	for cn := range c.conns {
 		cn.state.Store(stateClosing)
@@ -291,4 +301,22 @@ func (c *Core) appendDate(b []byte) []byte {
 type dateEntry struct {
 	sec  int64
 	text []byte
+}
+
+// The reserved lane: a few workers of its own for status and metrics, so
+// that observability answers when the apps do not, and cannot itself become
+// a way to load the server.
+const (
+	reservedWorkers      = 2
+	reservedQueue        = 8
+	reservedQueueTimeout = time.Second
+)
+
+// poolFor is the pool that serves r: the reserved lane for what
+// Options.Reserved picks, the worker pool for everything else.
+func (c *Core) poolFor(r *http.Request) *pool {
+	if c.lane != nil && c.opts.Reserved(r) {
+		return c.lane
+	}
+	return c.pool
 }

@@ -212,7 +212,8 @@ func (h *h2Handler) begin(w http.ResponseWriter, r *http.Request) *h2Exchange {
 		ex.keeper = time.AfterFunc(c.opts.WriteTimeout/2, ex.keep)
 		ex.mu.Unlock()
 	}
-	wk, full, err := c.pool.acquireCapped(r.Context(), &h.waiting, &c.h2waiting)
+	ex.pool = c.poolFor(r)
+	wk, full, err := ex.pool.acquireCapped(r.Context(), &h.waiting, &c.h2waiting)
 	if err != nil {
 		ex.finish()
 		var rerr *rejectError
@@ -249,6 +250,7 @@ func (h *h2Handler) begin(w http.ResponseWriter, r *http.Request) *h2Exchange {
 type h2Exchange struct {
 	c    *Core
 	wk   *worker
+	pool *pool // what wk came from: the worker pool or the reserved lane
 	r    *http.Request
 	t0   time.Time
 	w    h2Writer
@@ -350,7 +352,7 @@ func (ex *h2Exchange) done() {
 		ex.wk.requests.Add(1)
 		ex.wk.workNanos.Add(int64(d))
 	}
-	c.pool.release(ex.wk)
+	ex.pool.release(ex.wk)
 	if v != nil && hw.started {
 		panic(http.ErrAbortHandler) // reset the stream
 	}

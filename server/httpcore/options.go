@@ -34,10 +34,16 @@ type Options struct {
 	// connections (see Budget); -1 means DefaultBufferedMemory().
 	MaxBufferedMemory int64 `opt:"max_buffered_memory" default:"-1" unit:"bytes" group:"Limits" help:"memory request heads and buffered request bodies may hold together; past it a head waits up to 1s, then gets 503, and a body goes to disk (-1: 1/8 of physical memory, at most 1GiB; 0: no limit)"`
 
-	Handler     http.Handler `opt:"-"` // serves every request; nil answers 404
-	Budget      *Budget      `opt:"-"` // a memory budget shared with others; nil: the Core makes its own of max_buffered_memory
-	Logger      *slog.Logger `opt:"-"` // nil discards
-	BindAddress string       `opt:"-"` // the listener's address, reported as a label in Stats; "" if unknown
+	Handler http.Handler `opt:"-"` // serves every request; nil answers 404
+	// Reserved picks the requests served by a small lane of their own
+	// (status pages, metrics) instead of the worker pool, so that they are
+	// answered when every worker is busy: at most reservedWorkers at once,
+	// a short queue, and a fast 503 past it. Nil reserves nothing. It sees
+	// the canonical request and must be quick.
+	Reserved    func(*http.Request) bool `opt:"-"`
+	Budget      *Budget                  `opt:"-"` // a memory budget shared with others; nil: the Core makes its own of max_buffered_memory
+	Logger      *slog.Logger             `opt:"-"` // nil discards
+	BindAddress string                   `opt:"-"` // the listener's address, reported as a label in Stats; "" if unknown
 
 	// AllowEncodedSlash keeps %2F in request paths (encoded in the escaped
 	// path, '/' in r.URL.Path) instead of answering 400. It is the hook for
