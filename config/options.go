@@ -137,7 +137,7 @@ func (f *Field) Reset() error {
 // separated by commas.
 func (f *Field) Set(s string) error {
 	if f.IsList() {
-		items := SplitList(s)
+		items := f.splitItems(s)
 		if f.setOnce {
 			items = append(f.list(), items...)
 		}
@@ -168,7 +168,7 @@ func (f *Field) SetValue(v Value) error {
 	case v.Kind == List:
 		return f.SetList(v.List)
 	case f.IsList():
-		return f.SetList(SplitList(v.Text))
+		return f.SetList(f.splitItems(v.Text))
 	case f.IsBool() && v.Kind != Bool:
 		return fmt.Errorf("%s is not a switch value: use True or False%s", v.Text, SuggestValue(v.Text, []string{"True", "False"}))
 	}
@@ -266,10 +266,29 @@ func (f *Field) Type() string {
 		return "list"
 	case f.IsBool():
 		return "bool"
+	case f.v.Addr().Type().Implements(unmarshalType):
+		return "word" // parsed from its text (an enumeration, a version), whatever Go type holds it
 	case f.v.Kind() == reflect.Int || f.v.Kind() == reflect.Int64 || f.v.Kind() == reflect.Uint32:
 		return "int"
 	}
 	return "string"
+}
+
+// WholeItems is implemented by list options whose items may hold commas
+// (mount specs such as "/=text:hello, world"): each flag, and each string
+// value in a file, is one item, never split at commas.
+type WholeItems interface{ WholeItems() }
+
+// splitItems splits s into the items of f: at commas, unless f takes
+// whole items.
+func (f *Field) splitItems(s string) []string {
+	if _, ok := f.v.Addr().Interface().(WholeItems); ok {
+		if s = strings.TrimSpace(s); s == "" {
+			return nil
+		}
+		return []string{s}
+	}
+	return SplitList(s)
 }
 
 // ParseDuration accepts plain seconds ("10", "1.5") or a Go duration

@@ -249,6 +249,10 @@ func (m *Mounts) SetList(items []string) error {
 	return nil
 }
 
+// WholeItems marks mount specs as never split at commas: a text: body or a
+// URL may hold one.
+func (Mounts) WholeItems() {}
+
 // List implements config.ListValue.
 func (m Mounts) List() []string {
 	out := make([]string, len(m.specs))

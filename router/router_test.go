@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"tlsedge/config"
 	"tlsedge/server/httpcore"
 )
 
@@ -116,5 +117,27 @@ func TestDispatcherOverTheCore(t *testing.T) {
 	out, _ := io.ReadAll(nc)
 	if !strings.HasSuffix(string(out), "\r\n\r\n/x /app/x?y=1") {
 		t.Fatal(string(out))
+	}
+}
+
+// A mount spec may hold commas (a text: body, a URL): each flag and each
+// string value is one spec, never split.
+func TestMountsKeepCommas(t *testing.T) {
+	var o struct {
+		Mount Mounts `opt:"mount"`
+	}
+	f, _ := config.NewTable(&o).Lookup("mount")
+	if err := f.Set("/=text:hello, world"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Set("/b=text:x"); err != nil {
+		t.Fatal(err)
+	}
+	specs := o.Mount.Specs()
+	if len(specs) != 2 || specs[0].Target != "text:hello, world" || specs[1].Prefix != "/b" {
+		t.Fatalf("specs %+v", specs)
+	}
+	if err := f.SetValue(config.Value{Kind: config.String, Text: "/c=text:a,b"}); err != nil || o.Mount.List()[0] != "/c=text:a,b" {
+		t.Fatalf("file value: %v %q", err, o.Mount.List())
 	}
 }
