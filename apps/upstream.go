@@ -222,13 +222,15 @@ func (u *upstream) failed(now time.Time, err error) {
 	}
 }
 
-// succeeded forgets the failures counted so far.
+// succeeded forgets the failures counted so far: an upstream that just
+// answered is up, even if the attempt before it marked it down.
 func (u *upstream) succeeded() {
 	if u.maxFails == 0 {
 		return
 	}
 	u.hmu.Lock()
 	u.fails = 0
+	u.downUntil = time.Time{}
 	u.hmu.Unlock()
 }
 
