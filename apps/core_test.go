@@ -21,7 +21,7 @@ import (
 // the server does, rather than net/http's server: this checks the contracts
 // the handlers rely on (prefix stripping, hijack for upgrades, aborted
 // responses, typed body errors) against the real engine.
-func serveCore(t *testing.T, mounts map[string]http.Handler, mod func(*httpcore.Options)) (string, *httpcore.Core) {
+func serveCore(t testing.TB, mounts map[string]http.Handler, mod func(*httpcore.Options)) (string, *httpcore.Core) {
 	t.Helper()
 	d := router.NewDispatcher()
 	for p, h := range mounts {

@@ -9,11 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
+	"syscall"
 	"time"
 
 	"tlsedge/conninfo"
@@ -33,24 +34,28 @@ type StatusError interface {
 	HTTPStatus() int
 }
 
-// proxy is a reverse proxy to one upstream, built on httputil.ReverseProxy:
-// it streams bodies both ways, handles upgrades and drops hop-by-hop headers.
-// This type adds the edge's policy: forwarding headers, identity headers,
-// timeouts, error mapping and, with proxy_request_buffering, reading and
-// checking a request's whole body before the upstream is contacted (see
-// requestBuffer).
+// proxy is a reverse proxy to one HTTP/1.1 upstream, on the edge's own
+// upstream engine (see upstream): pooled keep-alive connections without a
+// goroutine each, pooled buffers, the request head written anew from what
+// the core parsed (never the client's framing), and the response head
+// parsed strictly before anything reaches the client. This type adds the
+// edge's policy: forwarding headers, identity headers, timeouts, error
+// mapping, passive health and retries and, with proxy_request_buffering,
+// reading and checking a request's whole body before the upstream is
+// contacted (see requestBuffer).
 type proxy struct {
-	target   string   // the mount target, for log lines
-	upstream *url.URL // scheme, host and base path requests are sent to
-	trust    *policy.Trust
-	identity HeaderHook
-	tlsHook  HeaderHook
-	log      *slog.Logger
-	limit    *logLimiter    // for the per-request failure lines
-	ppPools  bool           // pool upstream connections per PROXY header
-	buffer   *requestBuffer // nil: request bodies stream
-	rp       *httputil.ReverseProxy
-	tr       *http.Transport
+	target          string   // the mount target, for log lines
+	upstream        *url.URL // scheme, host and base path requests are sent to
+	base            string   // the escaped base path, without a trailing slash
+	trust           *policy.Trust
+	identity        HeaderHook
+	tlsHook         HeaderHook
+	log             *slog.Logger
+	limit           *logLimiter    // for the per-request failure lines
+	ppPools         bool           // pool upstream connections per PROXY header
+	buffer          *requestBuffer // nil: request bodies stream
+	up              *upstream
+	responseTimeout time.Duration
 }
 
 // newProxy builds the proxy for target. network and addr say where to dial
@@ -62,22 +67,35 @@ func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy,
 		trust = env.Options.TrustedProxies.Trust()
 	}
 	log := env.logger().With("upstream", target)
+	o := &env.Options
 	p := &proxy{
-		target:   target,
-		upstream: u,
-		trust:    trust,
-		identity: env.IdentityHeaders,
-		tlsHook:  env.TLSHeaders,
-		log:      log,
-		limit:    newLogLimiter(5, 20),
-		ppPools:  env.Options.ProxyProtocol,
+		target:          target,
+		upstream:        u,
+		base:            u.EscapedPath(),
+		trust:           trust,
+		identity:        env.IdentityHeaders,
+		tlsHook:         env.TLSHeaders,
+		log:             log,
+		limit:           newLogLimiter(5, 20),
+		ppPools:         o.ProxyProtocol,
+		responseTimeout: o.ResponseTimeout(),
+		up: &upstream{
+			network:        network,
+			addr:           addr,
+			connectTimeout: o.ConnectTimeout(),
+			idleTimeout:    o.KeepaliveTimeout(),
+			maxIdle:        o.Keepalive(),
+			maxRequests:    o.KeepaliveRequests(),
+			maxFails:       o.ProxyMaxFails,
+			failTimeout:    o.FailTimeout(),
+		},
 	}
-	if env.Options.ProxyRequestBuffering {
-		dir := env.Options.TempPath()
+	if o.ProxyRequestBuffering {
+		dir := o.TempPath()
 		if err := checkTempDir(dir); err != nil {
 			return nil, fmt.Errorf("%w: proxy_temp_path: cannot make a directory for buffered request bodies under %s: %w (set proxy_temp_path to a directory the server's user may write)", ErrBadOption, dir, err)
 		}
-		p.buffer = &requestBuffer{memLimit: env.Options.BufferSize(), dir: dir}
+		p.buffer = &requestBuffer{memLimit: o.BufferSize(), dir: dir}
 	}
 	if p.identity == nil {
 		p.identity = PeerHeaders
@@ -85,57 +103,49 @@ func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy,
 	if p.tlsHook == nil {
 		p.tlsHook = SSLHeaders
 	}
-	connectTimeout := env.Options.ConnectTimeout()
-	dialer := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
-	sendProxyHeader := env.Options.ProxyProtocol
-	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
-		c, err := dialer.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
+	if u.Scheme == "https" {
+		conf := &tls.Config{MinVersion: tls.VersionTLS12}
+		if env.UpstreamTLS != nil {
+			conf = env.UpstreamTLS.Clone()
 		}
-		if sendProxyHeader {
-			if err := writeProxyHeader(ctx, c, connectTimeout); err != nil {
-				c.Close()
-				return nil, fmt.Errorf("apps: sending PROXY header: %w", err)
-			}
+		if conf.ServerName == "" {
+			conf.ServerName = u.Hostname()
 		}
-		return c, nil
-	}
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if env.UpstreamTLS != nil {
-		tlsConf = env.UpstreamTLS.Clone()
-	}
-	if tlsConf.ServerName == "" {
-		tlsConf.ServerName = u.Hostname()
-	}
-	tr := &http.Transport{
-		// Never route through an HTTP_PROXY from the environment: the upstream
-		// is named by the mount.
-		Proxy:                 nil,
-		DialContext:           dial,
-		TLSClientConfig:       tlsConf,
-		TLSHandshakeTimeout:   connectTimeout,
-		ResponseHeaderTimeout: env.Options.ResponseTimeout(),
-		ExpectContinueTimeout: time.Second,
-		IdleConnTimeout:       90 * time.Second,
-		MaxIdleConns:          512,
-		MaxIdleConnsPerHost:   128,
-		// The client's Accept-Encoding goes through untouched and the body
-		// comes back as the upstream encoded it.
-		DisableCompression: true,
-	}
-	p.tr = tr
-	p.rp = &httputil.ReverseProxy{
-		Rewrite:      p.rewrite,
-		Transport:    tr,
-		ErrorHandler: p.fail,
-		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		// Zero: ReverseProxy still flushes at once for unknown-length and
-		// event-stream responses; fixed-length bodies flush as buffers fill.
-		FlushInterval: 0,
+		if len(conf.NextProtos) == 0 {
+			conf.NextProtos = []string{"http/1.1"}
+		}
+		if conf.ClientSessionCache == nil {
+			conf.ClientSessionCache = tls.NewLRUClientSessionCache(64)
+		}
+		p.up.tlsConf = conf
 	}
 	return p, nil
 }
+
+// Close drops the idle upstream connections; requests in flight finish.
+func (p *proxy) Close() error {
+	p.up.close()
+	return nil
+}
+
+// Buffers shared by every proxy: a head buffer for the request head each
+// attempt sends and the response head it reads, and a copy buffer for
+// bodies, both way. Neither is allocated per request.
+var (
+	headPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+	copyPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+)
+
+func putHead(b *[]byte, used []byte) {
+	if cap(used) <= maxUpstreamHead {
+		*b = used[:0]
+		headPool.Put(b)
+	}
+}
+
+// aLongTimeAgo is a deadline in the past: setting it makes every blocked
+// read and write on a connection return at once.
+var aLongTimeAgo = time.Unix(1, 0)
 
 func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.buffer != nil && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
@@ -147,47 +157,604 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer sb.Close()
 		r = buffered(r, sb)
 	}
-	p.rp.ServeHTTP(w, r)
-}
-
-// Close drops the idle upstream connections; requests in flight finish.
-func (p *proxy) Close() error {
-	p.tr.CloseIdleConnections()
-	return nil
-}
-
-// rewrite turns the inbound request into the upstream one. ReverseProxy has
-// already removed hop-by-hop headers and every Forwarded/X-Forwarded-* header
-// from pr.Out.
-func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
-	pr.SetURL(p.upstream)
-	// Keep the Host the client asked for, as most edges do: upstreams build
-	// links and pick virtual hosts from it. A client without one gets the
-	// upstream's.
-	pr.Out.Host = pr.In.Host
-	if pr.Out.Host == "" {
-		pr.Out.Host = p.upstream.Host
+	if down, why := p.up.down(time.Now()); down {
+		p.fail(w, r, fmt.Errorf("%w: %w", errUpstreamDown, why), nil)
+		return
 	}
-	pe := clientAddrs(pr.In)
-	// Client-sent identity headers, and forwarding headers from untrusted
-	// peers, never reach this far: policy.EdgeHeaders removed them in front
-	// of every handler.
-	p.setForwarded(pr, pe)
-	p.identity(pr.In, pr.Out.Header)
-	p.tlsHook(pr.In, pr.Out.Header)
-	if _, spooled := pr.Out.Body.(spoolReader); !spooled && pr.Out.Body != nil && pr.Out.Body != http.NoBody {
-		pr.Out.Body = &watchedBody{ReadCloser: pr.Out.Body}
-	}
-	ctx := context.WithValue(pr.Out.Context(), clientAddrKey{}, pe)
-	pr.Out = pr.Out.WithContext(ctx)
+	pe := clientAddrs(r)
+	upType := upgradeType(r)
+
+	hb := headPool.Get().(*[]byte)
+	head := p.appendHead((*hb)[:0], r, pe, upType)
+	defer func() { putHead(hb, head) }()
+	var ppHeader []byte
+	key := ""
 	if p.ppPools {
-		// The Transport pools connections by URL host, and the dialer ignores
-		// it (TLS names come from TLSClientConfig, the Host header from
-		// pr.Out.Host). A host per PROXY header gives each client its own
-		// pool, so a connection never carries a request whose client its
-		// header does not name.
-		pr.Out.URL.Host = proxyPoolHost(pe)
+		// A header speaks for a connection's whole life: a pool per
+		// client address.
+		ppHeader = proxyV2Header(pe)
+		key = string(ppHeader)
 	}
+	bp := copyPool.Get().(*[]byte)
+	defer copyPool.Put(bp)
+
+	var body io.Reader
+	spooled := false
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		body = r.Body
+		_, spooled = body.(spoolReader)
+	}
+	retryable := idempotent(r.Method) && (body == nil || spooled && r.GetBody != nil)
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 && spooled {
+			body, _ = r.GetBody()
+		}
+		c, err := p.up.get(r.Context(), key, ppHeader, attempt > 0)
+		if err != nil {
+			if upstreamFault(err) {
+				p.up.failed(time.Now(), err)
+			}
+			if attempt == 0 && retryable && retryableErr(err) && r.Context().Err() == nil {
+				continue
+			}
+			p.fail(w, r, err, nil)
+			return
+		}
+		x := exchange{p: p, w: w, r: r, c: c, buf: *bp, upType: upType}
+		x.run(head, body)
+		if x.done {
+			p.up.succeeded()
+			return
+		}
+		if x.bodyErr != nil {
+			p.fail(w, r, x.err, x.bodyErr)
+			return
+		}
+		if !x.gotBytes && !c.reused && upstreamFault(x.err) {
+			p.up.failed(time.Now(), x.err)
+		}
+		if attempt == 0 && retryable && !x.gotBytes && retryableErr(x.err) && r.Context().Err() == nil {
+			p.log.Debug("proxy: retrying on a fresh connection", "method", r.Method, "path", r.URL.Path, "reused", c.reused, "err", x.err)
+			continue
+		}
+		p.fail(w, r, x.err, nil)
+		return
+	}
+}
+
+// isNoBody reports whether r carries no body at all: a zero length that the
+// client did not state (a GET), rather than "Content-Length: 0".
+func isNoBody(r *http.Request) bool {
+	_, stated := r.Header["Content-Length"]
+	return !stated && len(r.TransferEncoding) == 0
+}
+
+// idempotent methods may be sent again when they failed before any answer
+// (RFC 9110 section 9.2.2).
+func idempotent(method string) bool {
+	switch method {
+	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE":
+		return true
+	}
+	return false
+}
+
+// upstreamFault reports the failures that count against the upstream's
+// health: refused, reset, closed before answering, timed out.
+func upstreamFault(err error) bool {
+	return isTimeout(err) || retryableErr(err)
+}
+
+// retryableErr reports the failures worth one more try on a fresh
+// connection: the connection refused, reset or closed before any byte of
+// an answer. A timeout is not retried: the client has waited once already.
+func retryableErr(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// upgradeType is the protocol a request asks to switch to (WebSocket), or
+// "".
+func upgradeType(r *http.Request) string {
+	up := r.Header["Upgrade"]
+	if len(up) != 1 || r.ProtoMajor != 1 || r.ProtoMinor != 1 {
+		return ""
+	}
+	for _, v := range r.Header["Connection"] {
+		if hasToken(v, "upgrade") {
+			return up[0]
+		}
+	}
+	return ""
+}
+
+// appendHead writes the upstream request head: the method, the base path
+// and the path as the core decoded and re-escaped it, the Host, the
+// client's end-to-end fields, then the edge's forwarding, identity and TLS
+// fields. The framing (Content-Length or chunked) and Connection come from
+// the edge alone, whatever the client sent; hop-by-hop fields stop here.
+func (p *proxy) appendHead(b []byte, r *http.Request, pe peer, upType string) []byte {
+	b = append(b, r.Method...)
+	b = append(b, ' ')
+	b = append(b, p.base...)
+	path := r.URL.EscapedPath()
+	if path == "" || path[0] != '/' {
+		b = append(b, '/')
+	}
+	b = append(b, path...)
+	if r.URL.RawQuery != "" {
+		b = append(b, '?')
+		b = append(b, r.URL.RawQuery...)
+	}
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	host := r.Host
+	if host == "" || !validFieldValue(host) || strings.ContainsAny(host, " \t") {
+		host = p.upstream.Host
+	}
+	b = append(b, host...)
+	b = append(b, "\r\n"...)
+
+	// The edge's own fields, kept apart from the client's so that the
+	// client's map is only read, never cloned.
+	out := make(http.Header, 8)
+	p.setForwarded(r, out, pe)
+	p.identity(r, out)
+	p.tlsHook(r, out)
+
+	conn := strings.Join(r.Header["Connection"], ",")
+	for k, vs := range r.Header {
+		if _, ours := out[k]; ours || hopByHop(k, conn) || isForwarding(k) ||
+			strings.EqualFold(k, "Host") || strings.EqualFold(k, "Expect") {
+			continue
+		}
+		b = appendFields(b, k, vs)
+	}
+	for k, vs := range out {
+		b = appendFields(b, k, vs)
+	}
+	switch {
+	case upType != "":
+		b = append(b, "Connection: Upgrade\r\nUpgrade: "...)
+		b = append(b, upType...)
+		b = append(b, "\r\n"...)
+	case r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0:
+		if !isNoBody(r) || r.Method == "POST" || r.Method == "PUT" || r.Method == "PATCH" {
+			b = append(b, "Content-Length: 0\r\n"...)
+		}
+	case r.ContentLength > 0:
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, r.ContentLength, 10)
+		b = append(b, "\r\n"...)
+	default:
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
+// isForwarding reports the fields setForwarded owns: a client's copies
+// reach the upstream only through it.
+func isForwarding(k string) bool {
+	return strings.EqualFold(k, "Forwarded") || len(k) > 12 && strings.EqualFold(k[:12], "X-Forwarded-")
+}
+
+// appendFields writes name: value lines, leaving out any a header line
+// could not carry as it is.
+func appendFields(b []byte, name string, vs []string) []byte {
+	if name == "" {
+		return b
+	}
+	for i := 0; i < len(name); i++ {
+		if !isTokenByte(name[i]) {
+			return b
+		}
+	}
+	for _, v := range vs {
+		if !validFieldValue(v) {
+			continue
+		}
+		b = append(b, name...)
+		b = append(b, ": "...)
+		b = append(b, v...)
+		b = append(b, "\r\n"...)
+	}
+	return b
+}
+
+// validFieldValue reports whether v can be sent as a field value: no
+// control characters but HTAB.
+func validFieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// errBodyTooLong is a request body that goes on past its Content-Length.
+var errBodyTooLong = errors.New("apps: request body longer than its Content-Length")
+
+// exchange is one attempt at a request on one upstream connection.
+type exchange struct {
+	p      *proxy
+	w      http.ResponseWriter
+	r      *http.Request
+	c      *upConn
+	buf    []byte
+	upType string
+
+	// Outcome.
+	done     bool  // the client has its answer (or an aborted one)
+	gotBytes bool  // the upstream sent something back
+	bodyErr  error // reading the client's body failed
+	err      error
+	keep     bool // the connection may go back to the pool
+}
+
+// run sends the request and relays the answer. On return the connection
+// is pooled or closed. Unless x.done, nothing has been written to the
+// client and x.err says why.
+func (x *exchange) run(head []byte, body io.Reader) {
+	c := x.c
+	c.requests++
+	ctx := x.r.Context()
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
+	}
+	defer func() {
+		if stop != nil && !stop() {
+			x.keep = false // its deadline is spoiled
+		}
+		if x.keep {
+			c.u.put(c)
+		} else {
+			c.nc.Close()
+		}
+	}()
+	if x.err = x.send(head, body); x.err != nil && x.bodyErr != nil {
+		return
+	}
+	// An upstream that answers before it has read the whole body (a 413,
+	// a redirect) may have closed its side: its answer still counts.
+	sendErr := x.err
+	c.nc.SetReadDeadline(time.Now().Add(x.p.responseTimeout))
+	var h respHead
+	hb := headPool.Get().(*[]byte)
+	defer func() { putHead(hb, *hb) }()
+	for interim := 0; ; interim++ {
+		raw, n, err := readHeadLines(c.br, (*hb)[:0], maxUpstreamHead)
+		if n > 0 {
+			x.gotBytes = true
+		}
+		if cap(raw) > cap(*hb) {
+			*hb = raw[:0]
+		}
+		if err != nil {
+			if sendErr != nil && n == 0 {
+				err = sendErr
+			}
+			x.err = err
+			return
+		}
+		if err := parseRespHead(string(raw), &h); err != nil {
+			x.err = err
+			return
+		}
+		if h.status == http.StatusSwitchingProtocols {
+			break
+		}
+		if h.status >= 200 {
+			break
+		}
+		// 100 Continue and other interim answers are swallowed: the edge
+		// answered the client's Expect itself.
+		if interim == maxInterim {
+			x.err = badResponse("more than %d interim responses", maxInterim)
+			return
+		}
+	}
+	if h.status == http.StatusSwitchingProtocols {
+		if x.upType == "" || !strings.EqualFold(h.upgrade, x.upType) {
+			x.err = badResponse("101 switching to %q when %q was asked for", h.upgrade, x.upType)
+			return
+		}
+		c.nc.SetReadDeadline(time.Time{})
+		// From here the two connections end each other; the request's
+		// context has no more say.
+		if stop != nil {
+			stop()
+			stop = nil
+		}
+		x.done = true
+		x.splice(&h)
+		return
+	}
+	c.nc.SetReadDeadline(time.Time{})
+	x.relay(&h, sendErr == nil)
+}
+
+// send writes the head and the body, framed as the head says: exactly
+// Content-Length bytes, or chunks. A failure to read the client's body sets
+// x.bodyErr.
+func (x *exchange) send(head []byte, body io.Reader) error {
+	nc := x.c.nc
+	if body == nil {
+		_, err := nc.Write(head)
+		return err
+	}
+	buf := x.buf
+	cl := x.r.ContentLength
+	if cl >= 0 {
+		// The head and the body's first bytes go in one write.
+		n := copy(buf, head)
+		if n < len(head) {
+			if _, err := nc.Write(head); err != nil {
+				return err
+			}
+			n = 0
+		}
+		left := cl
+		for {
+			m := 0
+			var rerr error
+			if left > 0 {
+				room := buf[n:]
+				if int64(len(room)) > left {
+					room = room[:left]
+				}
+				m, rerr = body.Read(room)
+				left -= int64(m)
+			}
+			if left == 0 && rerr == nil {
+				// The body's own end is its verdict (a body the core
+				// refuses fails there): look for it before the last
+				// bytes go, so that the upstream never gets a whole
+				// body the client did not send whole.
+				var probe [1]byte
+				var k int
+				k, rerr = body.Read(probe[:])
+				if k > 0 {
+					rerr = errBodyTooLong
+				}
+			}
+			if rerr != nil && rerr != io.EOF || left > 0 && rerr == io.EOF {
+				if rerr == io.EOF {
+					rerr = io.ErrUnexpectedEOF
+				}
+				x.bodyErr = rerr
+				return rerr
+			}
+			if n+m > 0 {
+				if _, err := nc.Write(buf[:n+m]); err != nil {
+					return err
+				}
+			}
+			n = 0
+			if left == 0 {
+				return nil
+			}
+		}
+	}
+	// Chunked: each read goes out as one chunk, its size line in the 18
+	// bytes kept in front and its CRLF behind.
+	if _, err := nc.Write(head); err != nil {
+		return err
+	}
+	const pre = 18
+	for {
+		m, rerr := body.Read(buf[pre : len(buf)-2])
+		if m > 0 {
+			sz := appendHex(buf[:0:pre], m)
+			start := pre - len(sz)
+			copy(buf[start:], sz)
+			buf[pre+m], buf[pre+m+1] = '\r', '\n'
+			if _, err := nc.Write(buf[start : pre+m+2]); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			end := append(buf[:0], "0\r\n"...)
+			for k, vs := range x.r.Trailer {
+				if !hopByHop(k, "") {
+					end = appendFields(end, k, vs)
+				}
+			}
+			end = append(end, "\r\n"...)
+			_, err := nc.Write(end)
+			return err
+		}
+		if rerr != nil {
+			x.bodyErr = rerr
+			return rerr
+		}
+	}
+}
+
+// relay passes a final response to the client: its end-to-end fields, then
+// its body through w, which frames it for the client. A failure once the
+// status is written aborts the client's response (http.ErrAbortHandler):
+// a truncated body must not look complete.
+func (x *exchange) relay(h *respHead, reusable bool) {
+	w, c := x.w, x.c
+	hdr := w.Header()
+	// One array holds every value; each field's slice of it has no room
+	// to grow, so that a repeated field (Set-Cookie) appends to a copy.
+	vals := make([]string, len(h.fields))
+	for i, f := range h.fields {
+		if hopByHop(f.name, h.connTokens) && !(h.chunked && strings.EqualFold(f.name, "Trailer")) {
+			continue
+		}
+		k := http.CanonicalHeaderKey(f.name)
+		vals[i] = f.value
+		if prior, ok := hdr[k]; ok {
+			hdr[k] = append(prior, f.value)
+		} else {
+			hdr[k] = vals[i : i+1 : i+1]
+		}
+	}
+	bodyless := h.bodyless(x.r.Method)
+	if h.contentLength >= 0 && h.status != http.StatusNoContent {
+		hdr["Content-Length"] = []string{strconv.FormatInt(h.contentLength, 10)}
+	}
+	x.done = true
+	w.WriteHeader(h.status)
+	switch {
+	case bodyless:
+		x.keep = reusable && !h.close && c.br.Buffered() == 0
+		return
+	case h.contentLength >= 0:
+		err := x.copyBody(io.LimitReader(c.br, h.contentLength), h.contentLength)
+		if err != nil {
+			x.abort(err)
+		}
+		// Bytes past the body are no answer to anything: the connection
+		// goes.
+		x.keep = reusable && !h.close && c.br.Buffered() == 0
+		if c.br.Buffered() > 0 {
+			x.p.log.Warn("proxy: upstream sent more than its Content-Length; connection dropped", "method", x.r.Method, "path", x.r.URL.Path)
+		}
+	case h.chunked:
+		cr := &chunkedReader{br: c.br, scratch: x.buf[:0:0]}
+		if err := x.copyBody(cr, -1); err != nil {
+			x.abort(err)
+		}
+		fields, err := cr.trailerFields(h.fields[:0])
+		if err != nil {
+			x.abort(err)
+		}
+		for _, f := range fields {
+			hdr[http.TrailerPrefix+http.CanonicalHeaderKey(f.name)] = append(hdr[http.TrailerPrefix+http.CanonicalHeaderKey(f.name)], f.value)
+		}
+		x.keep = reusable && !h.close && c.br.Buffered() == 0
+	default:
+		// Delimited by the close: all of it, and the connection is done.
+		if err := x.copyBody(c.br, -1); err != nil {
+			x.abort(err)
+		}
+	}
+}
+
+// copyBody copies a response body to the client with the pooled buffer,
+// flushing whenever the upstream has nothing more at hand so that a
+// streamed answer is not held back. n is the length when known.
+func (x *exchange) copyBody(src io.Reader, n int64) error {
+	buf, br, w := x.buf, x.c.br, x.w
+	var written int64
+	for {
+		m, rerr := src.Read(buf)
+		if m > 0 {
+			if _, err := w.Write(buf[:m]); err != nil {
+				return clientWriteErr{err}
+			}
+			written += int64(m)
+			if br.Buffered() == 0 && written != n {
+				flush(w)
+			}
+		}
+		if rerr == io.EOF {
+			if n >= 0 && written < n {
+				return io.ErrUnexpectedEOF
+			}
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// clientWriteErr is a failure writing to the client, which is no fault of
+// the upstream's.
+type clientWriteErr struct{ err error }
+
+func (e clientWriteErr) Error() string { return "writing to the client: " + e.err.Error() }
+func (e clientWriteErr) Unwrap() error { return e.err }
+
+func flush(w http.ResponseWriter) {
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+		return
+	}
+	http.NewResponseController(w).Flush()
+}
+
+// abort ends a response whose head the client already has: the upstream
+// connection is dropped and the client's cut (http.ErrAbortHandler), so
+// that a truncated body never looks complete.
+func (x *exchange) abort(err error) {
+	x.keep = false
+	x.c.nc.Close()
+	var cw clientWriteErr
+	switch {
+	case errors.As(err, &cw) || x.r.Context().Err() != nil:
+		x.p.log.Debug("proxy: client went away during the response", "method", x.r.Method, "path", x.r.URL.Path, "err", err)
+	default:
+		if ok, dropped := x.p.limit.allow(time.Now()); ok {
+			attrs := []any{"method", x.r.Method, "path", x.r.URL.Path, "err", err}
+			if dropped > 0 {
+				attrs = append(attrs, "suppressed", dropped)
+			}
+			x.p.log.Warn("proxy: upstream response body failed; client response cut", attrs...)
+		}
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// splice completes an upgrade: the 101 goes to the client on its hijacked
+// connection, then bytes are copied both ways until either side closes.
+func (x *exchange) splice(h *respHead) {
+	w, c := x.w, x.c
+	hdr := w.Header()
+	for _, f := range h.fields {
+		if hopByHop(f.name, h.connTokens) {
+			continue
+		}
+		hdr.Add(f.name, f.value)
+	}
+	hdr.Set("Connection", "Upgrade")
+	hdr.Set("Upgrade", h.upgrade)
+	cc, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		x.p.answer(w, x.r, http.StatusBadGateway, slog.LevelWarn, "proxy: cannot hijack the client connection for an upgrade", err)
+		w.WriteHeader(http.StatusBadGateway)
+		io.WriteString(w, "Bad Gateway: cannot switch protocols\n")
+		return
+	}
+	defer cc.Close()
+	bw := brw.Writer
+	bw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+	hdr.Write(bw)
+	bw.WriteString("\r\n")
+	if n := c.br.Buffered(); n > 0 {
+		b, _ := c.br.Peek(n)
+		bw.Write(b)
+	}
+	if err := bw.Flush(); err != nil {
+		return
+	}
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		if _, err := c.nc.Write(b); err != nil {
+			return
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bp := copyPool.Get().(*[]byte)
+		defer copyPool.Put(bp)
+		io.CopyBuffer(c.nc, cc, *bp)
+		// The client is done sending: so is the upstream's reader.
+		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+	}()
+	io.CopyBuffer(cc, c.nc, x.buf)
+	cc.Close()
+	c.nc.Close()
+	<-done
 }
 
 // peer describes the immediate client of a request.
@@ -197,8 +764,6 @@ type peer struct {
 	unixPeer bool
 	tls      bool
 }
-
-type clientAddrKey struct{}
 
 // clientAddrs finds the client's and listener's addresses in the request's
 // ConnInfo, falling back to r.RemoteAddr when the request did not come
@@ -242,9 +807,9 @@ func addrPort(a net.Addr) netip.AddrPort {
 // own copies survive only if its address is in trusted_proxies; then its
 // chain is extended. Anyone else's are replaced, so a client cannot claim to
 // be someone else.
-func (p *proxy) setForwarded(pr *httputil.ProxyRequest, pe peer) {
+func (p *proxy) setForwarded(r *http.Request, out http.Header, pe peer) {
 	trusted := p.trust.TrustsIP(pe.addr.Addr(), pe.unixPeer)
-	in, out := pr.In.Header, pr.Out.Header
+	in := r.Header
 	proto := "http"
 	if pe.tls {
 		proto = "https"
@@ -267,15 +832,14 @@ func (p *proxy) setForwarded(pr *httputil.ProxyRequest, pe peer) {
 	}
 	if v := in.Get("X-Forwarded-Host"); trusted && v != "" {
 		out.Set("X-Forwarded-Host", v)
-	} else if pr.In.Host != "" {
-		out.Set("X-Forwarded-Host", pr.In.Host)
+	} else if r.Host != "" {
+		out.Set("X-Forwarded-Host", r.Host)
 	}
 
 	// X-Forwarded-Prefix tells an upstream mounted below a prefix how to
-	// build its links. ReverseProxy leaves it alone, so without this a client
-	// could choose it.
+	// build its links; a client's own is never passed on as it is.
 	prefix := ""
-	if m, ok := router.MountFromContext(pr.In.Context()); ok && m.Prefix != "/" {
+	if m, ok := router.MountFromContext(r.Context()); ok && m.Prefix != "/" {
 		prefix = m.Prefix
 	}
 	if v := in.Get("X-Forwarded-Prefix"); trusted && v != "" {
@@ -294,8 +858,8 @@ func (p *proxy) setForwarded(pr *httputil.ProxyRequest, pe peer) {
 		node = a.String()
 	}
 	elem := "for=" + node
-	if pr.In.Host != "" {
-		elem += ";host=" + quoteIfNeeded(pr.In.Host)
+	if r.Host != "" {
+		elem += ";host=" + quoteIfNeeded(r.Host)
 	}
 	elem += ";proto=" + proto
 	if prior := in.Values("Forwarded"); trusted && len(prior) > 0 {
@@ -319,44 +883,21 @@ func isTokenChar(c rune) bool {
 	return c < 127 && c > 32 && !strings.ContainsRune(`()<>@,;:\"/[]?={}`, c)
 }
 
-// watchedBody remembers the first error reading the client's request body, so
-// that a failed upload is answered as the client's fault (400/413), not the
-// upstream's (502).
-type watchedBody struct {
-	io.ReadCloser
-	err atomic.Pointer[error]
-}
-
-func (b *watchedBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF {
-		b.err.CompareAndSwap(nil, &err)
-	}
-	return n, err
-}
-
-func (b *watchedBody) readErr() error {
-	if e := b.err.Load(); e != nil {
-		return *e
-	}
-	return nil
-}
-
 // fail answers a request the upstream could not serve: 400/413 (or the
-// core's status) when reading the client's body failed, 504 on a timeout,
-// 502 otherwise. Each is logged with the upstream's name (a burst of 20, then
-// 5 lines a second, with a count of those dropped); a client that went away
-// is logged at debug level only and gets nothing.
-func (p *proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
+// core's status) when reading the client's body failed (bodyErr), 504 on a
+// timeout, 502 otherwise. Each is logged with the upstream's name (a burst
+// of 20, then 5 lines a second, with a count of those dropped); a client
+// that went away is logged at debug level only and gets nothing.
+func (p *proxy) fail(w http.ResponseWriter, r *http.Request, err, bodyErr error) {
 	status, msg := http.StatusBadGateway, "Bad Gateway: the upstream server is unavailable"
 	level := slog.LevelWarn
-	if bw, ok := r.Body.(*watchedBody); ok && bw.readErr() != nil {
-		err = bw.readErr()
+	if bodyErr != nil {
+		err = bodyErr
 		status, msg, level = requestBodyStatus(err), "Bad Request: could not read the request body", slog.LevelInfo
 		if status == http.StatusRequestEntityTooLarge {
 			msg = "Request Entity Too Large"
 		}
-	} else if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
+	} else if r.Context().Err() != nil {
 		p.log.Debug("proxy: client went away", "method", r.Method, "path", r.URL.Path, "err", err)
 		// nginx's 499: recorded by the access log, never seen by anyone.
 		w.WriteHeader(499)

@@ -1,13 +1,6 @@
 package apps
 
-import (
-	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
-	"net"
-	"time"
-)
+import "encoding/binary"
 
 // proxyV2Sig opens every PROXY protocol v2 header.
 var proxyV2Sig = [12]byte{'\r', '\n', '\r', '\n', 0, '\r', '\n', 'Q', 'U', 'I', 'T', '\n'}
@@ -35,25 +28,4 @@ func proxyV2Header(pe peer) []byte {
 	h = binary.BigEndian.AppendUint16(h, src.Port())
 	h = binary.BigEndian.AppendUint16(h, dst.Port())
 	return h
-}
-
-// writeProxyHeader sends the header for the client found in ctx (put there
-// by the proxy's rewrite) as the first bytes on c.
-func writeProxyHeader(ctx context.Context, c net.Conn, timeout time.Duration) error {
-	pe, _ := ctx.Value(clientAddrKey{}).(peer)
-	if err := c.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
-		return err
-	}
-	if _, err := c.Write(proxyV2Header(pe)); err != nil {
-		return err
-	}
-	return c.SetWriteDeadline(time.Time{})
-}
-
-// proxyPoolHost names the connection pool for the client pe: equal for
-// equal PROXY headers (a client's reconnect from the same port may reuse a
-// connection that already speaks for that address), distinct otherwise.
-func proxyPoolHost(pe peer) string {
-	sum := sha256.Sum256(proxyV2Header(pe))
-	return "pp-" + hex.EncodeToString(sum[:12]) + ".invalid"
 }

@@ -74,6 +74,32 @@ type Options struct {
 	// be the same.
 	ProxyProtocol bool `opt:"proxy_protocol" default:"false" group:"Apps" help:"send a PROXY protocol v2 header to upstreams (upstream connections then pooled per client)"`
 
+	// ProxyMaxFails is how many failures (connection refused, reset or
+	// closed before an answer, timed out) within ProxyFailTimeout mark an
+	// upstream down, as nginx's max_fails: while down, requests to it are
+	// answered at once (502, or 504 when it last timed out) without trying
+	// it, for ProxyFailTimeout. Zero never marks an upstream down; the
+	// zero Options has it so, the configuration's default is 1.
+	ProxyMaxFails int `opt:"proxy_max_fails" default:"1" group:"Apps" help:"failures (refused, reset, timed out) within proxy_fail_timeout that mark an upstream down (0: never)"`
+
+	// ProxyFailTimeout is both the window in which ProxyMaxFails failures
+	// count and how long an upstream then stays down, as nginx's
+	// fail_timeout. Zero means 10s.
+	ProxyFailTimeout time.Duration `opt:"proxy_fail_timeout" default:"10s" group:"Apps" help:"window for proxy_max_fails and how long an upstream stays down"`
+
+	// ProxyKeepalive is how many idle keep-alive connections to one
+	// upstream are kept for reuse, as nginx's keepalive. Zero means 128.
+	ProxyKeepalive int `opt:"proxy_keepalive" default:"128" group:"Apps" help:"idle keep-alive connections kept per upstream"`
+
+	// ProxyKeepaliveTimeout closes an upstream connection idle that long.
+	// Zero means 60s.
+	ProxyKeepaliveTimeout time.Duration `opt:"proxy_keepalive_timeout" default:"60s" group:"Apps" help:"close an idle upstream connection after this long"`
+
+	// ProxyKeepaliveRequests is how many requests one upstream connection
+	// carries before it is closed, as nginx's keepalive_requests. Zero
+	// means 1000.
+	ProxyKeepaliveRequests int `opt:"proxy_keepalive_requests" default:"1000" group:"Apps" help:"requests one upstream connection carries before it is closed"`
+
 	// AccessLog is where the access log goes: empty for off, "-" or "stderr"
 	// for standard error, otherwise a file path opened for appending and
 	// reopened by AccessLog.Reopen (SIGUSR1, for logrotate).
@@ -127,6 +153,38 @@ func (o *Options) ResponseTimeout() time.Duration {
 	return defaults.ProxyResponseTimeout
 }
 
+// FailTimeout is proxy_fail_timeout, or its default when zero.
+func (o *Options) FailTimeout() time.Duration {
+	if o.ProxyFailTimeout > 0 {
+		return o.ProxyFailTimeout
+	}
+	return defaults.ProxyFailTimeout
+}
+
+// Keepalive is proxy_keepalive, or its default when zero.
+func (o *Options) Keepalive() int {
+	if o.ProxyKeepalive > 0 {
+		return o.ProxyKeepalive
+	}
+	return defaults.ProxyKeepalive
+}
+
+// KeepaliveTimeout is proxy_keepalive_timeout, or its default when zero.
+func (o *Options) KeepaliveTimeout() time.Duration {
+	if o.ProxyKeepaliveTimeout > 0 {
+		return o.ProxyKeepaliveTimeout
+	}
+	return defaults.ProxyKeepaliveTimeout
+}
+
+// KeepaliveRequests is proxy_keepalive_requests, or its default when zero.
+func (o *Options) KeepaliveRequests() int {
+	if o.ProxyKeepaliveRequests > 0 {
+		return o.ProxyKeepaliveRequests
+	}
+	return defaults.ProxyKeepaliveRequests
+}
+
 // Validate reports every problem in o, each naming its config key.
 func (o *Options) Validate() error {
 	var errs []error
@@ -141,6 +199,18 @@ func (o *Options) Validate() error {
 	}
 	if o.ProxyRequestBufferSize < 0 {
 		errs = append(errs, bad("proxy_request_buffer_size", "%d is negative", o.ProxyRequestBufferSize))
+	}
+	for _, kv := range []struct {
+		key string
+		v   int64
+	}{
+		{"proxy_max_fails", int64(o.ProxyMaxFails)}, {"proxy_fail_timeout", int64(o.ProxyFailTimeout)},
+		{"proxy_keepalive", int64(o.ProxyKeepalive)}, {"proxy_keepalive_timeout", int64(o.ProxyKeepaliveTimeout)},
+		{"proxy_keepalive_requests", int64(o.ProxyKeepaliveRequests)},
+	} {
+		if kv.v < 0 {
+			errs = append(errs, bad(kv.key, "%d is negative", kv.v))
+		}
 	}
 	if o.ProxyTempPath != "" && !filepath.IsAbs(o.ProxyTempPath) {
 		errs = append(errs, bad("proxy_temp_path", "%q is not an absolute path", o.ProxyTempPath))
