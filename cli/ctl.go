@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 
 	"github.com/spf13/pflag"
@@ -81,10 +82,12 @@ func engineStats(e *server.Engine) map[string]serverStats {
 	return out
 }
 
-// effectiveConfig lists every option's value as written on the command line,
-// for the process and each server; control.Redact hides the secrets.
-func effectiveConfig(o *Options) map[string]map[string]string {
-	out := map[string]map[string]string{"engine": values(config.Fields(&o.Process))}
+// effectiveConfig lists every option's value, for the process and each
+// server, in JSON's own types: switches as booleans, counts as numbers,
+// lists as arrays, everything else (durations, sizes, words) as written on
+// the command line. control.Redact hides the secrets.
+func effectiveConfig(o *Options) map[string]map[string]any {
+	out := map[string]map[string]any{"engine": values(config.Fields(&o.Process))}
 	for _, c := range o.Servers() {
 		name := c.Name
 		if name == "" {
@@ -95,10 +98,24 @@ func effectiveConfig(o *Options) map[string]map[string]string {
 	return out
 }
 
-func values(fields []*config.Field) map[string]string {
-	m := make(map[string]string, len(fields))
+func values(fields []*config.Field) map[string]any {
+	m := make(map[string]any, len(fields))
 	for _, f := range fields {
-		m[f.Name] = f.String()
+		s := f.String()
+		switch f.Type() {
+		case "bool":
+			m[f.Name], _ = strconv.ParseBool(s)
+		case "int":
+			if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+				m[f.Name] = n
+			} else {
+				m[f.Name] = s
+			}
+		case "list":
+			m[f.Name] = config.SplitListOf(f)
+		default:
+			m[f.Name] = s
+		}
 	}
 	return m
 }

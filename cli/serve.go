@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -399,17 +400,24 @@ func printBanner(w io.Writer, e *server.Engine) {
 		if s.Scheme() == "" {
 			continue
 		}
-		caFile := ""
+		caFile, privateCA := "", ""
 		if t := s.Terminator(); t == nil {
 			continue
 		} else if ca, ok := t.Adapter().(tlsadapter.CAFiler); ok {
 			caFile = ca.CAFile()
+		} else if s.Scheme() == "https" {
+			// Certificate files from a private CA: the roots they are
+			// checked against are what a client must trust too.
+			privateCA = s.Config().TLS.SSLTrustedCertificate
 		}
 		curl := "curl"
-		if caFile != "" {
+		switch {
+		case caFile != "":
 			curl += " --cacert " + shellQuote(caFile)
+		case privateCA != "":
+			curl += " --cacert " + shellQuote(privateCA)
 		}
-		if s.Config().SocketFile != "" {
+		if _, unix := s.BindAddr().(*net.UnixAddr); unix {
 			fmt.Fprintf(w, "tlsedge is serving %s on the UNIX socket %s\n", s.Scheme(), base)
 			if name, ok := strings.CutPrefix(base, "@"); ok {
 				curl += " --abstract-unix-socket " + shellQuote(name)

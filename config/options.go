@@ -472,3 +472,13 @@ func Defaults[T any]() T {
 	}
 	return v
 }
+
+// SplitListOf returns the items a list option holds now, as written; an
+// empty list is an empty slice, not nil.
+func SplitListOf(f *Field) []string {
+	items := f.list()
+	if items == nil {
+		return []string{}
+	}
+	return items
+}

@@ -400,10 +400,10 @@ func (s *Server) Base() string {
 	cfg := s.Config()
 	ta, ok := addr.(*net.TCPAddr)
 	if !ok {
-		if cfg.SocketFile != "" {
+		if cfg.SocketFile != "" && len(cfg.Listeners) == 0 {
 			return cfg.SocketFile
 		}
-		return addr.String()
+		return addr.String() // an inherited socket: its own name, not the configured one
 	}
 	host := strings.Trim(cfg.SocketHost, "[]")
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() || len(cfg.Listeners) > 0 {
