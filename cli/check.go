@@ -9,6 +9,8 @@ import (
 	"log/slog"
 
 	"tlsedge/apps"
+	"tlsedge/config"
+	"tlsedge/storage"
 )
 
 // check validates the whole configuration without serving: options, mounts,
@@ -41,9 +43,24 @@ func checkConfig(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.DiscardHandler)
+	if dsn := o.Process.Storage.DSN(); dsn != "" {
+		// The shared storage first: the servers' ACME checks read it.
+		checks, err := storage.CheckPostgres(ctx, dsn, storage.PostgresOptions{Logger: log})
+		for _, c := range checks {
+			fmt.Fprintln(stdout, c)
+		}
+		if err != nil {
+			return config.KeyError("storage", "%s fails its checks (listed above)", o.Process.Storage)
+		}
+	}
+	st, closeStorage, err := openStorage(ctx, o, log, false)
+	if err != nil {
+		return err
+	}
+	defer closeStorage()
 	logs := &accessLogs{stderr: io.Discard, byDest: map[string]*apps.AccessLog{}}
 	defer logs.Close()
-	e, err := buildEngine(o, log, logs)
+	e, err := buildEngine(o, st, log, logs)
 	if err != nil {
 		return err
 	}

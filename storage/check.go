@@ -104,7 +104,7 @@ func (p *Postgres) dryRun(ctx context.Context) error {
 
 // connectAdvice turns a connection failure into what to do about it.
 func connectAdvice(err error) string {
-	msg := err.Error()
+	msg := strings.TrimPrefix(err.Error(), "storage: ")
 	var pe *pgconn.PgError
 	var ne net.Error
 	switch {
