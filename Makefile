@@ -2,7 +2,7 @@
 # every check. Under it TLSEDGE_REQUIRE_TOOLS=1 turns a missing tool into a
 # failure instead of a skip, and TLSEDGE_LONG=1 runs the long tests.
 GO ?= go
-DEB_PACKAGES := curl openssl util-linux wrk nghttp2-client slowhttptest testssl.sh chromium nginx
+DEB_PACKAGES := curl openssl util-linux wrk nghttp2-client slowhttptest testssl.sh chromium nginx postgresql
 
 .PHONY: test deps fmt vet gotest build
 

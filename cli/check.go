@@ -12,6 +12,7 @@ import (
 
 	"tlsedge/apps"
 	"tlsedge/config"
+	"tlsedge/storage"
 )
 
 // check validates the whole configuration without serving: options, mounts,
@@ -47,9 +48,24 @@ func checkConfig(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.DiscardHandler)
+	if dsn := o.Process.Storage.DSN(); dsn != "" {
+		// The shared storage first: the servers' ACME checks read it.
+		checks, err := storage.CheckPostgres(ctx, dsn, storage.PostgresOptions{Logger: log})
+		for _, c := range checks {
+			fmt.Fprintln(stdout, c)
+		}
+		if err != nil {
+			return config.KeyError("storage", "%s fails its checks (listed above)", o.Process.Storage)
+		}
+	}
+	st, closeStorage, err := openStorage(ctx, o, log, false)
+	if err != nil {
+		return err
+	}
+	defer closeStorage()
 	logs := &accessLogs{stderr: io.Discard, byDest: map[string]*apps.AccessLog{}}
 	defer logs.Close()
-	e, err := buildEngine(o, log, logs)
+	e, err := buildEngine(o, st, log, logs)
 	if err != nil {
 		return err
 	}

@@ -18,12 +18,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/caddyserver/certmagic"
+
 	"tlsedge/apps"
 	"tlsedge/config"
 	"tlsedge/control"
 	"tlsedge/router"
 	"tlsedge/server"
 	"tlsedge/server/httpcore"
+	"tlsedge/storage"
 	"tlsedge/tlsadapter"
 )
 
@@ -53,14 +56,39 @@ func newLogger(p *Process, stderr io.Writer) (*slog.Logger, *logFile, error) {
 // its metrics, which outlive configuration reloads.
 type edge struct {
 	*server.Engine
+	storage certmagic.Storage // engine.storage; nil: files under the data directory
 	log     *slog.Logger
 	logs    *accessLogs
 	reg     *tlsadapter.Registry
 	metrics map[string]*apps.Metrics // by server name
 }
 
-// buildEngine builds the servers the options describe.
-func buildEngine(o *Options, log *slog.Logger, logs *accessLogs) (*edge, error) {
+// openStorage opens engine.storage: nil for files under the data directory,
+// a FileStorage for a directory, or PostgreSQL (migrated when migrate is set,
+// as a serving node does; tlsedge check does not). close releases it.
+func openStorage(ctx context.Context, o *Options, log *slog.Logger, migrate bool) (st certmagic.Storage, close func(), err error) {
+	loc := o.Process.Storage
+	switch {
+	case loc.DSN() != "":
+		open := storage.ConnectPostgres
+		if migrate {
+			open = storage.OpenPostgres
+		}
+		pg, err := open(ctx, loc.DSN(), storage.PostgresOptions{Logger: log})
+		if err != nil {
+			return nil, nil, config.KeyError("storage", "%s (tlsedge check tells more)", strings.TrimPrefix(err.Error(), "storage: "))
+		}
+		log.Info("storage: shared state in PostgreSQL", "storage", pg.String(), "schema_version", storage.SchemaVersion)
+		return pg, pg.Close, nil
+	case loc.Dir() != "":
+		return &certmagic.FileStorage{Path: loc.Dir()}, func() {}, nil
+	}
+	return nil, func() {}, nil
+}
+
+// buildEngine builds the servers the options describe, sharing st (see
+// openStorage).
+func buildEngine(o *Options, st certmagic.Storage, log *slog.Logger, logs *accessLogs) (*edge, error) {
 	if o.Process.DataDir == "" {
 		d, err := server.DefaultDataDir()
 		if err != nil {
@@ -72,7 +100,7 @@ func buildEngine(o *Options, log *slog.Logger, logs *accessLogs) (*edge, error) 
 	if err != nil {
 		return nil, err
 	}
-	e := &edge{Engine: &server.Engine{}, log: log, logs: logs, reg: tlsadapter.NewRegistry(), metrics: map[string]*apps.Metrics{}}
+	e := &edge{Engine: &server.Engine{}, storage: st, log: log, logs: logs, reg: tlsadapter.NewRegistry(), metrics: map[string]*apps.Metrics{}}
 	for i, c := range o.Servers() {
 		c.Listeners = inherited[i]
 		var s *server.Server // the metrics read it at the first scrape, after New
@@ -95,7 +123,7 @@ func buildEngine(o *Options, log *slog.Logger, logs *accessLogs) (*edge, error) 
 // adapters, the data directory, the logger, the apps its mounts name (or the
 // welcome page), its metrics and its access log.
 func (e *edge) wire(c *server.Config, o *Options) error {
-	c.Registry, c.DataDir, c.Logger = e.reg, o.Process.DataDir, e.log
+	c.Registry, c.DataDir, c.Logger, c.Storage = e.reg, o.Process.DataDir, e.log, e.storage
 	if c.Mount.Len() == 0 && len(c.Handlers) == 0 {
 		c.Handlers = map[string]http.Handler{"/": welcomeHandler()}
 	}
@@ -245,7 +273,12 @@ func serveForeground(ctx context.Context, args []string, o *Options, stdout, std
 
 	logs := &accessLogs{stderr: stderr, byDest: map[string]*apps.AccessLog{}}
 	defer logs.Close()
-	e, err := buildEngine(o, log, logs)
+	st, closeStorage, err := openStorage(ctx, o, log, true)
+	if err != nil {
+		return err
+	}
+	defer closeStorage() // after the servers stop: releases this node's locks
+	e, err := buildEngine(o, st, log, logs)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddyserver/certmagic"
+
 	"tlsedge/apps/appopt"
 	"tlsedge/config"
 	"tlsedge/policy"
@@ -60,6 +62,10 @@ type Config struct {
 	Listeners []net.Listener `opt:"-"`
 	// DataDir is where the local development CA and ACME data live.
 	DataDir string `opt:"-"`
+	// Storage is the state shared by the nodes of a cluster (engine.storage):
+	// the acme module keeps its accounts, certificates and locks there unless
+	// acme_storage names a directory. Nil means files under DataDir.
+	Storage certmagic.Storage `opt:"-"`
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger `opt:"-"`
 }

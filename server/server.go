@@ -465,7 +465,7 @@ func (s *Server) Check(ctx context.Context) ([]string, error) {
 	}
 	p := tlsadapter.Params{
 		Options: s.cfg.TLS, Logger: s.log, Hosts: s.hosts(), Host: s.cfg.SocketHost, Port: s.cfg.SocketPort,
-		DataDir: s.cfg.DataDir, TLSConfig: s.cfg.TLSConfig,
+		DataDir: s.cfg.DataDir, TLSConfig: s.cfg.TLSConfig, Storage: s.cfg.Storage,
 	}
 	var lines []string
 	report := tlsadapter.Check(s.cfg.TLS, s.hosts(), s.cfg.TLSConfig)

@@ -40,7 +40,7 @@ type acmeAdapter struct {
 	opts    ACMEOptions
 	log     *slog.Logger
 	port    int
-	storage string
+	storage string // where certmagic's storage is, for logs (a URL's password masked)
 	domains map[string]bool
 
 	cache    *certmagic.Cache
@@ -108,16 +108,18 @@ func newACME(ctx context.Context, p Params) (Adapter, error) {
 	if err := o.ValidateInUse(); err != nil {
 		return nil, fmt.Errorf("tlsadapter: acme options: %w", err)
 	}
-	storage, err := acmeStorageDir(o, p.DataDir)
+	store, err := acmeStorage(o, p)
 	if err != nil {
 		return nil, err
 	}
-	if err := ensurePrivateDir(storage); err != nil {
-		return nil, err
-	}
-	if fi, err := os.Stat(storage); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		p.Logger.Warn("acme: storage directory is readable by others; account and certificate keys live below it",
-			"path", storage, "mode", fi.Mode().Perm().String())
+	if fs, ok := store.(*certmagic.FileStorage); ok {
+		if err := ensurePrivateDir(fs.Path); err != nil {
+			return nil, err
+		}
+		if fi, err := os.Stat(fs.Path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			p.Logger.Warn("acme: storage directory is readable by others; account and certificate keys live below it",
+				"path", fs.Path, "mode", fi.Mode().Perm().String())
+		}
 	}
 	roots, err := loadCARoots(o.CARoot)
 	if err != nil {
@@ -136,7 +138,7 @@ func newACME(ctx context.Context, p Params) (Adapter, error) {
 		opts:    o,
 		log:     p.Logger.With("module", "acme"),
 		port:    p.Port,
-		storage: storage,
+		storage: describeStorage(store),
 		domains: map[string]bool{},
 	}
 	a.stats.names = map[string]struct{}{}
@@ -160,14 +162,13 @@ func newACME(ctx context.Context, p Params) (Adapter, error) {
 		OCSPCheckInterval:  time.Hour,
 		Logger:             zl,
 	})
-	fs := &certmagic.FileStorage{Path: storage}
 	newConfig := func(onDemand *certmagic.OnDemandConfig, onEvent func(context.Context, string, map[string]any) error, httpOnly bool) (*certmagic.Config, *certmagic.ACMEIssuer) {
 		cfg := certmagic.New(a.cache, certmagic.Config{
 			RenewalWindowRatio: float64(o.RenewWindow),
 			OnEvent:            onEvent,
 			OnDemand:           onDemand,
 			KeySource:          certmagic.StandardKeyGenerator{KeyType: certmagic.P256},
-			Storage:            fs,
+			Storage:            store,
 			OCSP:               certmagic.OCSPConfig{DisableStapling: !o.OCSPStapling},
 			Logger:             zl,
 		})
@@ -199,7 +200,7 @@ func newACME(ctx context.Context, p Params) (Adapter, error) {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
 	a.wg.Add(1)
-	go a.watchStorage(runCtx, fs, o.RenewInterval)
+	go a.watchStorage(runCtx, store, o.RenewInterval)
 	alpnBusy := len(o.Domains) > 0 && !o.Async && a.alpnPortBusy(p)
 	switch {
 	case len(o.Domains) == 0:
@@ -621,6 +622,32 @@ func devCAFallback(p Params, names []string) func(*tls.ClientHelloInfo) (*tls.Ce
 	return func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return ca.Certificate(names...) }
 }
 
+// acmeStorage is certmagic's storage: files in acme_storage when it is set,
+// else Params.Storage (the cluster's shared storage) when there is one, else
+// files in DATA_DIR/acme.
+func acmeStorage(o ACMEOptions, p Params) (certmagic.Storage, error) {
+	if o.Storage == "" && p.Storage != nil {
+		return p.Storage, nil
+	}
+	dir, err := acmeStorageDir(o, p.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return &certmagic.FileStorage{Path: dir}, nil
+}
+
+// describeStorage names a storage for logs: a directory, or what the
+// storage says it is (a PostgreSQL URL with its password masked).
+func describeStorage(s certmagic.Storage) string {
+	switch s := s.(type) {
+	case *certmagic.FileStorage:
+		return s.Path
+	case fmt.Stringer:
+		return s.String()
+	}
+	return fmt.Sprintf("%T", s)
+}
+
 // acmeStorageDir is acme_storage, or DATA_DIR/acme.
 func acmeStorageDir(o ACMEOptions, dataDir string) (string, error) {
 	if o.Storage != "" {
@@ -667,28 +694,33 @@ func loadCARoots(file string) (*x509.CertPool, error) {
 // storageProbeKey is written and deleted to check that storage is writable.
 const storageProbeKey = "tlsedge-storage-probe"
 
-// watchStorage checks every interval that the storage directory takes writes.
-// certmagic on unwritable storage keeps serving the certificates it has
-// cached but cannot save renewals, and says so only in passing; this makes it
-// an error an operator sees once per episode, with what to fix, and a counter.
-func (a *acmeAdapter) watchStorage(ctx context.Context, fs *certmagic.FileStorage, interval time.Duration) {
+// watchStorage checks every interval that the storage takes writes (a
+// directory, or a shared store such as PostgreSQL). certmagic on unwritable
+// storage keeps serving the certificates it has cached but cannot save
+// renewals, and says so only in passing; this makes it an error an operator
+// sees once per episode, with what to fix, and a counter.
+func (a *acmeAdapter) watchStorage(ctx context.Context, store certmagic.Storage, interval time.Duration) {
 	defer a.wg.Done()
+	fix := "make the storage reachable and writable: engine.storage's database and user"
+	if _, ok := store.(*certmagic.FileStorage); ok {
+		fix = "make acme_storage writable by the user tlsedge runs as"
+	}
 	failing := false
 	check := func() {
-		err := fs.Store(ctx, storageProbeKey, []byte("ok"))
+		err := store.Store(ctx, storageProbeKey, []byte("ok"))
 		if err == nil {
-			err = fs.Delete(ctx, storageProbeKey)
+			err = store.Delete(ctx, storageProbeKey)
 		}
 		switch {
 		case err != nil && ctx.Err() == nil:
 			a.stats.storageFailed.Add(1)
 			if !failing {
 				a.log.Error("acme: storage is not writable; renewed certificates cannot be saved, the cached ones are served meanwhile",
-					"storage", fs.Path, "err", err, "fix", "make acme_storage writable by the user tlsedge runs as")
+					"storage", a.storage, "err", err, "fix", fix)
 			}
 			failing = true
 		case err == nil && failing:
-			a.log.Info("acme: storage is writable again", "storage", fs.Path)
+			a.log.Info("acme: storage is writable again", "storage", a.storage)
 			failing = false
 		}
 	}

@@ -37,12 +37,18 @@ func CheckACME(ctx context.Context, p Params) ([]ACMECheck, error) {
 	if err := o.ValidateInUse(); err != nil {
 		return nil, fmt.Errorf("tlsadapter: acme options: %w", err)
 	}
-	dir, err := acmeStorageDir(o, p.DataDir)
+	store, err := acmeStorage(o, p)
 	if err != nil {
 		return nil, err
 	}
 	var out []ACMECheck
-	out = append(out, checkStorage(dir))
+	if fs, ok := store.(*certmagic.FileStorage); ok {
+		out = append(out, checkStorage(fs.Path))
+	} else {
+		// A shared storage is checked once for the process (tlsedge
+		// check's storage lines), not per server.
+		out = append(out, ACMECheck{What: "storage", OK: true, Detail: describeStorage(store) + " (engine.storage)"})
+	}
 
 	ca := ACMECheck{What: "ca"}
 	if err := checkDirectory(ctx, o); err != nil {
@@ -53,13 +59,12 @@ func CheckACME(ctx context.Context, p Params) ([]ACMECheck, error) {
 	out = append(out, ca)
 
 	issuerKey := certmagic.NewACMEIssuer(&certmagic.Config{}, certmagic.ACMEIssuer{CA: o.directory()}).IssuerKey()
-	fsStore := &certmagic.FileStorage{Path: dir}
 	now := time.Now()
 	for _, name := range o.Domains {
 		name = strings.ToLower(name)
 		c := ACMECheck{What: "name " + name}
 		st := ACMENameState{Name: name, State: "pending"}
-		data, err := fsStore.Load(ctx, certmagic.StorageKeys.SiteCert(issuerKey, name))
+		data, err := store.Load(ctx, certmagic.StorageKeys.SiteCert(issuerKey, name))
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			c.OK, c.Detail = true, "no certificate yet; obtained at next start"

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/caddyserver/certmagic"
 )
 
 // Adapter supplies certificates to the one Terminator; it never sees a
@@ -56,6 +58,11 @@ type Params struct {
 	Port int
 	// DataDir is tlsedge's per-user data directory (local CA, ACME storage).
 	DataDir string
+	// Storage is where the acme module keeps accounts, keys, certificates
+	// and its locks when acme_storage does not name a directory: the
+	// storage nodes of a cluster share (engine.storage). Nil means files
+	// under DataDir/acme.
+	Storage certmagic.Storage
 	// TLSConfig is the seeds' ssl_context: a whole *tls.Config from a library
 	// user. Adapters that honour it use it as their base; nil otherwise.
 	TLSConfig *tls.Config
