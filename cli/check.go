@@ -45,7 +45,7 @@ func checkConfig(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if err := checkProcessFiles(&o.Process); err != nil {
-		return err
+		return o.Locate(err)
 	}
 	log := slog.New(slog.DiscardHandler)
 	if dsn := o.Process.Storage.DSN(); dsn != "" {

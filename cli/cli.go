@@ -208,6 +208,19 @@ func (o *Options) Validate() error {
 // main server.
 func whereSet(fs *pflag.FlagSet, fc *server.FileConfig) config.Where {
 	return func(key string) (string, int, bool) {
+		if rest, ok := strings.CutPrefix(key, "engine."); ok {
+			if f := fs.Lookup(strings.ReplaceAll(rest, "_", "-")); f != nil && f.Changed {
+				return "--" + f.Name, 0, true
+			}
+			if fc != nil {
+				for _, e := range fc.Other {
+					if e.Key == key {
+						return fc.Path, e.Line, true
+					}
+				}
+			}
+			return "", 0, false
+		}
 		if rest, ok := strings.CutPrefix(key, "server."); ok && fc != nil {
 			if name, _, ok := strings.Cut(rest, "."); ok {
 				for _, e := range fc.Extras[name] {
