@@ -25,3 +25,19 @@ func TestEffectiveConfigTypes(t *testing.T) {
 		}
 	}
 }
+
+// A reload's log line names what changed, without the values.
+func TestChangedKeys(t *testing.T) {
+	a, err := Load([]string{"--statistics", "--mount", "/=text:a"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Load([]string{"--mount", "/=text:b", "--socket-timeout", "3"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(changedKeys(a, b), " ")
+	if got != "server.mount server.socket_timeout server.statistics" {
+		t.Fatalf("changed: %q", got)
+	}
+}

@@ -304,8 +304,12 @@ func serveForeground(ctx context.Context, args []string, o *Options, stdout, std
 			log.Error("reload failed; still serving the previous configuration", "config", o.Process.Config, "err", err)
 			return err
 		}
+		changed := changedKeys(o, next)
 		*o = *next
-		log.Info("reloaded", "config", o.Process.Config)
+		if len(changed) == 0 {
+			changed = []string{"nothing (certificates reread)"}
+		}
+		log.Info("reloaded", "config", o.Process.Config, "changed", strings.Join(changed, ", "))
 		return nil
 	}
 	ctlStop := make(chan struct{}, 1)
@@ -482,4 +486,25 @@ func writePidfile(path string) error {
 		return fmt.Errorf("pidfile: %w", err)
 	}
 	return nil
+}
+
+// changedKeys names the server options whose values differ between two
+// configurations (server.KEY, server.NAME.KEY), for the reload's log line;
+// the values are not logged, since some are secrets.
+func changedKeys(old, next *Options) []string {
+	var out []string
+	olds, nexts := old.Servers(), next.Servers()
+	for i := range min(len(olds), len(nexts)) {
+		prefix := olds[i].KeyPrefix() // server.NAME. for an extra server
+		if prefix == "" {
+			prefix = "server."
+		}
+		a, b := olds[i].Options().Fields, nexts[i].Options().Fields
+		for j := range a {
+			if a[j].String() != b[j].String() {
+				out = append(out, prefix+a[j].Name)
+			}
+		}
+	}
+	return out
 }
