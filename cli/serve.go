@@ -77,8 +77,9 @@ func buildEngine(o *Options, log *slog.Logger, logs *accessLogs) (*edge, error) 
 		c.Listeners = inherited[i]
 		var s *server.Server // the metrics read it at the first scrape, after New
 		e.metrics[c.Name] = apps.NewMetrics(apps.Sources{
-			Core: func() httpcore.Stats { return s.Stats() },
-			TLS:  tlsStats(func() *tlsadapter.Terminator { return s.Terminator() }),
+			Server: c.Name,
+			Core:   func() httpcore.Stats { return s.Stats() },
+			TLS:    tlsStats(func() *tlsadapter.Terminator { return s.Terminator() }),
 		})
 		if err := e.wire(&c, o); err != nil {
 			return nil, err
