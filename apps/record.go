@@ -20,7 +20,21 @@ type recorder struct {
 	status int
 	bytes  int64
 	route  string // the mount prefix; "" until the dispatcher routes
+	// upstream is the address of the upstream that answered, for the access
+	// log; the proxy tells it through upstreamRecorder.
+	upstream string
 }
+
+// upstreamRecorder is the hook through which the proxy names the upstream
+// address that answered a request (e.g. from httptrace's GotConn), for the
+// access log. The proxy does not call it yet.
+type upstreamRecorder interface {
+	setUpstream(addr string)
+}
+
+var _ upstreamRecorder = (*recorder)(nil)
+
+func (w *recorder) setUpstream(addr string) { w.upstream = addr }
 
 var _ router.RouteRecorder = (*recorder)(nil)
 

@@ -94,7 +94,7 @@ func buildEngine(o *Options, log *slog.Logger, logs *accessLogs) (*edge, error) 
 
 // wire gives a server config what the command adds to the options: the SSL
 // adapters, the data directory, the logger, the apps its mounts name (or the
-// welcome page), its metrics and its access log.
+// welcome page), its metrics, its access log and request ids.
 func (e *edge) wire(c *server.Config, o *Options) error {
 	c.Registry, c.DataDir, c.Logger = e.reg, o.Process.DataDir, e.log
 	if c.Mount.Len() == 0 && len(c.Handlers) == 0 {
@@ -110,11 +110,14 @@ func (e *edge) wire(c *server.Config, o *Options) error {
 	// Request metrics cost a little on every request; they are kept only
 	// where a status: mount shows them.
 	measured := slices.ContainsFunc(c.Mount.Specs(), func(m router.MountSpec) bool { return strings.HasPrefix(m.Target, "status:") })
+	trust := c.Apps.TrustedProxies.Trust()
 	c.Middleware = func(h http.Handler) http.Handler {
 		if measured {
 			h = m.Wrap(h)
 		}
-		return al.Wrap(h)
+		// Outermost: the id is set before the access log and every app,
+		// and the proxy sends it upstream.
+		return apps.RequestIDs(al.Wrap(h), trust)
 	}
 	return nil
 }
