@@ -1,6 +1,7 @@
 package apps
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,13 +16,22 @@ import (
 	"tlsedge/policy"
 )
 
-// AccessLog writes one line per request, in the combined format or as JSON,
-// to standard error or to a file. A file is opened for appending and reopened
+// AccessLog writes one line per request to standard error or to a file, in
+// one of three formats:
+//
+//   - combined: exactly Apache's and nginx's combined format, which every
+//     log parser reads; nothing is appended.
+//   - extended: combined, then the facts combined has no field for, as
+//     key=value: the request id, the route (mount prefix), the duration, the
+//     upstream, the TLS version, cipher and SNI, the peer's uid and pid.
+//   - json: one object per line with all of the above.
+//
+// A file is opened for appending and reopened A file is opened for appending and reopened
 // by Reopen, which the server calls on SIGUSR1 so logrotate can move it away.
 // An AccessLog is safe for concurrent use.
 type AccessLog struct {
-	json bool
-	path string // "" for the stderr writer
+	format string // "combined", "extended" or "json"
+	path   string // "" for the stderr writer
 
 	mu sync.Mutex
 	w  io.Writer
@@ -34,7 +44,7 @@ func NewAccessLog(opts Options, stderr io.Writer) (*AccessLog, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	a := &AccessLog{json: opts.AccessLogFormat == "json"}
+	a := &AccessLog{format: cmp.Or(opts.AccessLogFormat, "combined")}
 	switch opts.AccessLog {
 	case "":
 		return nil, nil
@@ -102,7 +112,7 @@ func (a *AccessLog) Wrap(h http.Handler) http.Handler {
 		defer func() {
 			// Runs on a panic too (http.ErrAbortHandler from a proxy whose
 			// upstream died), so aborted requests are logged as well.
-			a.write(a.format(r, rec, start, time.Since(start)))
+			a.write(a.line(r, rec, start, time.Since(start)))
 		}()
 		h.ServeHTTP(rec, r)
 	})
@@ -117,7 +127,8 @@ func (a *AccessLog) write(line []byte) {
 // entry is one request's line. Empty fields are left out of JSON and shown
 // as "-" in the combined format.
 type entry struct {
-	Time       string  `json:"time"`
+	Time       string  `json:"time"` // when the request started, RFC 3339 in UTC
+	RequestID  string  `json:"request_id,omitempty"`
 	RemoteAddr string  `json:"remote_addr"`
 	User       string  `json:"user,omitempty"` // client identity: verified certificate CN, else peer user
 	Method     string  `json:"method"`
@@ -126,7 +137,9 @@ type entry struct {
 	Host       string  `json:"host,omitempty"`
 	Status     int     `json:"status"`
 	Bytes      int64   `json:"bytes"`
-	Duration   float64 `json:"duration"` // seconds
+	Duration   float64 `json:"duration"`        // seconds
+	Route      string  `json:"route,omitempty"` // the mount prefix that served it
+	Upstream   string  `json:"upstream,omitempty"`
 	Referer    string  `json:"referer,omitempty"`
 	UserAgent  string  `json:"user_agent,omitempty"`
 	TLSVersion string  `json:"tls_version,omitempty"`
@@ -136,8 +149,11 @@ type entry struct {
 	PeerPID    int32   `json:"peer_pid,omitempty"`
 }
 
-func (a *AccessLog) format(r *http.Request, rec *recorder, start time.Time, d time.Duration) []byte {
+func (a *AccessLog) line(r *http.Request, rec *recorder, start time.Time, d time.Duration) []byte {
 	e := entry{
+		RequestID:  RequestID(r),
+		Route:      rec.route,
+		Upstream:   rec.upstream,
 		RemoteAddr: remoteHost(r),
 		Method:     r.Method,
 		URI:        r.RequestURI,
@@ -170,13 +186,13 @@ func (a *AccessLog) format(r *http.Request, rec *recorder, start time.Time, d ti
 			e.User = ci.Peer.User
 		}
 	}
-	if a.json {
+	if a.format == "json" {
 		e.Time = start.UTC().Format(time.RFC3339Nano)
 		b, _ := json.Marshal(e)
 		return append(b, '\n')
 	}
-	// Apache/nginx "combined", then the TLS and peer fields as key=value so
-	// log parsers that read combined still find the first nine fields.
+	// Apache/nginx "combined", to the byte:
+	// %h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-agent}i"
 	var b strings.Builder
 	b.WriteString(orDash(e.RemoteAddr))
 	b.WriteString(" - ")
@@ -184,12 +200,19 @@ func (a *AccessLog) format(r *http.Request, rec *recorder, start time.Time, d ti
 	b.WriteString(start.Format(" [02/Jan/2006:15:04:05 -0700] \""))
 	b.WriteString(escapeLog(e.Method + " " + e.URI + " " + e.Proto))
 	fmt.Fprintf(&b, "\" %d %d \"%s\" \"%s\"", e.Status, e.Bytes, orDash(escapeLog(e.Referer)), orDash(escapeLog(e.UserAgent)))
-	fmt.Fprintf(&b, " dur=%.6f", e.Duration)
-	if e.TLSVersion != "" {
-		fmt.Fprintf(&b, " tls=%s cipher=%s sni=%s", e.TLSVersion, e.TLSCipher, orDash(escapeLog(e.SNI)))
-	}
-	if e.PeerUID != nil {
-		fmt.Fprintf(&b, " uid=%d pid=%d", *e.PeerUID, e.PeerPID)
+	if a.format == "extended" {
+		// After the nine combined fields, so a combined parser that allows
+		// trailing fields still reads the line.
+		fmt.Fprintf(&b, " rid=%s route=%s dur=%.6f", orDash(escapeLog(e.RequestID)), orDash(escapeLog(e.Route)), e.Duration)
+		if e.Upstream != "" {
+			fmt.Fprintf(&b, " upstream=%s", escapeLog(e.Upstream))
+		}
+		if e.TLSVersion != "" {
+			fmt.Fprintf(&b, " tls=%s cipher=%s sni=%s", e.TLSVersion, e.TLSCipher, orDash(escapeLog(e.SNI)))
+		}
+		if e.PeerUID != nil {
+			fmt.Fprintf(&b, " uid=%d pid=%d", *e.PeerUID, e.PeerPID)
+		}
 	}
 	b.WriteByte('\n')
 	return []byte(b.String())

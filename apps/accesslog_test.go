@@ -3,6 +3,7 @@ package apps
 import (
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -13,32 +14,69 @@ import (
 	"time"
 
 	"tlsedge/peercred"
+	"tlsedge/router"
 )
 
+// combinedRE is the usual regular expression for Apache's and nginx's
+// combined log format (as in goaccess's and fail2ban's patterns): nine
+// fields, quoted ones with backslash escapes, and nothing after them.
+var combinedRE = regexp.MustCompile(`^(\S+) (\S+) (\S+) \[(\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4})\] "((?:[^"\\]|\\.)*)" (\d{3}) (\d+|-) "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)"\n$`)
+
+// TestAccessLogFormats: combined is the standard format to the byte, parsed
+// by the standard expression with nothing left over; extended carries the
+// other facts after it; JSON carries them all, with the time and the
+// request id.
 func TestAccessLogFormats(t *testing.T) {
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusTeapot)
 		io.WriteString(w, "short and stout")
 	})
+	d := router.NewDispatcher()
+	d.Mount("/x", app)
 	tests := []struct {
 		format string
-		check  func(t *testing.T, line string)
+		check  func(t *testing.T, line string, start time.Time)
 	}{
-		{"combined", func(t *testing.T, line string) {
-			re := regexp.MustCompile(`^unix - alice \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "GET /x\?\\x22q\\x22 HTTP/1.1" 418 15 "-" "ua \\x22quoted\\x22 \\xC3\\xA9" dur=\d+\.\d{6} uid=1000 pid=7\n$`)
-			if !re.MatchString(line) {
-				t.Errorf("combined line %q does not match %s", line, re)
+		{"combined", func(t *testing.T, line string, _ time.Time) {
+			m := combinedRE.FindStringSubmatch(line)
+			if m == nil {
+				t.Fatalf("combined line %q is not parsed by %s", line, combinedRE)
+			}
+			want := []string{"unix", "-", "alice", "", `GET /x?\x22q\x22 HTTP/1.1`, "418", "15", "-", `ua \x22quoted\x22 \xC3\xA9`}
+			for i, w := range want {
+				if i != 3 && m[i+1] != w {
+					t.Errorf("field %d = %q, want %q", i+1, m[i+1], w)
+				}
+			}
+			if _, err := time.Parse("02/Jan/2006:15:04:05 -0700", m[4]); err != nil {
+				t.Errorf("time %q: %v", m[4], err)
 			}
 		}},
-		{"json", func(t *testing.T, line string) {
+		{"extended", func(t *testing.T, line string, _ time.Time) {
+			re := regexp.MustCompile(`^unix - alice \[[^]]+\] "GET /x\?\\x22q\\x22 HTTP/1.1" 418 15 "-" "ua \\x22quoted\\x22 \\xC3\\xA9" rid=[0-9a-f]{16} route=/x dur=\d+\.\d{6} uid=1000 pid=7\n$`)
+			if !re.MatchString(line) {
+				t.Errorf("extended line %q does not match %s", line, re)
+			}
+		}},
+		{"json", func(t *testing.T, line string, start time.Time) {
 			var e map[string]any
 			if err := json.Unmarshal([]byte(line), &e); err != nil {
 				t.Fatalf("%q: %v", line, err)
 			}
-			for k, want := range map[string]any{"remote_addr": "unix", "user": "alice", "status": 418.0, "bytes": 15.0, "peer_uid": 1000.0, "user_agent": `ua "quoted" é`, "uri": `/x?"q"`} {
+			for k, want := range map[string]any{"remote_addr": "unix", "user": "alice", "status": 418.0, "bytes": 15.0, "peer_uid": 1000.0,
+				"user_agent": `ua "quoted" é`, "uri": `/x?"q"`, "route": "/x", "method": "GET", "proto": "HTTP/1.1"} {
 				if e[k] != want {
 					t.Errorf("%s = %#v, want %#v", k, e[k], want)
 				}
+			}
+			if id, _ := e["request_id"].(string); !regexp.MustCompile(`^[0-9a-f]{16}$`).MatchString(id) {
+				t.Errorf("request_id %#v", e["request_id"])
+			}
+			if ts, err := time.Parse(time.RFC3339Nano, fmt.Sprint(e["time"])); err != nil || ts.Before(start.Add(-time.Second)) || ts.After(time.Now()) {
+				t.Errorf("time %#v: %v", e["time"], err)
+			}
+			if _, ok := e["duration"].(float64); !ok {
+				t.Errorf("duration %#v", e["duration"])
 			}
 			if strings.Count(line, "\n") != 1 {
 				t.Errorf("not one line: %q", line)
@@ -52,9 +90,10 @@ func TestAccessLogFormats(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sock := serveUnix(t, al.Wrap(h), &peercred.Creds{PID: 7, UID: 1000, GID: 1000, User: "alice"})
+			sock := serveUnix(t, RequestIDs(al.Wrap(d), nil), &peercred.Creds{PID: 7, UID: 1000, GID: 1000, User: "alice"})
 			req, _ := http.NewRequest("GET", `http://x/x?"q"`, nil)
 			req.Header.Set("User-Agent", `ua "quoted" é`)
+			start := time.Now()
 			resp, err := unixClient(sock).Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -62,8 +101,11 @@ func TestAccessLogFormats(t *testing.T) {
 			io.ReadAll(resp.Body)
 			resp.Body.Close()
 			line := waitLine(t, buf)
-			tt.check(t, line)
+			tt.check(t, line, start)
 		})
+	}
+	if _, err := NewAccessLog(Options{AccessLog: "-", AccessLogFormat: "combined_plus"}, io.Discard); err == nil || !strings.Contains(err.Error(), "access_log_format") {
+		t.Errorf("unknown format: %v", err)
 	}
 }
 
@@ -127,7 +169,7 @@ func waitLine(t *testing.T, buf *logBuf) string {
 func TestAccessLogTLS(t *testing.T) {
 	ln, ca, client := clientCertListener(t, "log")
 	buf := &logBuf{}
-	al, err := NewAccessLog(Options{AccessLog: "stderr"}, buf)
+	al, err := NewAccessLog(Options{AccessLog: "stderr", AccessLogFormat: "extended"}, buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +180,7 @@ func TestAccessLogTLS(t *testing.T) {
 		certs []tls.Certificate
 		want  string
 	}{
-		{"anonymous", nil, `^127\.0\.0\.1 - - \[.*\] "GET /t HTTP/1.1" 404 19 "-" "Go-http-client/1.1" dur=\S+ tls=TLSv1.3 cipher=TLS_\w+ sni=localhost\n$`},
+		{"anonymous", nil, `^127\.0\.0\.1 - - \[.*\] "GET /t HTTP/1.1" 404 19 "-" "Go-http-client/1.1" rid=- route=- dur=\S+ tls=TLSv1.3 cipher=TLS_\w+ sni=localhost\n$`},
 		{"client certificate", []tls.Certificate{client.TLS}, `^127\.0\.0\.1 - client-7 \[.*\] "GET /t HTTP/1.1" 404 .* sni=localhost\n$`},
 	}
 	for _, tt := range tests {

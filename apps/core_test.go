@@ -176,7 +176,7 @@ func TestUnderCore(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if !bytes.Contains(b, []byte("tlsedge_core_requests_total")) || !bytes.Contains(b, []byte(`tlsedge_workers{state="idle"}`)) {
+		if !bytes.Contains(b, []byte("tlsedge_core_requests_total")) || !bytes.Contains(b, []byte(`tlsedge_workers{server="main",state="idle"}`)) {
 			t.Errorf("metrics lack core figures:\n%s", b)
 		}
 	})

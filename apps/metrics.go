@@ -1,8 +1,14 @@
 package apps
 
 import (
+	"cmp"
+	"maps"
 	"net/http"
+	"runtime"
+	"runtime/debug"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,37 +56,63 @@ type EventCount struct {
 // called at the first scrape or Snapshot, never by NewMetrics, so they may
 // refer to a core built after the Metrics.
 type Sources struct {
-	Core func() httpcore.Stats
-	TLS  func() TLSStats
+	// Server names the server these figures are about: the value of the
+	// server label on every series ("main" when empty, as in the logs). One
+	// Metrics serves one server; a total across servers is Prometheus's sum.
+	Server string
+	Core   func() httpcore.Stats
+	TLS    func() TLSStats
 }
 
 // latencyBuckets span a cached static file (well under a millisecond) to a
 // slow upstream (seconds).
 var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
-// Metrics counts requests by status and their latency (Wrap), and serves
-// those together with the core's and the TLS code's figures, as Prometheus
-// text and as a JSON Snapshot. Its registry is its own: nothing is
-// registered globally, so two servers in one process never collide.
+// Route label values that are not mount prefixes.
+const (
+	// routeNone: no mount matched (the dispatcher's 404), or the request
+	// was not dispatched at all.
+	routeNone = "none"
+	// routeOther: past maxRoutes distinct prefixes (reloads that kept
+	// mounting new ones), the rest are counted together.
+	routeOther = "other"
+	maxRoutes  = 256
+)
+
+// Metrics counts requests by route (the mount prefix that served them) and
+// status, and their latency (Wrap), and serves those together with the
+// core's and the TLS code's figures, as Prometheus text and as a JSON
+// Snapshot. Its registry is its own: nothing is registered globally, so two
+// servers in one process never collide.
 type Metrics struct {
 	reg      *prometheus.Registry
 	src      Sources
+	server   string
 	start    time.Time
-	byStatus [600]atomic.Uint64 // index = status code; 0 holds out-of-range codes
 	inFlight atomic.Int64
-	latency  prometheus.Histogram
+
+	// routes is copied on write: the request path reads it with one atomic
+	// load and a map lookup, and a new route (the first request a mount
+	// serves) takes mu and swaps in a larger copy.
+	routes atomic.Pointer[map[string]*routeStats]
+	mu     sync.Mutex
+}
+
+// routeStats are one route's figures.
+type routeStats struct {
+	byStatus [600]atomic.Uint64 // index = status code; 0 holds out-of-range codes
+	aborted  atomic.Uint64      // handlers that ended by panicking
+	// latency is never registered: it only keeps the buckets (lock-free),
+	// and Collect re-labels them.
+	latency prometheus.Histogram
 }
 
 // NewMetrics returns a Metrics reading src at every scrape. The registry also
 // carries the Go runtime and process collectors.
 func NewMetrics(src Sources) *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry(), src: src, start: time.Now()}
-	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "tlsedge_http_request_duration_seconds",
-		Help:    "Time from the handler starting a request to its response being written.",
-		Buckets: latencyBuckets,
-	})
-	m.reg.MustRegister(m.latency, (*metricsCollector)(m),
+	m := &Metrics{reg: prometheus.NewRegistry(), src: src, server: cmp.Or(src.Server, "main"), start: time.Now()}
+	m.routes.Store(&map[string]*routeStats{})
+	m.reg.MustRegister((*metricsCollector)(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -88,8 +120,41 @@ func NewMetrics(src Sources) *Metrics {
 // Registry is where the metrics live, for a caller that adds its own.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// Wrap counts every request h serves: its final status and how long it took.
-// The lead wraps the dispatcher with it so every mount is counted.
+// route returns the figures of the route with mount prefix p ("" when no
+// mount matched), making them on first use.
+func (m *Metrics) route(p string) *routeStats {
+	if p == "" {
+		p = routeNone
+	}
+	if rs := (*m.routes.Load())[p]; rs != nil {
+		return rs
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur := *m.routes.Load()
+	if rs := cur[p]; rs != nil {
+		return rs
+	}
+	if len(cur) >= maxRoutes {
+		if rs := cur[routeOther]; rs != nil {
+			return rs
+		}
+		p = routeOther
+	}
+	rs := &routeStats{latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "tlsedge_http_request_duration_seconds", Buckets: latencyBuckets,
+	})}
+	next := make(map[string]*routeStats, len(cur)+1)
+	maps.Copy(next, cur)
+	next[p] = rs
+	m.routes.Store(&next)
+	return rs
+}
+
+// Wrap counts every request h serves: its route, its final status, how long
+// it took, and whether its handler panicked. The server wraps the whole
+// mount table with it; the dispatcher names the route through the recorder
+// (router.RouteRecorder).
 func (m *Metrics) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -98,91 +163,120 @@ func (m *Metrics) Wrap(h http.Handler) http.Handler {
 		if !ok {
 			rec = &recorder{ResponseWriter: w}
 		}
+		returned := false
 		defer func() {
 			m.inFlight.Add(-1)
+			rs := m.route(rec.route)
+			if !returned {
+				rs.aborted.Add(1)
+			}
 			code := rec.finalStatus()
 			// An upgraded connection (WebSocket) lives as long as the client
 			// keeps it open; its length is not a response latency.
 			if code != http.StatusSwitchingProtocols {
-				m.latency.Observe(time.Since(start).Seconds())
+				rs.latency.Observe(time.Since(start).Seconds())
 			}
-			if code < 0 || code >= len(m.byStatus) {
+			if code < 0 || code >= len(rs.byStatus) {
 				code = 0
 			}
-			m.byStatus[code].Add(1)
+			rs.byStatus[code].Add(1)
 		}()
 		h.ServeHTTP(rec, r)
+		returned = true
 	})
 }
 
+// The series. Every per-server series carries the server label first;
+// build_info and the Go and process collectors are the process's.
+//
+// TLS handshakes follow Prometheus's advice for failures: a counter of every
+// attempt and a counter of failures by reason, rather than one counter with
+// result and reason labels. The ratio is then failures/attempts, and no
+// series carries a reason that does not apply (the old reason="" on
+// successes).
 var (
-	descRequests     = prometheus.NewDesc("tlsedge_http_requests_total", "Requests answered by handlers, by status code.", []string{"code"}, nil)
-	descErrors       = prometheus.NewDesc("tlsedge_http_errors_total", "Requests answered with a 5xx status by handlers.", nil, nil)
-	descInFlight     = prometheus.NewDesc("tlsedge_http_requests_in_flight", "Requests being handled now.", nil, nil)
-	descRejections   = prometheus.NewDesc("tlsedge_core_rejections_total", "Requests the core answered itself, by status and reason.", []string{"code", "reason"}, nil)
-	descAccepts      = prometheus.NewDesc("tlsedge_connections_accepted_total", "Connections accepted.", nil, nil)
-	descSocketErrors = prometheus.NewDesc("tlsedge_socket_errors_total", "Accept and connection-level I/O errors.", nil, nil)
-	descConns        = prometheus.NewDesc("tlsedge_connections", "Connections open now, by state.", []string{"state"}, nil)
-	descH2           = prometheus.NewDesc("tlsedge_connections_h2", "Open connections served as HTTP/2.", nil, nil)
-	descWorkers      = prometheus.NewDesc("tlsedge_workers", "Workers in the pool, by state.", []string{"state"}, nil)
-	descQueue        = prometheus.NewDesc("tlsedge_queue_length", "Parsed requests waiting for a worker.", nil, nil)
-	descCoreRequests = prometheus.NewDesc("tlsedge_core_requests_total", "Requests handed to handlers by the core.", nil, nil)
-	descBytes        = prometheus.NewDesc("tlsedge_bytes_total", "Bytes exchanged with clients, by direction.", []string{"direction"}, nil)
-	descWorkSeconds  = prometheus.NewDesc("tlsedge_work_seconds_total", "Seconds workers spent running handlers.", nil, nil)
-	descHandshakes   = prometheus.NewDesc("tlsedge_tls_handshakes_total", "TLS handshakes by result and reason.", []string{"result", "reason"}, nil)
-	descPlaintext    = prometheus.NewDesc("tlsedge_tls_plaintext_requests_total", "Plain HTTP requests received on a TLS port.", nil, nil)
-	descCertDays     = prometheus.NewDesc("tlsedge_certificate_expiry_days", "Days until a certificate in service expires (negative: expired).", []string{"name", "source"}, nil)
-	descACME         = prometheus.NewDesc("tlsedge_acme_events_total", "ACME events by kind.", []string{"event"}, nil)
+	descBuildInfo    = prometheus.NewDesc("tlsedge_build_info", "The tlsedge build: module version, VCS revision and Go version; always 1.", []string{"version", "revision", "goversion"}, nil)
+	descRequests     = prometheus.NewDesc("tlsedge_http_requests_total", "Requests answered by handlers, by route (mount prefix, \"none\" when no mount matched) and status code; 5xx codes are the errors.", []string{"server", "route", "code"}, nil)
+	descAborted      = prometheus.NewDesc("tlsedge_http_aborted_requests_total", "Requests whose handler ended by panicking (an upstream failing mid-answer, a bug), by route: the client got a cut-off answer or the core's 500. Counted in tlsedge_http_requests_total too, with the status sent before.", []string{"server", "route"}, nil)
+	descLatency      = prometheus.NewDesc("tlsedge_http_request_duration_seconds", "Time from the handler starting a request to its response being written, by route.", []string{"server", "route"}, nil)
+	descInFlight     = prometheus.NewDesc("tlsedge_http_requests_in_flight", "Requests being handled now.", []string{"server"}, nil)
+	descRejections   = prometheus.NewDesc("tlsedge_core_rejections_total", "Requests the core answered itself, by status and reason.", []string{"server", "code", "reason"}, nil)
+	descAccepts      = prometheus.NewDesc("tlsedge_connections_accepted_total", "Connections accepted.", []string{"server"}, nil)
+	descSocketErrors = prometheus.NewDesc("tlsedge_socket_errors_total", "Accept and connection-level I/O errors.", []string{"server"}, nil)
+	descConns        = prometheus.NewDesc("tlsedge_connections", "Connections open now, by state.", []string{"server", "state"}, nil)
+	descH2           = prometheus.NewDesc("tlsedge_connections_h2", "Open connections served as HTTP/2.", []string{"server"}, nil)
+	descWorkers      = prometheus.NewDesc("tlsedge_workers", "Workers in the pool, by state.", []string{"server", "state"}, nil)
+	descQueue        = prometheus.NewDesc("tlsedge_queue_length", "Parsed requests waiting for a worker.", []string{"server"}, nil)
+	descCoreRequests = prometheus.NewDesc("tlsedge_core_requests_total", "Requests handed to handlers by the core.", []string{"server"}, nil)
+	descBytes        = prometheus.NewDesc("tlsedge_bytes_total", "Bytes exchanged with clients, by direction.", []string{"server", "direction"}, nil)
+	descWorkSeconds  = prometheus.NewDesc("tlsedge_work_seconds_total", "Seconds workers spent running handlers.", []string{"server"}, nil)
+	descHandshakes   = prometheus.NewDesc("tlsedge_tls_handshakes_total", "TLS handshakes attempted: completed plus failed.", []string{"server"}, nil)
+	descHSFailures   = prometheus.NewDesc("tlsedge_tls_handshake_failures_total", "TLS handshakes that failed or were refused, by reason.", []string{"server", "reason"}, nil)
+	descPlaintext    = prometheus.NewDesc("tlsedge_tls_plaintext_requests_total", "Plain HTTP requests received on a TLS port.", []string{"server"}, nil)
+	descCertExpiry   = prometheus.NewDesc("tlsedge_certificate_expiry_timestamp_seconds", "When a certificate in service expires, as a Unix time (its NotAfter).", []string{"server", "name", "source"}, nil)
+	descACME         = prometheus.NewDesc("tlsedge_acme_events_total", "ACME events by kind.", []string{"server", "event"}, nil)
 )
 
 // metricsCollector reads the counters and the sources at scrape time, so
-// serving a request costs two atomic adds and a histogram observation.
+// serving a request costs a few atomic adds and a histogram observation.
 type metricsCollector Metrics
 
 // Describe lists the descriptors without collecting: registration happens
 // in NewMetrics, before the core the sources read from may exist (the core
 // is built around the handler Metrics wraps).
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRequests, descErrors, descInFlight, descRejections, descAccepts,
-		descSocketErrors, descConns, descH2, descWorkers, descQueue, descCoreRequests, descBytes, descWorkSeconds,
-		descHandshakes, descPlaintext, descCertDays, descACME} {
+	for _, d := range []*prometheus.Desc{descBuildInfo, descRequests, descAborted, descLatency, descInFlight,
+		descRejections, descAccepts, descSocketErrors, descConns, descH2, descWorkers, descQueue, descCoreRequests,
+		descBytes, descWorkSeconds, descHandshakes, descHSFailures, descPlaintext, descCertExpiry, descACME} {
 		ch <- d
 	}
 }
 
 func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	m := (*Metrics)(c)
-	var errs uint64
-	for code := range m.byStatus {
-		n := m.byStatus[code].Load()
-		if n == 0 {
-			continue
+	b := readBuild()
+	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, b.Version, b.Revision, b.GoVersion)
+	routes := *m.routes.Load()
+	for _, route := range slices.Sorted(maps.Keys(routes)) {
+		rs := routes[route]
+		for code := range rs.byStatus {
+			if n := rs.byStatus[code].Load(); n > 0 {
+				ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(n), m.server, route, statusLabel(code))
+			}
 		}
-		if code >= 500 {
-			errs += n
+		ch <- prometheus.MustNewConstMetric(descAborted, prometheus.CounterValue, float64(rs.aborted.Load()), m.server, route)
+		var d dto.Metric
+		if err := rs.latency.Write(&d); err == nil && d.Histogram != nil {
+			h := d.Histogram
+			buckets := make(map[float64]uint64, len(h.Bucket))
+			for _, b := range h.Bucket {
+				buckets[b.GetUpperBound()] = b.GetCumulativeCount()
+			}
+			ch <- prometheus.MustNewConstHistogram(descLatency, h.GetSampleCount(), h.GetSampleSum(), buckets, m.server, route)
 		}
-		label := strconv.Itoa(code)
-		if code == 0 {
-			label = "other"
-		}
-		ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(n), label)
 	}
-	ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(errs))
-	ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(m.inFlight.Load()))
+	ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(m.inFlight.Load()), m.server)
 	if m.src.Core != nil {
-		collectCore(ch, m.src.Core())
+		collectCore(ch, m.server, m.src.Core())
 	}
 	if m.src.TLS != nil {
-		collectTLS(ch, m.src.TLS(), time.Now())
+		collectTLS(ch, m.server, m.src.TLS())
 	}
 }
 
-func collectCore(ch chan<- prometheus.Metric, s httpcore.Stats) {
+func statusLabel(code int) string {
+	if code == 0 {
+		return "other"
+	}
+	return strconv.Itoa(code)
+}
+
+func collectCore(ch chan<- prometheus.Metric, server string, s httpcore.Stats) {
 	gauge := func(d *prometheus.Desc, v float64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{server}, l...)...)
 	}
 	counter := func(d *prometheus.Desc, v float64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, l...)
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, append([]string{server}, l...)...)
 	}
 	counter(descAccepts, float64(s.Accepts))
 	counter(descSocketErrors, float64(s.SocketErrors))
@@ -199,35 +293,76 @@ func collectCore(ch chan<- prometheus.Metric, s httpcore.Stats) {
 	counter(descBytes, float64(s.BytesRead), "read")
 	counter(descBytes, float64(s.BytesWritten), "written")
 	counter(descWorkSeconds, s.WorkTime)
+	seen := map[[2]string]bool{}
 	for _, r := range s.Rejections {
-		counter(descRejections, float64(r.Count), strconv.Itoa(r.Status), r.Reason)
+		k := [2]string{strconv.Itoa(r.Status), cmp.Or(r.Reason, "unknown")}
+		if !seen[k] {
+			seen[k] = true
+			counter(descRejections, float64(r.Count), k[0], k[1])
+		}
 	}
 }
 
-func collectTLS(ch chan<- prometheus.Metric, s TLSStats, now time.Time) {
-	seen := map[[2]string]bool{}
+func collectTLS(ch chan<- prometheus.Metric, server string, s TLSStats) {
+	var attempts uint64
+	failures := map[string]uint64{}
 	for _, h := range s.Handshakes {
-		// Duplicate label sets would fail the whole scrape; keep the first.
-		if k := [2]string{h.Result, h.Reason}; !seen[k] {
-			seen[k] = true
-			ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(h.Count), h.Result, h.Reason)
+		attempts += h.Count
+		if h.Result != "ok" {
+			failures[cmp.Or(h.Reason, "unknown")] += h.Count
 		}
 	}
-	ch <- prometheus.MustNewConstMetric(descPlaintext, prometheus.CounterValue, float64(s.PlaintextOnTLS))
-	seen = map[[2]string]bool{}
+	ch <- prometheus.MustNewConstMetric(descHandshakes, prometheus.CounterValue, float64(attempts), server)
+	for _, reason := range slices.Sorted(maps.Keys(failures)) {
+		ch <- prometheus.MustNewConstMetric(descHSFailures, prometheus.CounterValue, float64(failures[reason]), server, reason)
+	}
+	ch <- prometheus.MustNewConstMetric(descPlaintext, prometheus.CounterValue, float64(s.PlaintextOnTLS), server)
+	// Duplicate label sets would fail the whole scrape; keep the first.
+	seen := map[[2]string]bool{}
 	for _, c := range s.Certificates {
-		if k := [2]string{c.Name, c.Source}; !seen[k] {
+		k := [2]string{cmp.Or(c.Name, "unnamed"), cmp.Or(c.Source, "unknown")}
+		if !seen[k] {
 			seen[k] = true
-			ch <- prometheus.MustNewConstMetric(descCertDays, prometheus.GaugeValue, daysLeft(c.NotAfter, now), c.Name, c.Source)
+			ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(c.NotAfter.Unix()), server, k[0], k[1])
 		}
 	}
 	seen = map[[2]string]bool{}
 	for _, e := range s.ACME {
-		if k := [2]string{e.Event}; !seen[k] {
+		if k := [2]string{cmp.Or(e.Event, "unknown")}; !seen[k] {
 			seen[k] = true
-			ch <- prometheus.MustNewConstMetric(descACME, prometheus.CounterValue, float64(e.Count), e.Event)
+			ch <- prometheus.MustNewConstMetric(descACME, prometheus.CounterValue, float64(e.Count), server, k[0])
 		}
 	}
+}
+
+// Build describes the running binary, as tlsedge_build_info shows it.
+type Build struct {
+	Version   string `json:"version"`   // the module version; "(devel)" for a build from a checkout
+	Revision  string `json:"revision"`  // the VCS revision, "+dirty" when modified; "unknown" if not stamped
+	GoVersion string `json:"goversion"` // runtime.Version()
+}
+
+// readBuild reads the build information the Go linker stamped.
+func readBuild() Build {
+	b := Build{Version: "unknown", Revision: "unknown", GoVersion: runtime.Version()}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return b
+	}
+	b.Version = cmp.Or(bi.Main.Version, b.Version)
+	dirty := false
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision" && s.Value != "":
+			b.Revision = s.Value
+		case s.Key == "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if dirty && b.Revision != "unknown" {
+		b.Revision += "+dirty"
+	}
+	return b
 }
 
 func daysLeft(notAfter, now time.Time) float64 {
@@ -240,15 +375,27 @@ type Snapshot struct {
 	Time     time.Time         `json:"time"`
 	TimeMS   int64             `json:"time_ms"` // Time in Unix milliseconds, for scripts
 	Uptime   float64           `json:"uptime"`  // seconds since NewMetrics
+	Server   string            `json:"server"`  // the server label
+	Build    Build             `json:"build"`
 	Requests uint64            `json:"requests"`
 	Errors   uint64            `json:"errors"` // 5xx
 	InFlight int64             `json:"in_flight"`
 	ByStatus map[string]uint64 `json:"by_status"`
-	Latency  LatencyHistogram  `json:"latency"`
+	Latency  LatencyHistogram  `json:"latency"` // every route's together
+	Routes   []RouteSnapshot   `json:"routes"`  // by route label, sorted
 	Core     *httpcore.Stats   `json:"core,omitempty"`
 	TLS      *TLSStats         `json:"tls,omitempty"`
 	// CertDaysLeft mirrors TLS.Certificates, computed at Time.
 	CertDaysLeft map[string]float64 `json:"cert_days_left,omitempty"`
+}
+
+// RouteSnapshot is one route's figures.
+type RouteSnapshot struct {
+	Route    string  `json:"route"` // the mount prefix, "none" or "other" (see tlsedge_http_requests_total)
+	Requests uint64  `json:"requests"`
+	Errors   uint64  `json:"errors"` // 5xx
+	Aborted  uint64  `json:"aborted"`
+	Seconds  float64 `json:"seconds"` // the sum of their latencies
 }
 
 // LatencyHistogram is a cumulative histogram: Counts[i] requests took at most
@@ -263,28 +410,38 @@ type LatencyHistogram struct {
 // Snapshot reads every figure now.
 func (m *Metrics) Snapshot() Snapshot {
 	now := time.Now()
-	s := Snapshot{Time: now, TimeMS: now.UnixMilli(), Uptime: now.Sub(m.start).Seconds(), InFlight: m.inFlight.Load(), ByStatus: map[string]uint64{}}
-	for code := range m.byStatus {
-		if n := m.byStatus[code].Load(); n > 0 {
-			s.Requests += n
-			if code >= 500 {
-				s.Errors += n
+	s := Snapshot{Time: now, TimeMS: now.UnixMilli(), Uptime: now.Sub(m.start).Seconds(), Server: m.server, Build: readBuild(),
+		InFlight: m.inFlight.Load(), ByStatus: map[string]uint64{}, Routes: []RouteSnapshot{}}
+	s.Latency.Bounds = slices.Clone(latencyBuckets)
+	s.Latency.Counts = make([]uint64, len(latencyBuckets))
+	routes := *m.routes.Load()
+	for _, route := range slices.Sorted(maps.Keys(routes)) {
+		rs := routes[route]
+		r := RouteSnapshot{Route: route, Aborted: rs.aborted.Load()}
+		for code := range rs.byStatus {
+			if n := rs.byStatus[code].Load(); n > 0 {
+				r.Requests += n
+				if code >= 500 {
+					r.Errors += n
+				}
+				s.ByStatus[statusLabel(code)] += n
 			}
-			label := strconv.Itoa(code)
-			if code == 0 {
-				label = "other"
+		}
+		var d dto.Metric
+		if err := rs.latency.Write(&d); err == nil && d.Histogram != nil {
+			h := d.Histogram
+			r.Seconds = h.GetSampleSum()
+			s.Latency.Count += h.GetSampleCount()
+			s.Latency.Sum += h.GetSampleSum()
+			for i, b := range h.Bucket {
+				if i < len(s.Latency.Counts) {
+					s.Latency.Counts[i] += b.GetCumulativeCount()
+				}
 			}
-			s.ByStatus[label] = n
 		}
-	}
-	var d dto.Metric
-	if err := m.latency.Write(&d); err == nil && d.Histogram != nil {
-		h := d.Histogram
-		s.Latency.Count, s.Latency.Sum = h.GetSampleCount(), h.GetSampleSum()
-		for _, b := range h.Bucket {
-			s.Latency.Bounds = append(s.Latency.Bounds, b.GetUpperBound())
-			s.Latency.Counts = append(s.Latency.Counts, b.GetCumulativeCount())
-		}
+		s.Requests += r.Requests
+		s.Errors += r.Errors
+		s.Routes = append(s.Routes, r)
 	}
 	if m.src.Core != nil {
 		cs := m.src.Core()

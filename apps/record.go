@@ -5,18 +5,41 @@ import (
 	"io"
 	"net"
 	"net/http"
+
+	"tlsedge/router"
 )
 
 // recorder wraps a ResponseWriter to learn the status and body size a
 // handler sent, for metrics and the access log. It keeps the wrapped
 // writer's abilities reachable: Unwrap for http.ResponseController (flush,
 // hijack, deadlines), and ReadFrom so static files still go out through
-// sendfile.
+// sendfile. The dispatcher tells it the mount that served the request
+// (router.RouteRecorder).
 type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	route  string // the mount prefix; "" until the dispatcher routes
+	// upstream is the address of the upstream that answered, for the access
+	// log; the proxy tells it through upstreamRecorder.
+	upstream string
 }
+
+// upstreamRecorder is the hook through which the proxy names the upstream
+// address that answered a request (e.g. from httptrace's GotConn), for the
+// access log. The proxy does not call it yet.
+type upstreamRecorder interface {
+	setUpstream(addr string)
+}
+
+var _ upstreamRecorder = (*recorder)(nil)
+
+func (w *recorder) setUpstream(addr string) { w.upstream = addr }
+
+var _ router.RouteRecorder = (*recorder)(nil)
+
+// SetRoute implements router.RouteRecorder.
+func (w *recorder) SetRoute(prefix string) { w.route = prefix }
 
 func (w *recorder) WriteHeader(code int) {
 	// 1xx other than 101 are interim answers; the final status follows.

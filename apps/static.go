@@ -246,7 +246,7 @@ func (s *static) serveFile(w http.ResponseWriter, r *http.Request, rel string, f
 		n, _ := io.ReadFull(f, buf[:])
 		ctype = http.DetectContentType(buf[:n])
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			http.Error(w, "Internal Server Error", http.StatusInternalServerError)
+			httpError(w, r, "Internal Server Error", http.StatusInternalServerError)
 			return
 		}
 	}
@@ -339,7 +339,7 @@ func acceptsEncoding(values []string, coding string) bool {
 func (s *static) list(w http.ResponseWriter, r *http.Request, dir *os.File) {
 	entries, err := dir.ReadDir(-1)
 	if err != nil {
-		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
+		httpError(w, r, "Internal Server Error", http.StatusInternalServerError)
 		return
 	}
 	names := make([]string, 0, len(entries))

@@ -105,8 +105,9 @@ func buildEngine(o *Options, st certmagic.Storage, log *slog.Logger, logs *acces
 		c.Listeners = inherited[i]
 		var s *server.Server // the metrics read it at the first scrape, after New
 		e.metrics[c.Name] = apps.NewMetrics(apps.Sources{
-			Core: func() httpcore.Stats { return s.Stats() },
-			TLS:  tlsStats(func() *tlsadapter.Terminator { return s.Terminator() }),
+			Server: c.Name,
+			Core:   func() httpcore.Stats { return s.Stats() },
+			TLS:    tlsStats(func() *tlsadapter.Terminator { return s.Terminator() }),
 		})
 		if err := e.wire(&c, o); err != nil {
 			return nil, err
@@ -121,7 +122,7 @@ func buildEngine(o *Options, st certmagic.Storage, log *slog.Logger, logs *acces
 
 // wire gives a server config what the command adds to the options: the SSL
 // adapters, the data directory, the logger, the apps its mounts name (or the
-// welcome page), its metrics and its access log.
+// welcome page), its metrics, its access log and request ids.
 func (e *edge) wire(c *server.Config, o *Options) error {
 	c.Registry, c.DataDir, c.Logger, c.Storage = e.reg, o.Process.DataDir, e.log, e.storage
 	if c.Mount.Len() == 0 && len(c.Handlers) == 0 {
@@ -137,11 +138,14 @@ func (e *edge) wire(c *server.Config, o *Options) error {
 	// Request metrics cost a little on every request; they are kept only
 	// where a status: mount shows them.
 	measured := slices.ContainsFunc(c.Mount.Specs(), func(m router.MountSpec) bool { return strings.HasPrefix(m.Target, "status:") })
+	trust := c.Apps.TrustedProxies.Trust()
 	c.Middleware = func(h http.Handler) http.Handler {
 		if measured {
 			h = m.Wrap(h)
 		}
-		return al.Wrap(h)
+		// Outermost: the id is set before the access log and every app,
+		// and the proxy sends it upstream.
+		return apps.RequestIDs(al.Wrap(h), trust)
 	}
 	return nil
 }

@@ -109,9 +109,12 @@ func TestACMEBinaryAppliesTLSPolicy(t *testing.T) {
 	}
 	body, _ := io.ReadAll(mresp.Body)
 	mresp.Body.Close()
+	// Every attempt counts in tlsedge_tls_handshakes_total (reason "" here),
+	// each failure also in tlsedge_tls_handshake_failures_total by reason.
 	counted := func(reason string) bool {
 		for line := range strings.SplitSeq(string(body), "\n") {
-			if strings.HasPrefix(line, "tlsedge_tls_handshakes_total{") && strings.Contains(line, `reason="`+reason+`"`) &&
+			if (reason == "" && strings.HasPrefix(line, "tlsedge_tls_handshakes_total{") ||
+				strings.HasPrefix(line, "tlsedge_tls_handshake_failures_total{") && strings.Contains(line, `reason="`+reason+`"`)) &&
 				!strings.HasSuffix(line, " 0") {
 				return true
 			}

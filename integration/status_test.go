@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The status: mount through the binary: the JSON snapshot for programs,
@@ -36,10 +38,17 @@ func TestStatusMount(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("/status/metrics: %d", code)
 	}
-	for _, want := range []string{`tlsedge_http_requests_total{code="200"}`, "tlsedge_tls_plaintext_requests_total 1", `tlsedge_certificate_expiry_days{name="localhost",source="internal"} 6`, "tlsedge_workers"} {
+	for _, want := range []string{`tlsedge_http_requests_total{code="200",route="/",server="main"}`, `tlsedge_tls_plaintext_requests_total{server="main"} 1`,
+		`tlsedge_certificate_expiry_timestamp_seconds{name="localhost",server="main",source="internal"} `, "tlsedge_workers", "tlsedge_build_info{"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+	// The internal CA's leaf lives about a week.
+	_, expiry, _ := strings.Cut(metrics, `tlsedge_certificate_expiry_timestamp_seconds{name="localhost",server="main",source="internal"} `)
+	expiry, _, _ = strings.Cut(expiry, "\n")
+	if at, err := strconv.ParseFloat(expiry, 64); err != nil || time.Until(time.Unix(int64(at), 0)) < 6*24*time.Hour || time.Until(time.Unix(int64(at), 0)) > 8*24*time.Hour {
+		t.Errorf("certificate expiry %q: want a Unix time about a week ahead", expiry)
 	}
 	req, _ = http.NewRequest("GET", base+"/status", nil)
 	req.Header.Set("Accept", "text/html")

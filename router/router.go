@@ -54,6 +54,17 @@ func MountFromContext(ctx context.Context) (Mount, bool) {
 	return *m, true
 }
 
+// RouteRecorder is implemented by a ResponseWriter that wants to know which
+// mount served its request: the metrics and access-log wrappers in front of
+// the Dispatcher, which see the request before it is routed and cannot read
+// the mount from the copy the Dispatcher hands on. The Dispatcher calls
+// SetRoute with the matched prefix ("/" for the root mount) before the
+// mounted handler runs, and not at all when no prefix matches. Asking the
+// writer costs a type assertion: nothing is allocated per request.
+type RouteRecorder interface {
+	SetRoute(prefix string)
+}
+
 // NewDispatcher returns an empty mount table.
 func NewDispatcher() *Dispatcher { return &Dispatcher{} }
 
@@ -125,6 +136,7 @@ func (d *Dispatcher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m := &d.mounts[i]
 		if m.prefix == "/" {
 			// The root mount strips nothing: no copy needed.
+			recordRoute(w, m.prefix)
 			m.h.ServeHTTP(w, r)
 			return
 		}
@@ -140,6 +152,7 @@ func (d *Dispatcher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		x.url.RawPath = rp
 		x.req = *r.WithContext(context.WithValue(r.Context(), mountKey{}, &x.m))
 		x.req.URL = &x.url
+		recordRoute(w, m.prefix)
 		m.h.ServeHTTP(w, &x.req)
 		return
 	}
@@ -148,6 +161,12 @@ func (d *Dispatcher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.NotFound(w, r)
+}
+
+func recordRoute(w http.ResponseWriter, prefix string) {
+	if rr, ok := w.(RouteRecorder); ok {
+		rr.SetRoute(prefix)
+	}
 }
 
 // rawAfter returns what follows the first n decoded bytes of the encoded

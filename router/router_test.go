@@ -62,6 +62,42 @@ func TestDispatcher(t *testing.T) {
 	})
 }
 
+// routeWriter is a ResponseWriter that records the route it is told.
+type routeWriter struct {
+	*httptest.ResponseRecorder
+	route string
+	calls int
+}
+
+func (w *routeWriter) SetRoute(prefix string) { w.route, w.calls = prefix, w.calls+1 }
+
+// TestDispatcherRecordsRoute: a writer in front of the dispatcher learns the
+// mount that served the request, once, and nothing when none matched.
+func TestDispatcherRecordsRoute(t *testing.T) {
+	ok := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	for _, tt := range []struct {
+		mounts []string
+		path   string
+		want   string
+		calls  int
+	}{
+		{[]string{"/", "/api"}, "/api/v1", "/api", 1},
+		{[]string{"/", "/api"}, "/apix", "/", 1},
+		{[]string{"/", "/api"}, "/", "/", 1},
+		{[]string{"/api"}, "/other", "", 0},
+	} {
+		d := NewDispatcher()
+		for _, p := range tt.mounts {
+			d.Mount(p, ok)
+		}
+		w := &routeWriter{ResponseRecorder: httptest.NewRecorder()}
+		d.ServeHTTP(w, httptest.NewRequest("GET", tt.path, nil))
+		if w.route != tt.want || w.calls != tt.calls {
+			t.Errorf("%v %s: route %q (%d calls), want %q (%d)", tt.mounts, tt.path, w.route, w.calls, tt.want, tt.calls)
+		}
+	}
+}
+
 func TestParseMount(t *testing.T) {
 	tests := []struct {
 		spec, prefix, target string

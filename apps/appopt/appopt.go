@@ -105,9 +105,11 @@ type Options struct {
 	// reopened by AccessLog.Reopen (SIGUSR1, for logrotate).
 	AccessLog string `opt:"access_log" default:"" group:"Apps" help:"access log: empty (off), - (stderr) or a file path (reopened on SIGUSR1)"`
 
-	// AccessLogFormat is "combined" (Apache/nginx combined plus TLS fields) or
-	// "json" (one object per line). Empty means combined.
-	AccessLogFormat string `opt:"access_log_format" default:"combined" group:"Apps" help:"access log line format: combined or json"`
+	// AccessLogFormat is "combined" (exactly Apache's and nginx's combined
+	// format), "extended" (combined, then request id, route, duration,
+	// upstream, TLS and peer fields as key=value) or "json" (one object per
+	// line, every field). Empty means combined.
+	AccessLogFormat string `opt:"access_log_format" default:"combined" group:"Apps" help:"access log line format: combined (standard), extended (combined + request id, route, duration, TLS, peer) or json"`
 }
 
 // defaults are the tags' defaults, the fallbacks for zero-valued Options.
@@ -216,9 +218,9 @@ func (o *Options) Validate() error {
 		errs = append(errs, bad("proxy_temp_path", "%q is not an absolute path", o.ProxyTempPath))
 	}
 	switch o.AccessLogFormat {
-	case "", "combined", "json":
+	case "", "combined", "extended", "json":
 	default:
-		errs = append(errs, bad("access_log_format", "%q is not combined or json", o.AccessLogFormat))
+		errs = append(errs, bad("access_log_format", "%q is not combined, extended or json", o.AccessLogFormat))
 	}
 	return errors.Join(errs...)
 }
