@@ -200,6 +200,9 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.fail(w, r, err, nil)
 			return
 		}
+		if ur, ok := w.(upstreamRecorder); ok {
+			ur.setUpstream(c.nc.RemoteAddr().String()) // for the access log
+		}
 		x := exchange{p: p, w: w, r: r, c: c, buf: *bp, upType: upType}
 		x.run(head, body)
 		if x.done {
@@ -912,7 +915,7 @@ func (p *proxy) fail(w http.ResponseWriter, r *http.Request, err, bodyErr error)
 		w.Header().Set("Connection", "close")
 	}
 	w.WriteHeader(status)
-	io.WriteString(w, msg+"\n")
+	io.WriteString(w, withRequestID(r, msg, status)+"\n")
 }
 
 // failBuffering answers a request whose body could not be buffered: the
@@ -934,7 +937,7 @@ func (p *proxy) failBuffering(w http.ResponseWriter, r *http.Request, err error)
 	p.answer(w, r, status, level, "proxy: request body refused before reaching the upstream", err)
 	w.Header().Set("Connection", "close")
 	w.WriteHeader(status)
-	io.WriteString(w, msg+"\n")
+	io.WriteString(w, withRequestID(r, msg, status)+"\n")
 }
 
 // answer logs a failed request (a burst of 20, then 5 lines a second, with a
@@ -975,4 +978,13 @@ func isTimeout(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// withRequestID adds the request id to a 5xx answer's text, so that a user
+// who reports it hands over the key to the log lines.
+func withRequestID(r *http.Request, msg string, status int) string {
+	if id := RequestID(r); id != "" && status >= 500 {
+		msg += "\nrequest id: " + id
+	}
+	return msg
 }

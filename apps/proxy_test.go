@@ -2,6 +2,7 @@ package apps
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha1"
 	"crypto/tls"
@@ -20,6 +21,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -795,4 +797,61 @@ func TestProxySSLHeaders(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The JSON access log names the upstream a proxied request went to, and a
+// proxy's 5xx answer carries the request id.
+func TestProxyLogsUpstreamAndEchoesRequestID(t *testing.T) {
+	up := serveTCP(t, echoHeaders())
+	var logBuf syncWriter
+	al, err := NewAccessLog(Options{AccessLog: "-", AccessLogFormat: "json"}, &logBuf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := serveTCP(t, RequestIDs(al.Wrap(mustNew(t, up, Env{})), nil))
+	resp, err := http.Get(front + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	upAddr := strings.TrimPrefix(up, "http://")
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(logBuf.String(), `"upstream":"`+upAddr+`"`) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(logBuf.String(), `"upstream":"`+upAddr+`"`) {
+		t.Errorf("access log lacks the upstream %s:\n%s", upAddr, logBuf.String())
+	}
+
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	front = serveTCP(t, RequestIDs(mustNew(t, closed, Env{}), nil))
+	resp, err = http.Get(front + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 502 || !strings.Contains(string(body), "request id: ") {
+		t.Errorf("502 body %q lacks the request id", body)
+	}
+}
+
+// syncWriter is a bytes.Buffer safe for the access log's writer goroutine.
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
