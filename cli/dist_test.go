@@ -28,6 +28,14 @@ var (
 	builtErr  error
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtPath != "" {
+		os.RemoveAll(filepath.Dir(builtPath))
+	}
+	os.Exit(code)
+}
+
 // tlsedgeBinary builds tlsedge the way operators do, with make build (which
 // stamps the version), once for the package's tests.
 func tlsedgeBinary(t *testing.T) string {
