@@ -2,7 +2,8 @@
 # every check. Under it TLSEDGE_REQUIRE_TOOLS=1 turns a missing tool into a
 # failure instead of a skip, and TLSEDGE_LONG=1 runs the long tests.
 GO ?= go
-DEB_PACKAGES := curl openssl util-linux wrk nghttp2-client slowhttptest testssl.sh chromium nginx postgresql
+DEB_PACKAGES := curl openssl util-linux wrk nghttp2-client slowhttptest testssl.sh chromium nginx postgresql \
+	groff-base man-db bash zsh fish systemd git make
 
 .PHONY: test deps fmt vet gotest build
 
@@ -31,5 +32,11 @@ gotest:
 	TLSEDGE_REQUIRE_TOOLS=1 TLSEDGE_LONG=1 $(GO) test -race -count=1 -timeout 40m $$($(GO) list ./... | grep -v /integration$$)
 	TLSEDGE_REQUIRE_TOOLS=1 TLSEDGE_LONG=1 $(GO) test -count=1 -timeout 40m ./integration
 
+# VERSION is stamped into the binary (tlsedge version, --version): git
+# describe's answer, so a build from a checkout names its commit even where
+# Go's own VCS stamping is off (-buildvcs=false). OUT is where it goes.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+OUT ?= tlsedge
+
 build:
-	$(GO) build -o tlsedge .
+	$(GO) build -ldflags "-X tlsedge/cli.buildVersion=$(VERSION)" -o $(OUT) .

@@ -91,6 +91,10 @@ func Load(args []string, usage io.Writer) (*Options, error) {
 		printHelp(usage, fs)
 		return nil, errHelp
 	}
+	if version, _ := fs.GetBool("version"); version {
+		fmt.Fprintln(usage, Version())
+		return nil, errHelp
+	}
 	if len(fs.Args()) > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (options are --flags; see tlsedge --help)", fs.Args()[0])
 	}
@@ -166,6 +170,7 @@ func newFlagSet(o *Options, usage io.Writer) *pflag.FlagSet {
 	config.NewTable(&o.Process).AddFlags(fs)
 	o.Main.Options().AddFlags(fs)
 	fs.BoolP("help", "h", false, "show this help")
+	fs.Bool("version", false, "print the version and exit")
 	return fs
 }
 
@@ -275,15 +280,42 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "help":
 		_, err := Load([]string{"--help"}, stdout)
 		return err
+	case "man":
+		if len(args) > 0 {
+			return fmt.Errorf("man: unexpected argument %q", args[0])
+		}
+		fmt.Fprint(stdout, ManPage())
+		return nil
+	case "completion":
+		if len(args) != 1 {
+			return fmt.Errorf("completion: name the shell: tlsedge completion %s", strings.ReplaceAll(shells, " ", "|"))
+		}
+		script, err := Completion(args[0])
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(stdout, script)
+		return nil
 	}
-	return fmt.Errorf("unknown command %q: use serve (the default), check, ctl, version or help", cmd)
+	return fmt.Errorf("unknown command %q: use serve (the default), check, ctl, version, man, completion or help", cmd)
 }
 
-// Version describes the build: module version, VCS revision, Go version.
+// buildVersion is the version `make build` stamps in with
+// -ldflags "-X tlsedge/cli.buildVersion=...": git describe's answer. Go
+// stamps the VCS revision itself only when -buildvcs is on, which a
+// GOFLAGS=-buildvcs=false environment or a build outside the checkout turns
+// off; the Makefile's stamp holds either way.
+var buildVersion string
+
+// Version describes the build: the version make build stamped, or else the
+// module version and VCS revision Go recorded; then the Go version.
 func Version() string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "tlsedge (unknown build)"
+	}
+	if buildVersion != "" {
+		return "tlsedge " + buildVersion + " " + bi.GoVersion
 	}
 	v := "tlsedge " + bi.Main.Version
 	for _, s := range bi.Settings {

@@ -123,11 +123,17 @@ func values(fields []*config.Field) map[string]any {
 // ctl runs `tlsedge ctl [--control-socket PATH | --config FILE] CMD`.
 func ctl(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := pflag.NewFlagSet("tlsedge ctl", pflag.ContinueOnError)
+	fs.SortFlags = false
 	fs.SetOutput(io.Discard)
 	path := fs.String("control-socket", "", "the control socket")
 	conf := fs.String("config", "", "config file naming engine.control_socket")
+	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("ctl: %w", err)
+		return fmt.Errorf("ctl: %w (tlsedge ctl --help)", err)
+	}
+	if *help {
+		printCtlHelp(stdout, fs)
+		return errHelp
 	}
 	if *path == "" && *conf != "" {
 		f, err := config.ReadFile(*conf)
@@ -144,4 +150,24 @@ func ctl(ctx context.Context, args []string, stdout io.Writer) error {
 		return errors.New("ctl: name the control socket with --control-socket PATH or --config FILE (engine.control_socket)")
 	}
 	return control.Ctl(ctx, *path, fs.Args(), stdout)
+}
+
+// printCtlHelp prints `tlsedge ctl --help`: the commands and flags.
+func printCtlHelp(w io.Writer, fs *pflag.FlagSet) {
+	fmt.Fprint(w, "tlsedge ctl: ask a running tlsedge over its control socket.\n\nUsage:\n  tlsedge ctl [--control-socket PATH | --config FILE] CMD\n\nCommands:\n")
+	for _, c := range ctlCommands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.Name, c.Help)
+	}
+	fmt.Fprint(w, "\nFlags:\n")
+	fs.VisitAll(func(f *pflag.Flag) {
+		name := "--" + f.Name
+		if f.Shorthand != "" {
+			name = "-" + f.Shorthand + ", " + name
+		}
+		if t := f.Value.Type(); t != "bool" {
+			name += " " + t
+		}
+		fmt.Fprintf(w, "  %-24s %s\n", name, f.Usage)
+	})
+	fmt.Fprint(w, "\nOnly root and the uids and gids in engine.control_allow_uid and\nengine.control_allow_gid may use the socket.\n")
 }

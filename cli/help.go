@@ -23,7 +23,9 @@ Usage:
   tlsedge check [flags]   validate the configuration, serve nothing; exit 0 or 1
   tlsedge ctl CMD         stats, reload, stop or config, over the control socket
                           (--control-socket PATH, or --config FILE naming it)
-  tlsedge version         print the version
+  tlsedge version         print the version (also --version)
+  tlsedge man             print the manual page (roff)
+  tlsedge completion SH   print a completion script for SH: bash, zsh or fish
 
 Every flag is also a config-file key: --socket-port 8443 is
 server.socket_port = 8443 under [global] (process flags are engine.KEY).

@@ -8,9 +8,15 @@ import (
 	"tlsedge/server"
 )
 
-// OptionsMarkdown renders every option as a Markdown table, grouped as in
-// --help: the README's options table is this text, kept in sync by a test.
-func OptionsMarkdown() string {
+// option is one row of the option table that --help, the README, the man
+// page and the shell completions are all written from.
+type option struct {
+	*config.Field
+	Key string // as written in a config file: engine.KEY or server.KEY; "-" for --config
+}
+
+// options lists every option, process options first, in --help's group order.
+func options() []option {
 	var p Process
 	c := server.NewConfig()
 	fields := append(config.Fields(&p), c.Options().Fields...)
@@ -18,8 +24,7 @@ func OptionsMarkdown() string {
 	for _, f := range fields {
 		groups[f.Group] = append(groups[f.Group], f)
 	}
-	var b strings.Builder
-	b.WriteString("| option (config key) | flag | type | default | what it does |\n|---|---|---|---|---|\n")
+	var out []option
 	for _, g := range append(groupOrder, "") {
 		for _, f := range groups[g] {
 			key := "server." + f.Name
@@ -29,12 +34,23 @@ func OptionsMarkdown() string {
 			if f.Name == "config" {
 				key = "-"
 			}
-			def := f.Default
-			if def == "" {
-				def = "-"
-			}
-			fmt.Fprintf(&b, "| `%s` | `--%s` | %s | `%s` | %s |\n", key, f.Flag(), f.Type(), def, strings.ReplaceAll(f.Help, "|", "\\|"))
+			out = append(out, option{Field: f, Key: key})
 		}
+	}
+	return out
+}
+
+// OptionsMarkdown renders every option as a Markdown table, grouped as in
+// --help: the README's options table is this text, kept in sync by a test.
+func OptionsMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| option (config key) | flag | type | default | what it does |\n|---|---|---|---|---|\n")
+	for _, o := range options() {
+		def := o.Default
+		if def == "" {
+			def = "-"
+		}
+		fmt.Fprintf(&b, "| `%s` | `--%s` | %s | `%s` | %s |\n", o.Key, o.Flag(), o.Type(), def, strings.ReplaceAll(o.Help, "|", "\\|"))
 	}
 	return b.String()
 }

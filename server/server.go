@@ -172,14 +172,18 @@ func (r *run) current() (*gen, <-chan struct{}) {
 	return r.gen.Load(), r.genNext
 }
 
-// hosts are the names clients are expected to use for this server.
+// hosts are the names clients are expected to use for this server: its
+// socket_host when that names one address or host. A server on every
+// interface (0.0.0.0, ::) or a UNIX socket expects no particular name, so
+// none is given: a certificate for example.com must not be refused for not
+// covering localhost. (The internal CA always covers localhost itself.)
 func (s *Server) hosts() []string {
 	h := strings.Trim(s.cfg.SocketHost, "[]")
 	if s.cfg.SocketFile != "" || h == "" {
-		return []string{"localhost"}
+		return nil
 	}
 	if ip := net.ParseIP(h); ip != nil && ip.IsUnspecified() {
-		return []string{"localhost"}
+		return nil
 	}
 	return []string{h}
 }
