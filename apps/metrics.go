@@ -91,11 +91,17 @@ type Metrics struct {
 	start    time.Time
 	inFlight atomic.Int64
 
-	// routes is copied on write: the request path reads it with one atomic
-	// load and a map lookup, and a new route (the first request a mount
-	// serves) takes mu and swaps in a larger copy.
-	routes atomic.Pointer[map[string]*routeStats]
-	mu     sync.Mutex
+	routes    statsTable // by mount prefix
+	upstreams statsTable // by upstream address, for proxied requests
+}
+
+// statsTable holds figures by key (a route, an upstream). It is copied on
+// write: the request path reads it with one atomic load and a map lookup,
+// and a new key (the first request a mount or upstream serves) takes mu and
+// swaps in a larger copy. Past maxRoutes keys, new ones count as "other".
+type statsTable struct {
+	m  atomic.Pointer[map[string]*routeStats]
+	mu sync.Mutex
 }
 
 // routeStats are one route's figures.
@@ -111,7 +117,8 @@ type routeStats struct {
 // carries the Go runtime and process collectors.
 func NewMetrics(src Sources) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry(), src: src, server: cmp.Or(src.Server, "main"), start: time.Now()}
-	m.routes.Store(&map[string]*routeStats{})
+	m.routes.m.Store(&map[string]*routeStats{})
+	m.upstreams.m.Store(&map[string]*routeStats{})
 	m.reg.MustRegister((*metricsCollector)(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -126,12 +133,17 @@ func (m *Metrics) route(p string) *routeStats {
 	if p == "" {
 		p = routeNone
 	}
-	if rs := (*m.routes.Load())[p]; rs != nil {
+	return m.routes.get(p)
+}
+
+// get returns the figures for key, making them on first use.
+func (t *statsTable) get(p string) *routeStats {
+	if rs := (*t.m.Load())[p]; rs != nil {
 		return rs
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	cur := *m.routes.Load()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cur := *t.m.Load()
 	if rs := cur[p]; rs != nil {
 		return rs
 	}
@@ -147,8 +159,30 @@ func (m *Metrics) route(p string) *routeStats {
 	next := make(map[string]*routeStats, len(cur)+1)
 	maps.Copy(next, cur)
 	next[p] = rs
-	m.routes.Store(&next)
+	t.m.Store(&next)
 	return rs
+}
+
+// all returns the table's figures by key, in key order.
+func (t *statsTable) all() ([]string, map[string]*routeStats) {
+	cur := *t.m.Load()
+	return slices.Sorted(maps.Keys(cur)), cur
+}
+
+// count records one request's outcome in rs.
+func (rs *routeStats) count(code int, returned bool, took time.Duration) {
+	if !returned {
+		rs.aborted.Add(1)
+	}
+	// An upgraded connection (WebSocket) lives as long as the client keeps
+	// it open; its length is not a response latency.
+	if code != http.StatusSwitchingProtocols {
+		rs.latency.Observe(took.Seconds())
+	}
+	if code < 0 || code >= len(rs.byStatus) {
+		code = 0
+	}
+	rs.byStatus[code].Add(1)
 }
 
 // Wrap counts every request h serves: its route, its final status, how long
@@ -166,20 +200,11 @@ func (m *Metrics) Wrap(h http.Handler) http.Handler {
 		returned := false
 		defer func() {
 			m.inFlight.Add(-1)
-			rs := m.route(rec.route)
-			if !returned {
-				rs.aborted.Add(1)
+			code, took := rec.finalStatus(), time.Since(start)
+			m.route(rec.route).count(code, returned, took)
+			if rec.upstream != "" {
+				m.upstreams.get(rec.upstream).count(code, returned, took)
 			}
-			code := rec.finalStatus()
-			// An upgraded connection (WebSocket) lives as long as the client
-			// keeps it open; its length is not a response latency.
-			if code != http.StatusSwitchingProtocols {
-				rs.latency.Observe(time.Since(start).Seconds())
-			}
-			if code < 0 || code >= len(rs.byStatus) {
-				code = 0
-			}
-			rs.byStatus[code].Add(1)
 		}()
 		h.ServeHTTP(rec, r)
 		returned = true
@@ -199,6 +224,9 @@ var (
 	descRequests     = prometheus.NewDesc("tlsedge_http_requests_total", "Requests answered by handlers, by route (mount prefix, \"none\" when no mount matched) and status code; 5xx codes are the errors.", []string{"server", "route", "code"}, nil)
 	descAborted      = prometheus.NewDesc("tlsedge_http_aborted_requests_total", "Requests whose handler ended by panicking (an upstream failing mid-answer, a bug), by route: the client got a cut-off answer or the core's 500. Counted in tlsedge_http_requests_total too, with the status sent before.", []string{"server", "route"}, nil)
 	descLatency      = prometheus.NewDesc("tlsedge_http_request_duration_seconds", "Time from the handler starting a request to its response being written, by route.", []string{"server", "route"}, nil)
+	descUpRequests   = prometheus.NewDesc("tlsedge_upstream_requests_total", "Proxied requests by upstream address and the status the client got; 502 and 504 are the upstream's failures.", []string{"server", "upstream", "code"}, nil)
+	descUpAborted    = prometheus.NewDesc("tlsedge_upstream_aborted_requests_total", "Proxied requests cut off mid-answer, by upstream.", []string{"server", "upstream"}, nil)
+	descUpLatency    = prometheus.NewDesc("tlsedge_upstream_request_duration_seconds", "Time from the handler starting a proxied request to its response being written, by upstream.", []string{"server", "upstream"}, nil)
 	descInFlight     = prometheus.NewDesc("tlsedge_http_requests_in_flight", "Requests being handled now.", []string{"server"}, nil)
 	descRejections   = prometheus.NewDesc("tlsedge_core_rejections_total", "Requests the core answered itself, by status and reason.", []string{"server", "code", "reason"}, nil)
 	descAccepts      = prometheus.NewDesc("tlsedge_connections_accepted_total", "Connections accepted.", []string{"server"}, nil)
@@ -225,7 +253,8 @@ type metricsCollector Metrics
 // in NewMetrics, before the core the sources read from may exist (the core
 // is built around the handler Metrics wraps).
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBuildInfo, descRequests, descAborted, descLatency, descInFlight,
+	for _, d := range []*prometheus.Desc{descBuildInfo, descRequests, descAborted, descLatency,
+		descUpRequests, descUpAborted, descUpLatency, descInFlight,
 		descRejections, descAccepts, descSocketErrors, descConns, descH2, descWorkers, descQueue, descCoreRequests,
 		descBytes, descWorkSeconds, descHandshakes, descHSFailures, descPlaintext, descCertExpiry, descACME} {
 		ch <- d
@@ -236,25 +265,8 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	m := (*Metrics)(c)
 	b := readBuild()
 	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, b.Version, b.Revision, b.GoVersion)
-	routes := *m.routes.Load()
-	for _, route := range slices.Sorted(maps.Keys(routes)) {
-		rs := routes[route]
-		for code := range rs.byStatus {
-			if n := rs.byStatus[code].Load(); n > 0 {
-				ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(n), m.server, route, statusLabel(code))
-			}
-		}
-		ch <- prometheus.MustNewConstMetric(descAborted, prometheus.CounterValue, float64(rs.aborted.Load()), m.server, route)
-		var d dto.Metric
-		if err := rs.latency.Write(&d); err == nil && d.Histogram != nil {
-			h := d.Histogram
-			buckets := make(map[float64]uint64, len(h.Bucket))
-			for _, b := range h.Bucket {
-				buckets[b.GetUpperBound()] = b.GetCumulativeCount()
-			}
-			ch <- prometheus.MustNewConstHistogram(descLatency, h.GetSampleCount(), h.GetSampleSum(), buckets, m.server, route)
-		}
-	}
+	collectTable(ch, &m.routes, m.server, descRequests, descAborted, descLatency)
+	collectTable(ch, &m.upstreams, m.server, descUpRequests, descUpAborted, descUpLatency)
 	ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(m.inFlight.Load()), m.server)
 	if m.src.Core != nil {
 		collectCore(ch, m.server, m.src.Core())
@@ -414,7 +426,7 @@ func (m *Metrics) Snapshot() Snapshot {
 		InFlight: m.inFlight.Load(), ByStatus: map[string]uint64{}, Routes: []RouteSnapshot{}}
 	s.Latency.Bounds = slices.Clone(latencyBuckets)
 	s.Latency.Counts = make([]uint64, len(latencyBuckets))
-	routes := *m.routes.Load()
+	_, routes := m.routes.all()
 	for _, route := range slices.Sorted(maps.Keys(routes)) {
 		rs := routes[route]
 		r := RouteSnapshot{Route: route, Aborted: rs.aborted.Load()}
@@ -456,4 +468,28 @@ func (m *Metrics) Snapshot() Snapshot {
 		}
 	}
 	return s
+}
+
+// collectTable sends one table's figures: requests by key and status,
+// aborted requests and the latency histogram by key.
+func collectTable(ch chan<- prometheus.Metric, t *statsTable, server string, requests, aborted, latency *prometheus.Desc) {
+	keys, table := t.all()
+	for _, key := range keys {
+		rs := table[key]
+		for code := range rs.byStatus {
+			if n := rs.byStatus[code].Load(); n > 0 {
+				ch <- prometheus.MustNewConstMetric(requests, prometheus.CounterValue, float64(n), server, key, statusLabel(code))
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(aborted, prometheus.CounterValue, float64(rs.aborted.Load()), server, key)
+		var d dto.Metric
+		if err := rs.latency.Write(&d); err == nil && d.Histogram != nil {
+			h := d.Histogram
+			buckets := make(map[float64]uint64, len(h.Bucket))
+			for _, b := range h.Bucket {
+				buckets[b.GetUpperBound()] = b.GetCumulativeCount()
+			}
+			ch <- prometheus.MustNewConstHistogram(latency, h.GetSampleCount(), h.GetSampleSum(), buckets, server, key)
+		}
+	}
 }

@@ -201,7 +201,13 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if ur, ok := w.(upstreamRecorder); ok {
-			ur.setUpstream(c.nc.RemoteAddr().String()) // for the access log
+			// For the access log and the per-upstream metrics: the address
+			// dialled, or the target for a UNIX socket, whose peer has none.
+			addr := c.nc.RemoteAddr().String()
+			if addr == "" || addr == "@" {
+				addr = p.target
+			}
+			ur.setUpstream(addr)
 		}
 		x := exchange{p: p, w: w, r: r, c: c, buf: *bp, upType: upType}
 		x.run(head, body)

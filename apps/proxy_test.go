@@ -855,3 +855,40 @@ func (w *syncWriter) String() string {
 	defer w.mu.Unlock()
 	return w.b.String()
 }
+
+// Proxied requests are counted by upstream as well as by route.
+func TestMetricsByUpstream(t *testing.T) {
+	up := serveTCP(t, echoHeaders())
+	m := NewMetrics(Sources{Server: "edge"})
+	front := serveTCP(t, m.Wrap(mustNew(t, up, Env{})))
+	for range 3 {
+		resp, err := http.Get(front + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	fams, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.TrimPrefix(up, "http://")
+	found := false
+	for _, f := range fams {
+		if f.GetName() != "tlsedge_upstream_requests_total" {
+			continue
+		}
+		for _, mt := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range mt.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["upstream"] == want && labels["code"] == "200" && labels["server"] == "edge" && mt.GetCounter().GetValue() == 3 {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no tlsedge_upstream_requests_total{upstream=%q,code=\"200\"} 3", want)
+	}
+}
