@@ -86,6 +86,16 @@ func TestStatusPageInChromium(t *testing.T) {
 		t.Fatal(shotErr)
 	}
 
+	// The first sample already draws the charts: figures since start stand
+	// in for a previous sample.
+	first, err := chromium(t.TempDir(), bin, front+"/status", 600*time.Millisecond, "--dump-dom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := regexp.MustCompile(`id="rate-chart"[^>]*data-points="(\d+)"`).FindSubmatch(first); m == nil || string(m[1]) == "0" {
+		t.Errorf("after the first sample the rate chart drew nothing (%q)", m)
+	}
+
 	attr := func(id, name string) string {
 		re := regexp.MustCompile(`id="` + regexp.QuoteMeta(id) + `"[^>]*\b` + name + `="([^"]*)"`)
 		m := re.FindSubmatch(dom)
@@ -114,6 +124,15 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 	if v := num("busy", "data-value"); v != 3 {
 		t.Errorf("busy workers %v, want 3", v)
+	}
+	if !regexp.MustCompile(`id="version">tlsedge [^<]*go1\.`).Match(dom) {
+		t.Errorf("the page shows no version")
+	}
+	if !regexp.MustCompile(`<tbody id="routes"><tr><td>[^<]+</td><td class="n">[1-9]`).Match(dom) {
+		t.Errorf("the routes table has no route with requests")
+	}
+	if !regexp.MustCompile(`<tbody id="servers"><tr><td>`).Match(dom) {
+		t.Errorf("the servers table is empty")
 	}
 	for _, want := range []string{"unknown_sni", "example.com", "old.example", ">503<", "ACME renewed"} {
 		if !bytes.Contains(dom, []byte(want)) {

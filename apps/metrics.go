@@ -62,6 +62,21 @@ type Sources struct {
 	Server string
 	Core   func() httpcore.Stats
 	TLS    func() TLSStats
+	// Version is the version the build was stamped with (make build's git
+	// describe); "" reads the module version from the build information.
+	Version string
+	// Servers lists every server of the process, for the status page's
+	// overview; nil shows only this one.
+	Servers func() []ServerSummary
+}
+
+// ServerSummary is one server of the process, as the status page lists it.
+type ServerSummary struct {
+	Name        string `json:"name"`
+	Base        string `json:"base"` // where it is reached: https://host:port or a socket path
+	Module      string `json:"ssl_module"`
+	Connections int64  `json:"connections"` // open now
+	Requests    uint64 `json:"requests"`    // handed to handlers so far
 }
 
 // latencyBuckets span a cached static file (well under a millisecond) to a
@@ -263,7 +278,7 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	m := (*Metrics)(c)
-	b := readBuild()
+	b := m.build()
 	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, b.Version, b.Revision, b.GoVersion)
 	collectTable(ch, &m.routes, m.server, descRequests, descAborted, descLatency)
 	collectTable(ch, &m.upstreams, m.server, descUpRequests, descUpAborted, descUpLatency)
@@ -355,6 +370,15 @@ type Build struct {
 }
 
 // readBuild reads the build information the Go linker stamped.
+// build is readBuild with the stamped version, when there is one.
+func (m *Metrics) build() Build {
+	b := readBuild()
+	if m.src.Version != "" {
+		b.Version = m.src.Version
+	}
+	return b
+}
+
 func readBuild() Build {
 	b := Build{Version: "unknown", Revision: "unknown", GoVersion: runtime.Version()}
 	bi, ok := debug.ReadBuildInfo()
@@ -395,6 +419,7 @@ type Snapshot struct {
 	ByStatus map[string]uint64 `json:"by_status"`
 	Latency  LatencyHistogram  `json:"latency"` // every route's together
 	Routes   []RouteSnapshot   `json:"routes"`  // by route label, sorted
+	Servers  []ServerSummary   `json:"servers,omitempty"`
 	Core     *httpcore.Stats   `json:"core,omitempty"`
 	TLS      *TLSStats         `json:"tls,omitempty"`
 	// CertDaysLeft mirrors TLS.Certificates, computed at Time.
@@ -422,7 +447,7 @@ type LatencyHistogram struct {
 // Snapshot reads every figure now.
 func (m *Metrics) Snapshot() Snapshot {
 	now := time.Now()
-	s := Snapshot{Time: now, TimeMS: now.UnixMilli(), Uptime: now.Sub(m.start).Seconds(), Server: m.server, Build: readBuild(),
+	s := Snapshot{Time: now, TimeMS: now.UnixMilli(), Uptime: now.Sub(m.start).Seconds(), Server: m.server, Build: m.build(),
 		InFlight: m.inFlight.Load(), ByStatus: map[string]uint64{}, Routes: []RouteSnapshot{}}
 	s.Latency.Bounds = slices.Clone(latencyBuckets)
 	s.Latency.Counts = make([]uint64, len(latencyBuckets))
@@ -466,6 +491,9 @@ func (m *Metrics) Snapshot() Snapshot {
 		for _, c := range ts.Certificates {
 			s.CertDaysLeft[c.Name] = daysLeft(c.NotAfter, now)
 		}
+	}
+	if m.src.Servers != nil {
+		s.Servers = m.src.Servers()
 	}
 	return s
 }

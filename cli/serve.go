@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -105,9 +106,11 @@ func buildEngine(o *Options, st certmagic.Storage, log *slog.Logger, logs *acces
 		c.Listeners = inherited[i]
 		var s *server.Server // the metrics read it at the first scrape, after New
 		e.metrics[c.Name] = apps.NewMetrics(apps.Sources{
-			Server: c.Name,
-			Core:   func() httpcore.Stats { return s.Stats() },
-			TLS:    tlsStats(func() *tlsadapter.Terminator { return s.Terminator() }),
+			Server:  c.Name,
+			Core:    func() httpcore.Stats { return s.Stats() },
+			TLS:     tlsStats(func() *tlsadapter.Terminator { return s.Terminator() }),
+			Version: buildVersion,
+			Servers: e.summaries,
 		})
 		if err := e.wire(&c, o); err != nil {
 			return nil, err
@@ -509,6 +512,18 @@ func changedKeys(old, next *Options) []string {
 				out = append(out, prefix+a[j].Name)
 			}
 		}
+	}
+	return out
+}
+
+// summaries lists every server of the process for the status page.
+func (e *edge) summaries() []apps.ServerSummary {
+	var out []apps.ServerSummary
+	for _, s := range e.Servers() {
+		c := s.Config()
+		st := s.Stats()
+		out = append(out, apps.ServerSummary{Name: cmp.Or(c.Name, "main"), Base: s.Base(), Module: c.TLS.SSLModule,
+			Connections: s.OpenConnections(), Requests: st.Requests})
 	}
 	return out
 }
