@@ -141,14 +141,13 @@ func (e *edge) wire(c *server.Config, o *Options) error {
 	// Request metrics cost a little on every request; they are kept only
 	// where a status: mount shows them.
 	measured := slices.ContainsFunc(c.Mount.Specs(), func(m router.MountSpec) bool { return strings.HasPrefix(m.Target, "status:") })
-	trust := c.Apps.TrustedProxies.Trust()
+	// Every request already has its id: the server's request core gives it
+	// one before anything else runs (policy.AssignRequestID).
 	c.Middleware = func(h http.Handler) http.Handler {
 		if measured {
 			h = m.Wrap(h)
 		}
-		// Outermost: the id is set before the access log and every app,
-		// and the proxy sends it upstream.
-		return apps.RequestIDs(al.Wrap(h), trust)
+		return al.Wrap(h)
 	}
 	return nil
 }

@@ -56,7 +56,7 @@ func TestACMEStorageUnwritable(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	m := regexp.MustCompile(`tlsedge_acme_events_total\{event="storage_failed"\} (\d+)`).FindSubmatch(metrics)
+	m := regexp.MustCompile(`tlsedge_acme_events_total\{event="storage_failed"[^}]*\} (\d+)`).FindSubmatch(metrics)
 	if m == nil || string(m[1]) == "0" {
 		t.Fatalf("failure not counted: %s", m)
 	}

@@ -16,6 +16,7 @@ func newCore(c *Config, h *swapHandler, log *slog.Logger, bind net.Addr) (*httpc
 	o := c.Core
 	o.Handler, o.Logger, o.BindAddress = h, log, bind.String()
 	o.Reserved = h.isReserved
+	o.Prepare = h.prepare
 	return httpcore.New(o)
 }
 

@@ -40,18 +40,26 @@ type gen struct {
 type swapHandler struct {
 	h        atomic.Pointer[http.Handler]
 	reserved atomic.Pointer[func(*http.Request) bool] // the status mounts; nil for none
+	trust    atomic.Pointer[policy.Trust]             // trusted_proxies, for request ids
 }
 
-func newSwapHandler(h http.Handler, reserved func(*http.Request) bool) *swapHandler {
+func newSwapHandler(h http.Handler, reserved func(*http.Request) bool, trust *policy.Trust) *swapHandler {
 	s := &swapHandler{}
-	s.swap(h, reserved)
+	s.swap(h, reserved, trust)
 	return s
 }
 
 // swap puts what a configuration serves in service.
-func (s *swapHandler) swap(h http.Handler, reserved func(*http.Request) bool) {
+func (s *swapHandler) swap(h http.Handler, reserved func(*http.Request) bool, trust *policy.Trust) {
 	s.h.Store(&h)
 	s.reserved.Store(&reserved)
+	s.trust.Store(trust)
+}
+
+// prepare is the core's Options.Prepare: every request gets its id, judged
+// against the trusted_proxies in service, before it waits for a worker.
+func (s *swapHandler) prepare(r *http.Request) {
+	policy.AssignRequestID(r, s.trust.Load())
 }
 
 // isReserved is the core's Options.Reserved: the status mounts of the
@@ -135,7 +143,7 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 		g.core, g.handler = prev.core, prev.handler
 		return g, nil
 	}
-	g.handler = newSwapHandler(g.serve, reservedFor(c.Mount))
+	g.handler = newSwapHandler(g.serve, reservedFor(c.Mount), c.Apps.TrustedProxies.Trust())
 	if g.core, err = newCore(c, g.handler, s.log, lns[0].Addr()); err != nil {
 		if prev == nil || g.term != prev.term {
 			g.term.Close()
@@ -207,7 +215,7 @@ func (s *Server) Reconfigure(ctx context.Context, c Config) error {
 		return err
 	}
 	if g.core == prev.core {
-		g.handler.swap(g.serve, reservedFor(c.Mount))
+		g.handler.swap(g.serve, reservedFor(c.Mount), c.Apps.TrustedProxies.Trust())
 	}
 	r.setGen(g)
 	r.limiter.SetMax(c.Core.MaxConnections)

@@ -680,6 +680,9 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 		cn.rejectAndClose(rerr, proto)
 		return false
 	}
+	if c.opts.Prepare != nil {
+		c.opts.Prepare(r)
+	}
 	var bd *body
 	if h.chunked || h.contentLength > 0 {
 		bd = &ex.body
@@ -715,7 +718,7 @@ func (cn *conn) serveRequest(ex *exchange) bool {
 		case errPoolClosed:
 			rerr = errShutdown503
 		}
-		cn.rejectAndClose(rerr, "")
+		cn.rejectAndClose(rerr.withID(r), "")
 		return false
 	}
 	var t0 time.Time
@@ -808,4 +811,28 @@ func isTimeout(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// errPanic500 is the core's answer for a handler that panicked before
+// writing anything.
+var errPanic500 = reject(500, "panic", "internal server error")
+
+// requestIDHeader is where the server's Prepare puts a request's id
+// (policy.AssignRequestID).
+const requestIDHeader = "X-Request-Id"
+
+// withID returns rerr with the request's id after its text when it is a 5xx
+// and r has one, so a user who reports it hands over the key to the log
+// lines; rerr itself otherwise. It allocates only on that path.
+func (rerr *rejectError) withID(r *http.Request) *rejectError {
+	if rerr.status < 500 || r == nil {
+		return rerr
+	}
+	v := r.Header[requestIDHeader]
+	if len(v) != 1 {
+		return rerr
+	}
+	c := *rerr
+	c.text += "\nrequest id: " + v[0]
+	return &c
 }

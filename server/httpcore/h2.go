@@ -198,6 +198,9 @@ func (h *h2Handler) begin(w http.ResponseWriter, r *http.Request) *h2Exchange {
 		c.h2Reject(w, rerr)
 		return nil
 	}
+	if c.opts.Prepare != nil {
+		c.opts.Prepare(r)
+	}
 	max := c.opts.MaxRequestBodySize
 	if max > 0 && r.ContentLength > max {
 		c.h2Reject(w, errCLTooLarge)
@@ -231,7 +234,7 @@ func (h *h2Handler) begin(w http.ResponseWriter, r *http.Request) *h2Exchange {
 		default:
 			rerr = errQueue503
 		}
-		c.h2Reject(w, rerr)
+		c.h2Reject(w, rerr.withID(r))
 		return nil
 	}
 	ex.wk = wk
@@ -341,7 +344,7 @@ func (ex *h2Exchange) done() {
 	}
 	switch {
 	case v != nil && !hw.started:
-		c.h2Reject(hw.ResponseWriter, reject(500, "panic", "internal server error"))
+		c.h2Reject(hw.ResponseWriter, errPanic500.withID(ex.r))
 	case v == nil && hw.body != nil && hw.body.rerr != nil && !hw.started:
 		c.h2Reject(hw.ResponseWriter, hw.body.rerr)
 	}

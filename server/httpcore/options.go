@@ -40,10 +40,14 @@ type Options struct {
 	// answered when every worker is busy: at most reservedWorkers at once,
 	// a short queue, and a fast 503 past it. Nil reserves nothing. It sees
 	// the canonical request and must be quick.
-	Reserved    func(*http.Request) bool `opt:"-"`
-	Budget      *Budget                  `opt:"-"` // a memory budget shared with others; nil: the Core makes its own of max_buffered_memory
-	Logger      *slog.Logger             `opt:"-"` // nil discards
-	BindAddress string                   `opt:"-"` // the listener's address, reported as a label in Stats; "" if unknown
+	Reserved func(*http.Request) bool `opt:"-"`
+	// Prepare runs on every request once it is parsed and canonical, before
+	// it waits for a worker (the server gives it its request id there, so
+	// that the core's own 5xx answers carry the id too). Nil does nothing.
+	Prepare     func(*http.Request) `opt:"-"`
+	Budget      *Budget             `opt:"-"` // a memory budget shared with others; nil: the Core makes its own of max_buffered_memory
+	Logger      *slog.Logger        `opt:"-"` // nil discards
+	BindAddress string              `opt:"-"` // the listener's address, reported as a label in Stats; "" if unknown
 
 	// AllowEncodedSlash keeps %2F in request paths (encoded in the escaped
 	// path, '/' in r.URL.Path) instead of answering 400. It is the hook for

@@ -405,7 +405,7 @@ func (w *response) finish(bd *body, panicked bool) bool {
 		case bd != nil && bd.rerr != nil:
 			rerr = bd.rerr
 		case panicked:
-			rerr = reject(500, "panic", "internal server error")
+			rerr = errPanic500.withID(w.req)
 		}
 		if rerr != nil {
 			cn.bufs.out = cn.bufs.out[:0]
