@@ -67,25 +67,7 @@ func trustedPeer(r *http.Request, trust *Trust) bool {
 
 // isRequestIDHeader reports whether name is X-Request-Id in any case, '_'
 // read as '-'.
-func isRequestIDHeader(name string) bool {
-	const want = "x-request-id"
-	if len(name) != len(want) {
-		return false
-	}
-	for i := 0; i < len(want); i++ {
-		c := name[i]
-		switch {
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		case c == '_':
-			c = '-'
-		}
-		if c != want[i] {
-			return false
-		}
-	}
-	return true
-}
+func isRequestIDHeader(name string) bool { return foldEq(name, "x-request-id") }
 
 // validRequestID accepts what proxies and load balancers send as ids (hex,
 // UUIDs, base64, AWS's "Root=1-..."): 1 to 128 bytes of letters, digits

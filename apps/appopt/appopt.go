@@ -117,10 +117,7 @@ var defaults = config.Defaults[Options]()
 
 // BufferSize is proxy_request_buffer_size, or its default when zero.
 func (o *Options) BufferSize() int64 {
-	if o.ProxyRequestBufferSize > 0 {
-		return o.ProxyRequestBufferSize
-	}
-	return defaults.ProxyRequestBufferSize
+	return positiveOr(o.ProxyRequestBufferSize, defaults.ProxyRequestBufferSize)
 }
 
 // TempPath is proxy_temp_path, or the system temporary directory.
@@ -132,59 +129,34 @@ func (o *Options) TempPath() string {
 }
 
 // RangesLimit is max_ranges, or its default when zero.
-func (o *Options) RangesLimit() int {
-	if o.MaxRanges > 0 {
-		return o.MaxRanges
-	}
-	return defaults.MaxRanges
-}
+func (o *Options) RangesLimit() int { return positiveOr(o.MaxRanges, defaults.MaxRanges) }
 
 // ConnectTimeout is proxy_connect_timeout, or its default when zero.
 func (o *Options) ConnectTimeout() time.Duration {
-	if o.ProxyConnectTimeout > 0 {
-		return o.ProxyConnectTimeout
-	}
-	return defaults.ProxyConnectTimeout
+	return positiveOr(o.ProxyConnectTimeout, defaults.ProxyConnectTimeout)
 }
 
 // ResponseTimeout is proxy_response_timeout, or its default when zero.
 func (o *Options) ResponseTimeout() time.Duration {
-	if o.ProxyResponseTimeout > 0 {
-		return o.ProxyResponseTimeout
-	}
-	return defaults.ProxyResponseTimeout
+	return positiveOr(o.ProxyResponseTimeout, defaults.ProxyResponseTimeout)
 }
 
 // FailTimeout is proxy_fail_timeout, or its default when zero.
 func (o *Options) FailTimeout() time.Duration {
-	if o.ProxyFailTimeout > 0 {
-		return o.ProxyFailTimeout
-	}
-	return defaults.ProxyFailTimeout
+	return positiveOr(o.ProxyFailTimeout, defaults.ProxyFailTimeout)
 }
 
 // Keepalive is proxy_keepalive, or its default when zero.
-func (o *Options) Keepalive() int {
-	if o.ProxyKeepalive > 0 {
-		return o.ProxyKeepalive
-	}
-	return defaults.ProxyKeepalive
-}
+func (o *Options) Keepalive() int { return positiveOr(o.ProxyKeepalive, defaults.ProxyKeepalive) }
 
 // KeepaliveTimeout is proxy_keepalive_timeout, or its default when zero.
 func (o *Options) KeepaliveTimeout() time.Duration {
-	if o.ProxyKeepaliveTimeout > 0 {
-		return o.ProxyKeepaliveTimeout
-	}
-	return defaults.ProxyKeepaliveTimeout
+	return positiveOr(o.ProxyKeepaliveTimeout, defaults.ProxyKeepaliveTimeout)
 }
 
 // KeepaliveRequests is proxy_keepalive_requests, or its default when zero.
 func (o *Options) KeepaliveRequests() int {
-	if o.ProxyKeepaliveRequests > 0 {
-		return o.ProxyKeepaliveRequests
-	}
-	return defaults.ProxyKeepaliveRequests
+	return positiveOr(o.ProxyKeepaliveRequests, defaults.ProxyKeepaliveRequests)
 }
 
 // Validate reports every problem in o, each naming its config key.
@@ -232,4 +204,13 @@ var ErrBadOption = fmt.Errorf("apps: %w", config.ErrBadValue)
 // bad is a bad value for key, located by the loader like any other.
 func bad(key, format string, args ...any) error {
 	return &config.Error{Key: key, Msg: fmt.Sprintf(format, args...), Err: ErrBadOption}
+}
+
+// positiveOr is v, or def when v is zero (or negative): the zero value of an
+// option built in Go means its default.
+func positiveOr[T int | int64 | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
 }
