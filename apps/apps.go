@@ -36,7 +36,9 @@ type Env struct {
 
 	// UpstreamTLS configures connections to https:// upstreams (roots,
 	// client certificate). It is cloned; an empty ServerName becomes the
-	// upstream's host. Nil means the system roots and TLS 1.2 or later.
+	// upstream's host. Nil means UpstreamTLSConfig(&Options), built for
+	// each https:// mount: a server that loads a configuration builds it
+	// once, there, and sets it here.
 	UpstreamTLS *tls.Config
 
 	// Trust is the parsed trusted_proxies list shared with the guard in

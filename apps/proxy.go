@@ -104,10 +104,15 @@ func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy,
 		p.tlsHook = SSLHeaders
 	}
 	if u.Scheme == "https" {
-		conf := &tls.Config{MinVersion: tls.VersionTLS12}
-		if env.UpstreamTLS != nil {
-			conf = env.UpstreamTLS.Clone()
+		conf := env.UpstreamTLS
+		if conf == nil {
+			c, err := UpstreamTLSConfig(o)
+			if err != nil {
+				return nil, err
+			}
+			conf = c
 		}
+		conf = conf.Clone()
 		if conf.ServerName == "" {
 			conf.ServerName = u.Hostname()
 		}
@@ -118,6 +123,9 @@ func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy,
 			conf.ClientSessionCache = tls.NewLRUClientSessionCache(64)
 		}
 		p.up.tlsConf = conf
+		if conf.InsecureSkipVerify && conf.VerifyConnection == nil && conf.VerifyPeerCertificate == nil {
+			log.Warn("proxy: the upstream's certificate is not verified (proxy_ssl_verify is off): anyone on the path to it can read and change what it is sent", "server_name", conf.ServerName)
+		}
 	}
 	return p, nil
 }

@@ -136,7 +136,12 @@ func (e *edge) wire(c *server.Config, o *Options) error {
 		return fmt.Errorf("%saccess_log: %w", c.KeyPrefix(), err)
 	}
 	m := e.metrics[c.Name]
-	env := apps.Env{Logger: e.log, Options: c.Apps, Metrics: m}
+	// The proxy_ssl_* files are read and parsed once per load, here.
+	upTLS, err := apps.UpstreamTLSConfig(&c.Apps)
+	if err != nil {
+		return o.Locate(config.Prefix(err, c.KeyPrefix()))
+	}
+	env := apps.Env{Logger: e.log, Options: c.Apps, Metrics: m, UpstreamTLS: upTLS}
 	c.Targets = func(target string) (http.Handler, error) { return apps.New(target, env) }
 	// Request metrics cost a little on every request; they are kept only
 	// where a status: mount shows them.

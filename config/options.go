@@ -54,8 +54,15 @@ func (f *Field) list() []string {
 	return f.v.Interface().([]string)
 }
 
-// IsBool reports whether the option is a switch.
-func (f *Field) IsBool() bool { return f.v.Kind() == reflect.Bool }
+// IsBool reports whether the option is a switch: a bool, or a type of its
+// own that says it is one (IsBoolFlag, as flag and pflag ask).
+func (f *Field) IsBool() bool {
+	if f.v.Kind() == reflect.Bool {
+		return true
+	}
+	b, ok := f.v.Addr().Interface().(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
 
 var (
 	durationType  = reflect.TypeFor[time.Duration]()

@@ -7,8 +7,10 @@ package appopt
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 	"tlsedge/config"
 	"tlsedge/policy"
@@ -100,6 +102,35 @@ type Options struct {
 	// means 1000.
 	ProxyKeepaliveRequests int `opt:"proxy_keepalive_requests" default:"1000" group:"Apps" help:"requests one upstream connection carries before it is closed"`
 
+	// ProxySSLTrustedCertificate is a PEM file of the CA certificates that
+	// verify https:// upstreams, as nginx's proxy_ssl_trusted_certificate.
+	// Empty means the system's roots. It replaces them rather than adding to
+	// them: an upstream on a private CA should not also be reachable through
+	// a public one.
+	ProxySSLTrustedCertificate string `opt:"proxy_ssl_trusted_certificate" default:"" group:"Apps" help:"PEM file of the CA certificates that verify https:// upstreams (empty: the system roots)"`
+
+	// ProxySSLCertificate and ProxySSLCertificateKey are the PEM client
+	// certificate (leaf first, then any intermediates) and its unencrypted
+	// key that the proxy presents to https:// upstreams asking for one
+	// (mutual TLS, as ghostunnel's client mode). Both or neither.
+	ProxySSLCertificate    string `opt:"proxy_ssl_certificate" default:"" group:"Apps" help:"PEM client certificate presented to https:// upstreams (needs proxy_ssl_certificate_key)"`
+	ProxySSLCertificateKey string `opt:"proxy_ssl_certificate_key" default:"" group:"Apps" help:"PEM private key of proxy_ssl_certificate"`
+
+	// ProxySSLServerName is the name sent as SNI to https:// upstreams and
+	// verified against their certificates, for an upstream dialled by
+	// address whose certificate names a service. (nginx splits this into
+	// proxy_ssl_name and the switch proxy_ssl_server_name; here the name is
+	// always sent, unless it is an IP address, which TLS cannot carry as
+	// SNI.) Empty means the upstream URL's host.
+	ProxySSLServerName string `opt:"proxy_ssl_server_name" default:"" group:"Apps" help:"SNI and verified name for https:// upstreams (empty: the upstream URL's host)"`
+
+	// ProxySSLVerify checks https:// upstreams' certificates against
+	// ProxySSLTrustedCertificate (or the system roots) and
+	// ProxySSLServerName. Off accepts any certificate, a man in the middle's
+	// too: it must be set explicitly, and every https:// mount logs a
+	// warning at start. Its zero value is on.
+	ProxySSLVerify OnSwitch `opt:"proxy_ssl_verify" default:"true" group:"Apps" help:"verify https:// upstreams' certificates (off: accept any, logged as a warning at start)"`
+
 	// AccessLog is where the access log goes: empty for off, "-" or "stderr"
 	// for standard error, otherwise a file path opened for appending and
 	// reopened by AccessLog.Reopen (SIGUSR1, for logrotate).
@@ -189,6 +220,16 @@ func (o *Options) Validate() error {
 	if o.ProxyTempPath != "" && !filepath.IsAbs(o.ProxyTempPath) {
 		errs = append(errs, bad("proxy_temp_path", "%q is not an absolute path", o.ProxyTempPath))
 	}
+	if (o.ProxySSLCertificate == "") != (o.ProxySSLCertificateKey == "") {
+		key, missing := "proxy_ssl_certificate", "proxy_ssl_certificate_key"
+		if o.ProxySSLCertificate == "" {
+			key, missing = missing, key
+		}
+		errs = append(errs, bad(key, "is set without %s: set both (a client certificate and its key) or neither", missing))
+	}
+	if n := o.ProxySSLServerName; n != "" && !validServerName(n) {
+		errs = append(errs, bad("proxy_ssl_server_name", "%q is not a host name or IP address", n))
+	}
 	switch o.AccessLogFormat {
 	case "", "combined", "extended", "json":
 	default:
@@ -213,4 +254,59 @@ func positiveOr[T int | int64 | time.Duration](v, def T) T {
 		return v
 	}
 	return def
+}
+
+// validServerName reports whether n can be an upstream's TLS name: an IP
+// address, or a DNS name of letters, digits, hyphens, underscores and dots.
+func validServerName(n string) bool {
+	if _, err := netip.ParseAddr(n); err == nil {
+		return true
+	}
+	if len(n) > 253 {
+		return false
+	}
+	for _, c := range []byte(n) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return n[0] != '.' && n[0] != '-'
+}
+
+// OnSwitch is a switch whose zero value is on: for a check that Options
+// built in Go, rather than loaded with the tags' defaults, must not lose by
+// leaving the field out. Only an explicit false (Off) turns it off. It takes
+// the same values as any other switch.
+type OnSwitch uint8
+
+const (
+	// On is the zero OnSwitch.
+	On OnSwitch = iota
+	// Off is the explicit choice.
+	Off
+)
+
+// IsOn reports whether the switch is on.
+func (s OnSwitch) IsOn() bool { return s != Off }
+
+// IsBoolFlag makes the option a switch on the command line and in the
+// configuration file, like a bool.
+func (OnSwitch) IsBoolFlag() bool { return true }
+
+// UnmarshalText accepts what strconv.ParseBool does.
+func (s *OnSwitch) UnmarshalText(b []byte) error {
+	v, err := strconv.ParseBool(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", b)
+	}
+	*s = On
+	if !v {
+		*s = Off
+	}
+	return nil
+}
+
+// MarshalText gives "true" or "false".
+func (s OnSwitch) MarshalText() ([]byte, error) {
+	return []byte(strconv.FormatBool(s.IsOn())), nil
 }
