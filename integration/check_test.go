@@ -27,7 +27,7 @@ func TestCheckFailsWhereStartWould(t *testing.T) {
 	}{
 		{"socket in a missing directory", []string{"--socket-file", filepath.Join(missing, "s.sock"), "--ssl-module", "none"}, "socket_file: directory"},
 		{"pidfile in a missing directory", []string{"--pidfile", filepath.Join(missing, "p.pid")}, "pidfile: directory"},
-		{"port taken", []string{"--socket-port", strconv.Itoa(taken.Addr().(*net.TCPAddr).Port)}, "address already in use"},
+		{"port taken", []string{"--socket-port", strconv.Itoa(taken.Addr().(*net.TCPAddr).Port)}, "the port is held by integration.test (pid " + strconv.Itoa(os.Getpid()) + ")"},
 		{"unknown user", []string{"--socket-file", filepath.Join(t.TempDir(), "s.sock"), "--ssl-module", "none", "--peercreds", "--peercreds-allow-user", "no-such-user-tlsedge"}, `no user "no-such-user-tlsedge"`},
 		{"unknown group", []string{"--socket-file", filepath.Join(t.TempDir(), "s.sock"), "--ssl-module", "none", "--peercreds", "--peercreds-mount-allow", "/a=group:no-such-group-tlsedge"}, `no group "no-such-group-tlsedge"`},
 		{"certificate with no TLS", []string{"--ssl-module", "none", "--ssl-certificate", "/nope"}, "ssl_certificate: ssl_module none serves plain HTTP"},
@@ -41,6 +41,18 @@ func TestCheckFailsWhereStartWould(t *testing.T) {
 		})
 	}
 
+	// Checking the configuration of the tlsedge that serves the port, as an
+	// operator does before a reload, finds the port taken by that process:
+	// a note naming it, not a failure.
+	t.Run("port served by tlsedge", func(t *testing.T) {
+		port := strconv.Itoa(freePort(t))
+		p := start(t, "--socket-port", port)
+		code, stdout, stderr := run(t, "check", "--socket-port", port)
+		want := "is served by tlsedge (pid " + strconv.Itoa(p.cmd.Process.Pid) + ")"
+		if code != 0 || !strings.Contains(stdout, want) {
+			t.Fatalf("exit %d, want success and a note %q\nstdout:\n%s\nstderr:\n%s", code, want, stdout, stderr)
+		}
+	})
 	t.Run("writes nothing", func(t *testing.T) {
 		data := t.TempDir()
 		code, stdout, stderr := run(t, "check", "--socket-port", "0", "--data-dir", data)

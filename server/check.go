@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"tlsedge/tlsadapter"
@@ -17,10 +18,11 @@ import (
 // checkStartup finds what would stop Start, without binding for good or
 // writing anything: a socket directory that does not exist, an address
 // already taken or not allowed, and users or groups that do not exist.
-// Each error names its option and says what to do.
-func (s *Server) checkStartup() []error {
+// Each error names its option and says what to do. A port held by a running
+// tlsedge is a note, not an error: checking the configuration of the
+// process that serves it, before a reload, is what check is for.
+func (s *Server) checkStartup() (notes []string, errs []error) {
 	c := &s.cfg
-	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s%s: %s", c.KeyPrefix(), key, fmt.Sprintf(format, args...)))
 	}
@@ -43,7 +45,24 @@ func (s *Server) checkStartup() []error {
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				be := &bindError{Addr: addr, Err: err}
-				bad("socket_port", "%v; if that is this tlsedge running, a reload does not need the port but a restart does", be)
+				if !errors.Is(err, syscall.EADDRINUSE) {
+					bad("socket_port", "%v", be)
+					continue
+				}
+				pid, comm, exe, ok := portHolder(c.SocketPort)
+				switch {
+				case ok && isTLSEdge(comm, exe):
+					notes = append(notes, fmt.Sprintf("%ssocket_port: %s is served by tlsedge (pid %d); a reload (SIGHUP) keeps the port, a restart must stop that process first",
+						c.KeyPrefix(), addr, pid))
+				case ok:
+					name := comm
+					if exe != "" {
+						name = filepath.Base(exe) // comm is cut at 15 bytes
+					}
+					bad("socket_port", "cannot listen on %s: the port is held by %s (pid %d); stop it or choose another socket_port", addr, name, pid)
+				default:
+					bad("socket_port", "%v; if that is a tlsedge running, a reload does not need the port but a restart does", be)
+				}
 				continue
 			}
 			ln.Close()
@@ -79,7 +98,17 @@ func (s *Server) checkStartup() []error {
 			}
 		}
 	}
-	return errs
+	return notes, errs
+}
+
+// isTLSEdge reports whether a process, by its command name or executable,
+// is a tlsedge: this very binary, or one named tlsedge.
+func isTLSEdge(comm, exe string) bool {
+	if comm == "tlsedge" || filepath.Base(exe) == "tlsedge" {
+		return true
+	}
+	self, err := os.Executable()
+	return err == nil && exe != "" && self == exe
 }
 
 // tcpAddrs are the addresses Start binds for socket_host and socket_port.

@@ -464,14 +464,15 @@ func (s *Server) Check(ctx context.Context) ([]string, error) {
 	if _, err := policy.NewPeerPolicy(s.cfg.Peer, policy.PeerPolicyConfig{}); err != nil {
 		return nil, fmt.Errorf("%speercreds: %w", s.cfg.KeyPrefix(), err)
 	}
-	if err := errors.Join(s.checkStartup()...); err != nil {
-		return nil, err
+	notes, errs := s.checkStartup()
+	if err := errors.Join(errs...); err != nil {
+		return notes, err
 	}
 	p := tlsadapter.Params{
 		Options: s.cfg.TLS, Logger: s.log, Hosts: s.hosts(), Host: s.cfg.SocketHost, Port: s.cfg.SocketPort,
 		DataDir: s.cfg.DataDir, TLSConfig: s.cfg.TLSConfig, Storage: s.cfg.Storage,
 	}
-	var lines []string
+	lines := notes
 	report := tlsadapter.Check(s.cfg.TLS, s.hosts(), s.cfg.TLSConfig)
 	for l := range strings.SplitSeq(strings.TrimSpace(report.String()), "\n") {
 		if l != "" {
