@@ -65,7 +65,7 @@ func checkConfig(ctx context.Context, args []string, stdout io.Writer) error {
 	defer closeStorage()
 	logs := &accessLogs{stderr: io.Discard, byDest: map[string]*apps.AccessLog{}}
 	defer logs.Close()
-	e, err := buildEngine(o, st, log, logs)
+	e, err := buildEngine(o, &clusterState{storage: st}, log, logs)
 	if err != nil {
 		return err
 	}
@@ -99,6 +99,11 @@ func checkProcessFiles(p *Process) error {
 			errs = append(errs, config.KeyError("engine."+f.key, "directory %s: %v (create it, or choose another path)", dir, err))
 		} else if !fi.IsDir() {
 			errs = append(errs, config.KeyError("engine."+f.key, "%s is not a directory", dir))
+		}
+	}
+	if p.StorageKeyFile != "" {
+		if _, err := storage.ReadSecretFile(p.StorageKeyFile); err != nil {
+			errs = append(errs, config.KeyError("engine.storage_key_file", "%v", err))
 		}
 	}
 	return errors.Join(errs...)
