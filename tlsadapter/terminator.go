@@ -59,8 +59,8 @@ type Terminator struct {
 	// ticketsShared: the keys come from the cluster's ring (tickets.go).
 	ticketsRotated atomic.Int64
 	ticketsShared  bool
-	closeOnce sync.Once
-	closeErr  error
+	closeOnce      sync.Once
+	closeErr       error
 }
 
 // ChallengeResponder is implemented by adapters that must answer a CA's
