@@ -47,6 +47,9 @@ func checkConfig(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := checkProcessFiles(&o.Process); err != nil {
 		return o.Locate(err)
 	}
+	if err := needKeyFile(o); err != nil {
+		return o.Locate(err)
+	}
 	log := slog.New(slog.DiscardHandler)
 	if dsn := o.Process.Storage.DSN(); dsn != "" {
 		// The shared storage first: the servers' ACME checks read it.

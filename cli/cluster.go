@@ -36,6 +36,15 @@ func usesTickets(o *Options) bool {
 	return false
 }
 
+// needKeyFile refuses a PostgreSQL storage with session tickets on and no
+// storage_key_file: the nodes could not share ticket keys safely.
+func needKeyFile(o *Options) error {
+	if o.Process.Storage.DSN() == "" || !usesTickets(o) || o.Process.StorageKeyFile != "" {
+		return nil
+	}
+	return config.KeyError("storage_key_file", "is needed with a postgres:// storage: it seals the session-ticket keys the nodes share; give every node the same file (openssl rand -hex 32 > FILE; chmod 600 FILE), or set ssl_session_tickets false")
+}
+
 // openCluster opens engine.storage for a serving node (openStorage, the
 // schema migrated) and, with PostgreSQL, starts its health checks and the
 // shared session-ticket key rings, sealed with engine.storage_key_file:
@@ -47,8 +56,8 @@ func openCluster(ctx context.Context, o *Options, log *slog.Logger) (*clusterSta
 	dsn := o.Process.Storage.DSN()
 	var secret []byte
 	if dsn != "" && usesTickets(o) {
-		if o.Process.StorageKeyFile == "" {
-			return nil, nil, config.KeyError("storage_key_file", "is needed with a postgres:// storage: it seals the session-ticket keys the nodes share; give every node the same file (openssl rand -hex 32 > FILE; chmod 600 FILE), or set ssl_session_tickets false")
+		if err := needKeyFile(o); err != nil {
+			return nil, nil, err
 		}
 		var err error
 		if secret, err = storage.ReadSecretFile(o.Process.StorageKeyFile); err != nil {
