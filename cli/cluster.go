@@ -81,7 +81,11 @@ func openCluster(ctx context.Context, o *Options, log *slog.Logger) (*clusterSta
 	}
 	cl.monitor = storage.StartMonitor(pg, 0)
 	if secret != nil {
-		if cl.tickets, err = storage.NewTicketKeys(pg, secret); err != nil {
+		cl.tickets, err = storage.NewTicketKeys(pg, secret)
+		if err == nil {
+			err = cl.tickets.Verify(ctx)
+		}
+		if err != nil {
 			cl.monitor.Stop()
 			closeStorage()
 			return nil, nil, config.KeyError("storage_key_file", "%s", strings.TrimPrefix(err.Error(), "storage: "))

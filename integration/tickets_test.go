@@ -29,6 +29,7 @@ type cluster struct {
 	pg    *testenv.PostgresServer
 	dsn   string
 	ca    *testenv.CA
+	conf  string // the nodes' configuration file
 	nodes []*node
 }
 
@@ -51,6 +52,7 @@ func startCluster(t *testing.T, n int, rotation string) *cluster {
 		t.Fatal(err)
 	}
 	conf := filepath.Join(dir, "edge.conf")
+	c.conf = conf
 	writeFile(t, conf, fmt.Sprintf(`[global]
 engine.storage = "%s"
 engine.storage_key_file = "%s"
@@ -256,6 +258,14 @@ func TestTicketsResumeAcrossNodes(t *testing.T) {
 	hello(t, a.other, c.clientConfig(oc))
 	if !hello(t, cc.other, c.clientConfig(oc)) {
 		t.Error("a session of server other made on node A did not resume on node C's other")
+	}
+
+	// A node given another storage_key_file is refused at start.
+	wrongKey := filepath.Join(t.TempDir(), "other.key")
+	os.WriteFile(wrongKey, []byte(strings.Repeat("77", 32)), 0o600)
+	code, _, stderr := run(t, "--config", c.conf, "--storage-key-file", wrongKey, "--data-dir", t.TempDir())
+	if code == 0 || !strings.Contains(stderr, "storage_key_file") || !strings.Contains(stderr, "give every node the same file") {
+		t.Errorf("a node with another storage_key_file: exit %d, stderr %s; want a start-up error naming storage_key_file", code, stderr)
 	}
 
 	for _, n := range c.nodes {

@@ -204,3 +204,27 @@ func (tk *TicketKeys) open(name string, sealed []byte) ([][32]byte, error) {
 	}
 	return keys, nil
 }
+
+// Verify opens every ring stored so far: a node given another secret than
+// the nodes that wrote them learns it at start (ErrTicketSecret), rather
+// than serving keys of its own that no other node shares.
+func (tk *TicketKeys) Verify(ctx context.Context) error {
+	rows, err := tk.pg.pool.Query(ctx, `SELECT key, value FROM tlsedge_kv WHERE starts_with(key, $1)`, ticketKeyPrefix)
+	if err != nil {
+		return fmt.Errorf("storage: reading the session-ticket keys: %w", err)
+	}
+	type row struct {
+		Key   string
+		Value []byte
+	}
+	rings, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+	if err != nil {
+		return fmt.Errorf("storage: reading the session-ticket keys: %w", err)
+	}
+	for _, r := range rings {
+		if _, err := tk.open(r.Key, r.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -70,6 +70,12 @@ func TestTicketKeysShared(t *testing.T) {
 	if _, _, err := wrong.TicketKeys(ctx, "main", time.Nanosecond); !errors.Is(err, ErrTicketSecret) {
 		t.Fatalf("another secret: %v; want ErrTicketSecret", err)
 	}
+	if err := wrong.Verify(ctx); !errors.Is(err, ErrTicketSecret) {
+		t.Fatalf("Verify with another secret: %v; want ErrTicketSecret", err)
+	}
+	if err := ta.Verify(ctx); err != nil {
+		t.Fatalf("Verify with the ring's secret: %v", err)
+	}
 	if after, _ := a.Load(ctx, ticketKeyPrefix+"main"); !bytes.Equal(after, raw) {
 		t.Fatal("a node with another secret overwrote the ring")
 	}
