@@ -133,7 +133,7 @@ func (tk *TicketKeys) TicketKeys(ctx context.Context, ring string, rotation time
 	case !ok && found:
 		return keys, age, nil // another node is rotating: next read has it
 	case !ok:
-		return nil, 0, errRingPending
+		return tk.awaitRing(ctx, name)
 	}
 	defer tk.pg.Unlock(context.WithoutCancel(ctx), lock)
 	// Read again under the lock: another node may have just rotated.
@@ -152,6 +152,25 @@ func (tk *TicketKeys) TicketKeys(ctx context.Context, ring string, rotation time
 	}
 	tk.pg.log.Info("session-ticket keys rotated", "ring", ring, "kept", len(keys))
 	return keys, 0, nil
+}
+
+// awaitRing waits (a few seconds at most, or until ctx ends) for the ring
+// another node is making: nodes started together then all begin with the
+// shared key rather than one of their own.
+func (tk *TicketKeys) awaitRing(ctx context.Context, name string) ([][32]byte, time.Duration, error) {
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return nil, 0, errRingPending
+		case <-time.After(50 * time.Millisecond):
+		}
+		keys, age, found, err := tk.load(ctx, name)
+		if err != nil || found {
+			return keys, age, err
+		}
+	}
+	return nil, 0, errRingPending
 }
 
 // load reads and opens the ring at name, with its age by the database's

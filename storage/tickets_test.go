@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -85,6 +86,39 @@ func TestTicketKeysShared(t *testing.T) {
 	}
 	if _, _, err := ta.TicketKeys(ctx, "moved", time.Hour); !errors.Is(err, ErrTicketSecret) {
 		t.Fatalf("a ring copied to another server's row: %v; want ErrTicketSecret", err)
+	}
+}
+
+// TestTicketKeysFirstRingRace: nodes asking for a ring that does not exist
+// yet, all at once, all get the one ring the winner of its lock made.
+func TestTicketKeysFirstRingRace(t *testing.T) {
+	dsn := pg.DB(t)
+	const n = 4
+	var sources []*TicketKeys
+	for range n {
+		tk, err := NewTicketKeys(open(t, dsn, PostgresOptions{}), secret(3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sources = append(sources, tk)
+	}
+	got := make([][][32]byte, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, tk := range sources {
+		wg.Go(func() { got[i], _, errs[i] = tk.TicketKeys(context.Background(), "main", time.Hour) })
+	}
+	wg.Wait()
+	keys := map[[32]byte]bool{}
+	for i := range n {
+		if errs[i] != nil || len(got[i]) != 1 {
+			t.Errorf("node %d: %d keys, %v; want the one shared key", i, len(got[i]), errs[i])
+			continue
+		}
+		keys[got[i][0]] = true
+	}
+	if len(keys) > 1 {
+		t.Errorf("the nodes got %d different keys; want one", len(keys))
 	}
 }
 
