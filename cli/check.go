@@ -66,6 +66,9 @@ func checkConfig(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer closeStorage()
+	if err := checkTicketKeys(ctx, o, st, stdout); err != nil {
+		return err
+	}
 	logs := &accessLogs{stderr: io.Discard, byDest: map[string]*apps.AccessLog{}}
 	defer logs.Close()
 	e, err := buildEngine(o, &clusterState{storage: st}, log, logs)

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -123,4 +124,28 @@ func (cl *clusterState) status(term func() *tlsadapter.Terminator) apps.ClusterS
 		s.TicketKeysRotated, s.TicketKeysShared = t.TicketKeysRotated()
 	}
 	return s
+}
+
+// checkTicketKeys is the line `tlsedge check` prints for the shared
+// session-ticket keys: the stored rings open with storage_key_file, so this
+// node would share them rather than be refused at start.
+func checkTicketKeys(ctx context.Context, o *Options, st certmagic.Storage, out io.Writer) error {
+	pg, ok := st.(*storage.Postgres)
+	if !ok || o.Process.StorageKeyFile == "" || !usesTickets(o) {
+		return nil
+	}
+	secret, err := storage.ReadSecretFile(o.Process.StorageKeyFile)
+	if err == nil {
+		var tk *storage.TicketKeys
+		if tk, err = storage.NewTicketKeys(pg, secret); err == nil {
+			err = tk.Verify(ctx)
+		}
+	}
+	if err != nil {
+		msg := strings.TrimPrefix(err.Error(), "storage: ")
+		fmt.Fprintln(out, "FAIL storage ticket keys: "+msg)
+		return config.KeyError("storage_key_file", "%s", msg)
+	}
+	fmt.Fprintln(out, "ok   storage ticket keys: the stored session-ticket keys open with storage_key_file")
+	return nil
 }

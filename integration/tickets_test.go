@@ -268,6 +268,16 @@ func TestTicketsResumeAcrossNodes(t *testing.T) {
 		t.Errorf("a node with another storage_key_file: exit %d, stderr %s; want a start-up error naming storage_key_file", code, stderr)
 	}
 
+	// tlsedge check says so too, and passes with the right file.
+	code, stdout, _ := run(t, "check", "--config", c.conf, "--storage-key-file", wrongKey, "--data-dir", t.TempDir())
+	if code == 0 || !strings.Contains(stdout, "FAIL storage ticket keys") {
+		t.Errorf("check with another storage_key_file: exit %d\n%s", code, stdout)
+	}
+	code, stdout, stderr = run(t, "check", "--config", c.conf, "--data-dir", t.TempDir())
+	if code != 0 || !strings.Contains(stdout, "ok   storage ticket keys") {
+		t.Errorf("check with the nodes' storage_key_file: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+
 	for _, n := range c.nodes {
 		s := c.status(n)
 		if s.Storage != "postgres" || !s.StorageUp || !s.TicketKeysShared || s.TicketKeysRotated.IsZero() || s.Node == "" {

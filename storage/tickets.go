@@ -229,6 +229,9 @@ func (tk *TicketKeys) open(name string, sealed []byte) ([][32]byte, error) {
 // than serving keys of its own that no other node shares.
 func (tk *TicketKeys) Verify(ctx context.Context) error {
 	rows, err := tk.pg.pool.Query(ctx, `SELECT key, value FROM tlsedge_kv WHERE starts_with(key, $1)`, ticketKeyPrefix)
+	if missingTable(err) {
+		return nil // no node has created the schema yet
+	}
 	if err != nil {
 		return fmt.Errorf("storage: reading the session-ticket keys: %w", err)
 	}
@@ -237,6 +240,9 @@ func (tk *TicketKeys) Verify(ctx context.Context) error {
 		Value []byte
 	}
 	rings, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+	if missingTable(err) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("storage: reading the session-ticket keys: %w", err)
 	}
