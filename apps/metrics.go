@@ -68,6 +68,9 @@ type Sources struct {
 	// Servers lists every server of the process, for the status page's
 	// overview; nil shows only this one.
 	Servers func() []ServerSummary
+	// Cluster is the node's id, the shared storage's health and locks and
+	// the server's session-ticket keys (cluster.go); nil leaves them out.
+	Cluster func() ClusterStatus
 }
 
 // ServerSummary is one server of the process, as the status page lists it.
@@ -274,6 +277,9 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		descBytes, descWorkSeconds, descHandshakes, descHSFailures, descPlaintext, descCertExpiry, descACME} {
 		ch <- d
 	}
+	for _, d := range clusterDescs {
+		ch <- d
+	}
 }
 
 func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
@@ -288,6 +294,9 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if m.src.TLS != nil {
 		collectTLS(ch, m.server, m.src.TLS())
+	}
+	if m.src.Cluster != nil {
+		collectCluster(ch, m.server, m.src.Cluster())
 	}
 }
 
@@ -424,6 +433,7 @@ type Snapshot struct {
 	TLS      *TLSStats         `json:"tls,omitempty"`
 	// CertDaysLeft mirrors TLS.Certificates, computed at Time.
 	CertDaysLeft map[string]float64 `json:"cert_days_left,omitempty"`
+	Cluster      *ClusterStatus     `json:"cluster,omitempty"`
 }
 
 // RouteSnapshot is one route's figures.
@@ -494,6 +504,10 @@ func (m *Metrics) Snapshot() Snapshot {
 	}
 	if m.src.Servers != nil {
 		s.Servers = m.src.Servers()
+	}
+	if m.src.Cluster != nil {
+		c := m.src.Cluster()
+		s.Cluster = &c
 	}
 	return s
 }

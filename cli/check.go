@@ -47,6 +47,9 @@ func checkConfig(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := checkProcessFiles(&o.Process); err != nil {
 		return o.Locate(err)
 	}
+	if err := needKeyFile(o); err != nil {
+		return o.Locate(err)
+	}
 	log := slog.New(slog.DiscardHandler)
 	if dsn := o.Process.Storage.DSN(); dsn != "" {
 		// The shared storage first: the servers' ACME checks read it.
@@ -63,9 +66,12 @@ func checkConfig(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer closeStorage()
+	if err := checkTicketKeys(ctx, o, st, stdout); err != nil {
+		return err
+	}
 	logs := &accessLogs{stderr: io.Discard, byDest: map[string]*apps.AccessLog{}}
 	defer logs.Close()
-	e, err := buildEngine(o, st, log, logs)
+	e, err := buildEngine(o, &clusterState{storage: st}, log, logs)
 	if err != nil {
 		return err
 	}
@@ -99,6 +105,11 @@ func checkProcessFiles(p *Process) error {
 			errs = append(errs, config.KeyError("engine."+f.key, "directory %s: %v (create it, or choose another path)", dir, err))
 		} else if !fi.IsDir() {
 			errs = append(errs, config.KeyError("engine."+f.key, "%s is not a directory", dir))
+		}
+	}
+	if p.StorageKeyFile != "" {
+		if _, err := storage.ReadSecretFile(p.StorageKeyFile); err != nil {
+			errs = append(errs, config.KeyError("engine.storage_key_file", "%v", err))
 		}
 	}
 	return errors.Join(errs...)

@@ -28,14 +28,15 @@ type Process struct {
 	Config  string `opt:"config" group:"Process" help:"read options from this INI file ([global] with server.KEY = value); flags override it"`
 	DataDir string `opt:"data_dir" group:"Process" help:"where the local CA and ACME data live (default: $XDG_DATA_HOME/tlsedge or ~/.local/share/tlsedge)"`
 	// Storage is parsed once, when set: a bad URL is an error at load.
-	Storage   storage.Location `opt:"storage" group:"Process" help:"state shared by the nodes of a cluster (ACME accounts, certificates, locks): a directory, or postgres://USER@HOST:PORT/DB with the password in PGPASSWORD, PGPASSFILE or ~/.pgpass (default: files under data_dir; acme_storage still wins)"`
-	Pidfile   string           `opt:"pidfile" group:"Process" help:"write the process ID here once the listeners are up; removed on exit"`
-	Daemonize bool             `opt:"daemonize" default:"false" group:"Process" help:"detach into the background; exits 0 only once the server is serving"`
-	User      string           `opt:"user" group:"Process" help:"after binding, run as this user (name or uid)"`
-	Group     string           `opt:"group" group:"Process" help:"after binding, run as this group (default: the user's primary group)"`
-	LogFormat string           `opt:"log_format" default:"text" group:"Logging" help:"log format: text or json"`
-	LogLevel  string           `opt:"log_level" default:"info" group:"Logging" help:"least severe level logged: debug, info, warn or error"`
-	LogFile   string           `opt:"log_file" group:"Logging" help:"append logs to this file instead of stderr"`
+	Storage        storage.Location `opt:"storage" group:"Process" help:"state shared by the nodes of a cluster (ACME accounts, certificates, locks): a directory, or postgres://USER@HOST:PORT/DB with the password in PGPASSWORD, PGPASSFILE or ~/.pgpass (default: files under data_dir; acme_storage still wins)"`
+	StorageKeyFile string           `opt:"storage_key_file" group:"Process" help:"with a postgres:// storage: a file holding 32 random bytes as hex or base64 (openssl rand -hex 32; mode 600), the same on every node, that seals the session-ticket keys the nodes share; required there unless every server has ssl_session_tickets false"`
+	Pidfile        string           `opt:"pidfile" group:"Process" help:"write the process ID here once the listeners are up; removed on exit"`
+	Daemonize      bool             `opt:"daemonize" default:"false" group:"Process" help:"detach into the background; exits 0 only once the server is serving"`
+	User           string           `opt:"user" group:"Process" help:"after binding, run as this user (name or uid)"`
+	Group          string           `opt:"group" group:"Process" help:"after binding, run as this group (default: the user's primary group)"`
+	LogFormat      string           `opt:"log_format" default:"text" group:"Logging" help:"log format: text or json"`
+	LogLevel       string           `opt:"log_level" default:"info" group:"Logging" help:"least severe level logged: debug, info, warn or error"`
+	LogFile        string           `opt:"log_file" group:"Logging" help:"append logs to this file instead of stderr"`
 
 	Control control.Options // control_socket and who may use it
 }

@@ -58,6 +58,7 @@ func newLogger(p *Process, stderr io.Writer) (*slog.Logger, *logFile, error) {
 type edge struct {
 	*server.Engine
 	storage certmagic.Storage // engine.storage; nil: files under the data directory
+	cluster *clusterState     // the same, with what the status page says of it
 	log     *slog.Logger
 	logs    *accessLogs
 	reg     *tlsadapter.Registry
@@ -89,7 +90,7 @@ func openStorage(ctx context.Context, o *Options, log *slog.Logger, migrate bool
 
 // buildEngine builds the servers the options describe, sharing st (see
 // openStorage).
-func buildEngine(o *Options, st certmagic.Storage, log *slog.Logger, logs *accessLogs) (*edge, error) {
+func buildEngine(o *Options, cl *clusterState, log *slog.Logger, logs *accessLogs) (*edge, error) {
 	if o.Process.DataDir == "" {
 		d, err := server.DefaultDataDir()
 		if err != nil {
@@ -101,7 +102,7 @@ func buildEngine(o *Options, st certmagic.Storage, log *slog.Logger, logs *acces
 	if err != nil {
 		return nil, err
 	}
-	e := &edge{Engine: &server.Engine{}, storage: st, log: log, logs: logs, reg: tlsadapter.NewRegistry(), metrics: map[string]*apps.Metrics{}}
+	e := &edge{Engine: &server.Engine{}, storage: cl.storage, cluster: cl, log: log, logs: logs, reg: tlsadapter.NewRegistry(), metrics: map[string]*apps.Metrics{}}
 	for i, c := range o.Servers() {
 		c.Listeners = inherited[i]
 		var s *server.Server // the metrics read it at the first scrape, after New
@@ -111,6 +112,7 @@ func buildEngine(o *Options, st certmagic.Storage, log *slog.Logger, logs *acces
 			TLS:     tlsStats(func() *tlsadapter.Terminator { return s.Terminator() }),
 			Version: buildVersion,
 			Servers: e.summaries,
+			Cluster: func() apps.ClusterStatus { return cl.status(func() *tlsadapter.Terminator { return s.Terminator() }) },
 		})
 		if err := e.wire(&c, o); err != nil {
 			return nil, err
@@ -128,6 +130,7 @@ func buildEngine(o *Options, st certmagic.Storage, log *slog.Logger, logs *acces
 // welcome page), its metrics, its access log and request ids.
 func (e *edge) wire(c *server.Config, o *Options) error {
 	c.Registry, c.DataDir, c.Logger, c.Storage = e.reg, o.Process.DataDir, e.log, e.storage
+	c.TicketKeys = e.cluster.ticketKeys()
 	if c.Mount.Len() == 0 && len(c.Handlers) == 0 {
 		c.Handlers = map[string]http.Handler{"/": welcomeHandler()}
 	}
@@ -284,12 +287,12 @@ func serveForeground(ctx context.Context, args []string, o *Options, stdout, std
 
 	logs := &accessLogs{stderr: stderr, byDest: map[string]*apps.AccessLog{}}
 	defer logs.Close()
-	st, closeStorage, err := openStorage(ctx, o, log, true)
+	cl, closeStorage, err := openCluster(ctx, o, log)
 	if err != nil {
 		return err
 	}
 	defer closeStorage() // after the servers stop: releases this node's locks
-	e, err := buildEngine(o, st, log, logs)
+	e, err := buildEngine(o, cl, log, logs)
 	if err != nil {
 		return err
 	}

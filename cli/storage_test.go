@@ -165,3 +165,41 @@ func TestStorageOptionParsed(t *testing.T) {
 }
 
 func writeFile0600(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
+
+// TestStorageKeyFileRequired: a postgres:// storage with session tickets on
+// needs storage_key_file, at start-up and in check, before any connection;
+// a file others may read, or one too short, is refused naming the option.
+func TestStorageKeyFileRequired(t *testing.T) {
+	dsn := "postgres://edge@127.0.0.1:1/none?sslmode=disable&connect_timeout=2"
+	dir := t.TempDir()
+	loose, short := dir+"/loose", dir+"/short"
+	os.WriteFile(loose, []byte(strings.Repeat("ab", 32)), 0o644)
+	os.Chmod(loose, 0o644)
+	os.WriteFile(short, []byte("abcd"), 0o600)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"serve without", []string{"--storage", dsn}, "storage_key_file: is needed with a postgres:// storage"},
+		{"check without", []string{"check", "--storage", dsn}, "storage_key_file: is needed with a postgres:// storage"},
+		{"serve, group-readable", []string{"--storage", dsn, "--storage-key-file", loose}, "chmod 600"},
+		{"check, short", []string{"check", "--storage", dsn, "--storage-key-file", short}, "needs at least 32"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var out bytes.Buffer
+			err := run(ctx, append(tc.args, "--data-dir", t.TempDir(), "--socket-port", "0"), &out, &out)
+			if err == nil || !strings.Contains(err.Error(), "storage_key_file") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("%v; want an error naming storage_key_file saying %q\n%s", err, tc.want, out.String())
+			}
+		})
+	}
+	// Tickets off: no file needed (check then fails only on the database).
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"check", "--storage", dsn, "--ssl-session-tickets=false", "--data-dir", t.TempDir(), "--socket-port", "0"}, &out, &out)
+	if err == nil || strings.Contains(err.Error(), "storage_key_file") {
+		t.Fatalf("tickets off: %v; want only the database's failure", err)
+	}
+}

@@ -66,6 +66,10 @@ type Config struct {
 	// the acme module keeps its accounts, certificates and locks there unless
 	// acme_storage names a directory. Nil means files under DataDir.
 	Storage certmagic.Storage `opt:"-"`
+	// TicketKeys is the session-ticket key ring the nodes of a cluster
+	// share (engine.storage on PostgreSQL); nil: each server rotates keys
+	// of its own in memory.
+	TicketKeys tlsadapter.TicketKeySource `opt:"-"`
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger `opt:"-"`
 }

@@ -134,6 +134,7 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 		g.term, err = c.Registry.New(ctx, c.TLS.SSLModule, tlsadapter.Params{
 			Options: c.TLS, Logger: s.log, Hosts: s.hosts(), Host: host, Port: port,
 			DataDir: c.DataDir, TLSConfig: c.TLSConfig, Storage: c.Storage,
+			Server: c.Name, TicketKeys: c.TicketKeys,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%sssl_module %s: %w", c.KeyPrefix(), c.TLS.SSLModule, err)

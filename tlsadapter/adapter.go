@@ -63,6 +63,14 @@ type Params struct {
 	// storage nodes of a cluster share (engine.storage). Nil means files
 	// under DataDir/acme.
 	Storage certmagic.Storage
+	// Server is the server's name ("" or "main" for the main server). It
+	// names the server's session-ticket key ring: one ring per server, so
+	// a ticket one server issued never resumes on another.
+	Server string
+	// TicketKeys is the session-ticket key ring the nodes of a cluster
+	// share (engine.storage on PostgreSQL); nil: keys of this process's
+	// own, rotated in memory.
+	TicketKeys TicketKeySource
 	// TLSConfig is the seeds' ssl_context: a whole *tls.Config from a library
 	// user. Adapters that honour it use it as their base; nil otherwise.
 	TLSConfig *tls.Config

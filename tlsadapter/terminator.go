@@ -55,8 +55,12 @@ type Terminator struct {
 	timeout   time.Duration
 	cancel    context.CancelFunc
 	rotation  chan struct{} // closed when the ticket rotation goroutine ends
-	closeOnce sync.Once
-	closeErr  error
+	// ticketsRotated is when the ticket key in front was made (Unix ns);
+	// ticketsShared: the keys come from the cluster's ring (tickets.go).
+	ticketsRotated atomic.Int64
+	ticketsShared  bool
+	closeOnce      sync.Once
+	closeErr       error
 }
 
 // ChallengeResponder is implemented by adapters that must answer a CA's
@@ -127,7 +131,7 @@ func newTerminator(module string, p Params, src Adapter) (*Terminator, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.cancel = cancel
 	t.rotation = make(chan struct{})
-	go t.rotateTicketKeys(ctx)
+	t.startTicketKeys(ctx, p)
 	return t, nil
 }
 
@@ -342,12 +346,10 @@ func (t *Terminator) configForClient(h *tls.ClientHelloInfo) (*tls.Config, error
 // rotateTicketKeys installs a fresh session-ticket key every rotation period
 // and keeps the one before it, so a ticket resumes for at most two periods
 // (24 hours at the default rotation of 12), then needs a full handshake.
-func (t *Terminator) rotateTicketKeys(ctx context.Context) {
+// These keys are this terminator's own: the single-node case (a cluster
+// shares a ring instead, see shareTicketKeys).
+func (t *Terminator) rotateTicketKeys(ctx context.Context, every time.Duration) {
 	defer close(t.rotation)
-	every := t.opts.SSLSessionTicketKeyRotation
-	if every <= 0 {
-		every = defaults.SSLSessionTicketKeyRotation
-	}
 	var keys [][32]byte
 	rotate := func() {
 		var k [32]byte
@@ -357,6 +359,7 @@ func (t *Terminator) rotateTicketKeys(ctx context.Context) {
 			keys = keys[:ticketKeysKept]
 		}
 		t.base.SetSessionTicketKeys(keys)
+		t.ticketsRotated.Store(time.Now().UnixNano())
 	}
 	rotate()
 	tk := time.NewTicker(every)
