@@ -206,7 +206,11 @@ func validations(t testing.TB, nodes []*clusterNode, skip map[int]int) (served, 
 				if l["distributed"] == true {
 					distributed++
 				}
-				t.Logf("node %d answered a %v validation for %v (from the shared storage: %v)", i+1, l["challenge"], l["identifier"], l["distributed"])
+				name := l["identifier"] // http-01; tls-alpn-01 logs the SNI
+				if name == nil {
+					name = l["server_name"]
+				}
+				t.Logf("node %d answered a %v validation for %v (from the shared storage: %v)", i+1, l["challenge"], name, l["distributed"])
 			}
 		}
 	}
