@@ -2,8 +2,8 @@ package tlsadapter
 
 import (
 	"context"
-	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,45 +29,32 @@ func pgNode(t *testing.T, dsn string) *storage.Postgres {
 	return s
 }
 
-// startPGNode is startACMEServer with Params.Storage set and acme_storage
-// unset: the adapter keeps everything in the shared database.
-func startPGNode(t *testing.T, port int, o ACMEOptions, st *storage.Postgres, log *slog.Logger) (*acmeTestServer, error) {
+// pebbleOnPostgres starts a PostgreSQL server with an empty database and
+// pebble, and returns the database's URL and options pointing at pebble.
+// Nodes get the database through acmeNode.Storage (pgNode).
+func pebbleOnPostgres(t *testing.T, cfg integration.PebbleConfig, challenges ...string) (*integration.Pebble, ACMEOptions, string) {
 	t.Helper()
-	if port == 0 {
-		port = integration.FreePort(t)
-	}
-	o.Storage = ""
-	ad, err := NewRegistry().New(context.Background(), "acme", Params{
-		Options: Options{SSLModule: "acme", ACME: o},
-		Logger:  log,
-		Host:    "127.0.0.1",
-		Port:    port,
-		DataDir: t.TempDir(), // per node: nothing of the certificate may come from here
-		Storage: st,
-	})
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", integration.HostPort(port))
-	if err != nil {
-		ad.Close()
-		t.Fatal(err)
-	}
-	return serveACME(t, ad, ln), nil
+	pgs := testenv.Postgres(t)
+	dsn := pgs.CreateDB(t, "cluster")
+	pb := integration.StartPebble(t, cfg)
+	o := pebbleOptions(t, pb, challenges...)
+	o.Storage = "" // acme_storage would name a directory instead
+	return pb, o, dsn
+}
+
+// pgNodeN is a cluster node on dsn: its own pool and a logger naming it.
+func pgNodeN(t *testing.T, dsn string, n int) acmeNode {
+	return acmeNode{Storage: pgNode(t, dsn), Log: testLogger(t).With("node", n)}
 }
 
 // TestACMEPostgresSecondNode: node 1 obtains a certificate from pebble into
 // PostgreSQL; node 2, with its own pool and an empty data directory, serves
 // the same certificate at start-up without placing an order.
 func TestACMEPostgresSecondNode(t *testing.T) {
-	pgs := testenv.Postgres(t)
-	dsn := pgs.CreateDB(t, "cluster")
-	pb := integration.StartPebble(t, integration.PebbleConfig{})
-	o := pebbleOptions(t, pb, ChallengeHTTP01)
+	pb, o, dsn := pebbleOnPostgres(t, integration.PebbleConfig{}, ChallengeHTTP01)
 	o.Domains = []string{"pg.example.com"}
-	o.Storage = "" // acme_storage would name a directory instead
 
-	n1, err := startPGNode(t, 0, o, pgNode(t, dsn), testLogger(t).With("node", 1))
+	n1, err := pgNodeN(t, dsn, 1).start(t, 0, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +71,7 @@ func TestACMEPostgresSecondNode(t *testing.T) {
 	// 80 of its own; it must need no challenge at all).
 	o2 := o
 	o2.Challenges = []string{ChallengeTLSALPN01}
-	n2, err := startPGNode(t, 0, o2, pgNode(t, dsn), testLogger(t).With("node", 2))
+	n2, err := pgNodeN(t, dsn, 2).start(t, 0, o2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,21 +125,18 @@ func TestACMEPostgresSecondNode(t *testing.T) {
 // empty database place one order between them: the one that takes the
 // issue lock orders, the other waits on the lock and then loads.
 func TestACMEPostgresNodesStartTogether(t *testing.T) {
-	pgs := testenv.Postgres(t)
-	dsn := pgs.CreateDB(t, "cluster")
-	pb := integration.StartPebble(t, integration.PebbleConfig{})
-	o := pebbleOptions(t, pb, ChallengeHTTP01)
+	pb, o, dsn := pebbleOnPostgres(t, integration.PebbleConfig{}, ChallengeHTTP01)
 	o.Domains = []string{"together.example.com"}
 	o2 := o
 	o2.Challenges = []string{ChallengeTLSALPN01}
 
-	st1, st2 := pgNode(t, dsn), pgNode(t, dsn)
+	node1, node2 := pgNodeN(t, dsn, 1), pgNodeN(t, dsn, 2)
 	var wg sync.WaitGroup
 	var n1, n2 *acmeTestServer
 	var err1, err2 error
 	start := time.Now()
-	wg.Go(func() { n1, err1 = startPGNode(t, 0, o, st1, testLogger(t).With("node", 1)) })
-	wg.Go(func() { n2, err2 = startPGNode(t, pb.TLSPort, o2, st2, testLogger(t).With("node", 2)) })
+	wg.Go(func() { n1, err1 = node1.start(t, 0, o) })
+	wg.Go(func() { n2, err2 = node2.start(t, pb.TLSPort, o2) })
 	wg.Wait()
 	if err1 != nil || err2 != nil {
 		t.Fatalf("node 1: %v; node 2: %v", err1, err2)
@@ -175,5 +159,80 @@ func TestACMEPostgresNodesStartTogether(t *testing.T) {
 	}
 	if got := n1.a.ACMEStats().Obtained + n2.a.ACMEStats().Obtained; got != 1 {
 		t.Errorf("obtained %d between the nodes, want 1", got)
+	}
+}
+
+// TestACMEPostgresProbesReachAnyNode: three nodes behind a TCP balancer on
+// pebble's tls-alpn-01 port, built in the server's order (listen, build the
+// adapter, accept, Start) and started together. One order is placed, and
+// pebble's probes, dealt one per node by the balancer, are each answered by
+// Wrap on the node they reach: on the two that did not place the order,
+// from the challenge the orderer put in the shared storage.
+func TestACMEPostgresProbesReachAnyNode(t *testing.T) {
+	ports := make([]int, 3)
+	var backends []string
+	for i := range ports {
+		ports[i] = integration.FreePort(t)
+		backends = append(backends, integration.HostPort(ports[i]))
+	}
+	lbPort := integration.FreePort(t)
+	pb, o, dsn := pebbleOnPostgres(t, integration.PebbleConfig{TLSPort: lbPort}, ChallengeTLSALPN01)
+	lb := integration.StartBalancer(t, lbPort, backends...)
+	o.Domains = []string{"probes.example.com"}
+
+	servers := make([]*acmeTestServer, len(ports))
+	for i, port := range ports {
+		ln, err := net.Listen("tcp", integration.HostPort(port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ad, err := pgNodeN(t, dsn, i+1).adapter(t, port, o)
+		if err != nil {
+			ln.Close()
+			t.Fatal(err)
+		}
+		servers[i] = serveACME(t, ad, ln)
+	}
+	if pb.Orders() != 0 {
+		t.Fatal("a factory placed an order though its listener was not accepting")
+	}
+	errs := make([]error, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		wg.Go(func() { errs[i] = s.t.Adapter().(ACMEStarter).Start(context.Background()) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d: %v", i+1, err)
+		}
+	}
+	if n := pb.Orders(); n != 1 {
+		t.Errorf("pebble saw %d orders, want 1", n)
+	}
+	roots := pb.Roots(t)
+	var serials []string
+	var obtained int64
+	for i, s := range servers {
+		leaf, err := s.get("probes.example.com", roots)
+		if err != nil {
+			t.Fatalf("node %d: %v", i+1, err)
+		}
+		serials = append(serials, leaf.SerialNumber.Text(16))
+		st := s.a.ACMEStats()
+		obtained += st.Obtained
+		t.Logf("node %d: obtained %d, probes answered %d, serial %s", i+1, st.Obtained, s.probes.Load(), serials[i])
+		if s.probes.Load() == 0 {
+			t.Errorf("node %d answered no probe (balancer: %v)", i+1, lb.Counts())
+		}
+	}
+	if serials[0] != serials[1] || serials[1] != serials[2] {
+		t.Errorf("nodes serve different certificates: %v", serials)
+	}
+	if obtained != 1 {
+		t.Errorf("obtained %d between the nodes, want 1", obtained)
+	}
+	if strings.Contains(pb.Log(), "set INVALID") {
+		t.Error("a validation failed")
 	}
 }
