@@ -15,9 +15,9 @@ import (
 // backend once per round, in random order), so a handful of consecutive
 // connections - the several probes of one ACME validation - cannot all land
 // on the same node by chance. A backend that refuses the connection (a node
-// that is down) is skipped for the next one in the deck, as a balancer's
-// health check would; the client sees a failure only when every backend
-// refuses.
+// that is down, or not listening yet) is passed over for the others, tried
+// in random order, as a balancer with health checks or connect retries
+// does; the client sees a failure only when every backend refuses.
 type Balancer struct {
 	Port int
 
@@ -119,16 +119,25 @@ func (b *Balancer) untrack(c net.Conn) {
 	b.mu.Unlock()
 }
 
-// next draws the next backend from the deck, reshuffling an empty one.
-func (b *Balancer) next() string {
+// candidates is the order in which one connection tries the backends: the
+// next card of the deck first, then every other backend once, shuffled.
+// Each connection tries every backend, however many connections draw from
+// the deck at once.
+func (b *Balancer) candidates() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.deck) == 0 {
 		b.deck = rand.Perm(len(b.backends))
 	}
-	i := b.deck[0]
+	first := b.deck[0]
 	b.deck = b.deck[1:]
-	return b.backends[i]
+	out := []string{b.backends[first]}
+	for _, i := range rand.Perm(len(b.backends)) {
+		if i != first {
+			out = append(out, b.backends[i])
+		}
+	}
+	return out
 }
 
 func (b *Balancer) relay(client net.Conn) {
@@ -137,8 +146,7 @@ func (b *Balancer) relay(client net.Conn) {
 	defer client.Close()
 	var upstream net.Conn
 	var target string
-	for range len(b.backends) {
-		target = b.next()
+	for _, target = range b.candidates() {
 		c, err := net.DialTimeout("tcp", target, 2*time.Second)
 		if err == nil {
 			upstream = c

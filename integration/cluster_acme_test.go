@@ -463,6 +463,9 @@ func TestClusterACME(t *testing.T) {
 	stopLoop()
 	t.Logf("%d requests through the balancer across the crash, %d failed; balancer: %v, %d refused",
 		requests, len(failures), tlsLB.Counts(), tlsLB.Refused())
+	if n := httpLB.Refused() + tlsLB.Refused(); n != 0 {
+		t.Errorf("%d connections found no node to take them", n)
+	}
 	for _, f := range failures {
 		t.Error(f)
 	}
