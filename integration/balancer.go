@@ -31,6 +31,8 @@ type Balancer struct {
 	wg       sync.WaitGroup
 	conns    map[net.Conn]struct{}
 	closed   bool
+	gate     chan struct{} // non-nil while Hold holds new connections
+	waiting  int           // connections held at the gate
 }
 
 // StartBalancer listens on 127.0.0.1:port (0: a free port) and relays to
@@ -70,6 +72,34 @@ func (b *Balancer) Refused() int {
 	return b.refused
 }
 
+// Hold makes new connections wait, accepted but not yet relayed, until
+// Release: a test lines events up with it (a CA's probes reaching the nodes
+// only once a node is in the state the test wants).
+func (b *Balancer) Hold() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.gate == nil {
+		b.gate = make(chan struct{})
+	}
+}
+
+// Release relays the held connections and stops holding.
+func (b *Balancer) Release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.gate != nil {
+		close(b.gate)
+		b.gate = nil
+	}
+}
+
+// Waiting is how many connections Hold holds now.
+func (b *Balancer) Waiting() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.waiting
+}
+
 // Close stops accepting and cuts every relayed connection.
 func (b *Balancer) Close() {
 	b.mu.Lock()
@@ -78,6 +108,10 @@ func (b *Balancer) Close() {
 		return
 	}
 	b.closed = true
+	if b.gate != nil {
+		close(b.gate)
+		b.gate = nil
+	}
 	b.ln.Close()
 	for c := range b.conns {
 		c.Close()
@@ -144,6 +178,18 @@ func (b *Balancer) relay(client net.Conn) {
 	defer b.wg.Done()
 	defer b.untrack(client)
 	defer client.Close()
+	b.mu.Lock()
+	gate := b.gate
+	if gate != nil {
+		b.waiting++
+	}
+	b.mu.Unlock()
+	if gate != nil {
+		<-gate
+		b.mu.Lock()
+		b.waiting--
+		b.mu.Unlock()
+	}
 	var upstream net.Conn
 	var target string
 	for _, target = range b.candidates() {

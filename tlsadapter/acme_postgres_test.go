@@ -236,3 +236,115 @@ func TestACMEPostgresProbesReachAnyNode(t *testing.T) {
 		t.Error("a validation failed")
 	}
 }
+
+// signalWriter passes log output on to the test and closes seen the first
+// time a line contains want.
+type signalWriter struct {
+	t    testing.TB
+	want string
+	once sync.Once
+	seen chan struct{}
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), w.want) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return testWriter{w.t}.Write(p)
+}
+
+// TestACMEPostgresWaitingNodeAnswersProbes: a node whose start-up obtain
+// waits on a lock another node holds still answers that node's tls-alpn-01
+// probes. Node 1 takes the issue lock and orders, validated by tls-alpn-01
+// through the balancer (it enables only that, so the test knows how its
+// order is validated). Node 2, with both challenges as a cluster node
+// usually has, starts meanwhile on its already bound listener and waits for
+// the same lock. The balancer holds pebble's probes until node 2 waits, then
+// deals them to both nodes. Before, node 2's start-up obtain ran in the
+// factory, before the server accepts (http-01 needs no accepting listener),
+// so the probes dealt to it sat in the listen backlog until pebble gave up
+// after 15 s and failed node 1's order.
+func TestACMEPostgresWaitingNodeAnswersProbes(t *testing.T) {
+	p1, p2, lbPort := integration.FreePort(t), integration.FreePort(t), integration.FreePort(t)
+	pb, o, dsn := pebbleOnPostgres(t, integration.PebbleConfig{TLSPort: lbPort}, ChallengeHTTP01, ChallengeTLSALPN01)
+	o.Domains = []string{"waiting.example.com"}
+	lb := integration.StartBalancer(t, lbPort, integration.HostPort(p1), integration.HostPort(p2))
+	lb.Hold()
+	ctx := context.Background()
+
+	o1 := o
+	o1.Challenges = []string{ChallengeTLSALPN01}
+	ln1, err := net.Listen("tcp", integration.HostPort(p1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad1, err := pgNodeN(t, dsn, 1).adapter(t, p1, o1)
+	if err != nil {
+		ln1.Close()
+		t.Fatal(err)
+	}
+	s1 := serveACME(t, ad1, ln1)
+	start1 := make(chan error, 1)
+	go func() { start1 <- ad1.Adapter().(ACMEStarter).Start(ctx) }()
+	for deadline := time.Now().Add(20 * time.Second); lb.Waiting() < 3; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pebble's probes did not reach the balancer (%d waiting)", lb.Waiting())
+		}
+	}
+
+	// Node 2 starts the way the server starts it: listener bound first.
+	log2 := &signalWriter{t: t, want: "acquiring lock", seen: make(chan struct{})}
+	node2 := acmeNode{Storage: pgNode(t, dsn), Log: testLoggerTo(log2).With("node", 2)}
+	ln2, err := net.Listen("tcp", integration.HostPort(p2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s2 *acmeTestServer
+	start2 := make(chan error, 1)
+	go func() {
+		ad2, err := node2.adapter(t, p2, o)
+		if err != nil {
+			ln2.Close()
+			start2 <- err
+			return
+		}
+		s2 = serveACME(t, ad2, ln2)
+		start2 <- ad2.Adapter().(ACMEStarter).Start(ctx)
+	}()
+	select {
+	case <-log2.seen:
+	case err := <-start2:
+		t.Fatalf("node 2 started without waiting for node 1's lock: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("node 2 never asked for the issue lock")
+	}
+	time.Sleep(100 * time.Millisecond) // into its wait
+	lb.Release()
+
+	begin := time.Now()
+	if err := <-start1; err != nil {
+		t.Fatalf("node 1's order failed after %s: %v", time.Since(begin).Round(time.Millisecond), err)
+	}
+	t.Logf("node 1 obtained %s after the probes were released", time.Since(begin).Round(time.Millisecond))
+	if err := <-start2; err != nil {
+		t.Fatalf("node 2: %v", err)
+	}
+	if s2.probes.Load() == 0 {
+		t.Errorf("node 2 answered none of the probes (balancer: %v)", lb.Counts())
+	}
+	roots := pb.Roots(t)
+	c1, err := s1.get("waiting.example.com", roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := s2.get("waiting.example.com", roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c1.SerialNumber.Cmp(c2.SerialNumber) != 0 {
+		t.Errorf("nodes serve different certificates: %x, %x", c1.SerialNumber, c2.SerialNumber)
+	}
+	if n := pb.Orders(); n != 1 || strings.Contains(pb.Log(), "set INVALID") {
+		t.Errorf("pebble saw %d orders (want 1), or a failed validation", n)
+	}
+}
