@@ -263,8 +263,9 @@ func allEqual(s []string) bool {
 // place the order and answers from the shared storage.
 //
 // Start-up: the three nodes start at once for the same two names; Pebble
-// sees one account and exactly one order per name, every validation
-// succeeds, and the three nodes serve the same certificate for each name.
+// sees one account and exactly one order per name (and one per renewal, if
+// one already ran), every validation succeeds, and the three nodes serve
+// the same certificate for each name.
 //
 // Crash: the node holding a name's renewal lock (found in tlsedge_locks) is
 // killed with SIGKILL mid-renewal. The lock stays held until its lease
@@ -292,8 +293,9 @@ func TestClusterACME(t *testing.T) {
 	httpLB := StartBalancer(t, 0, httpBackends...)
 
 	// 75 s certificates with an 80% renewal window come due 15 s after
-	// issue and leave 60 s: twice the 30 s lock lease a crashed holder
-	// blocks renewal for.
+	// issue at the latest (pebble's renewal information may say earlier)
+	// and leave 60 s: twice the 30 s lock lease a crashed holder blocks
+	// renewal for.
 	pb := StartPebble(t, PebbleConfig{HTTPPort: httpLB.Port, TLSPort: tlsLB.Port, Validity: 75 * time.Second})
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, adminDSN)
