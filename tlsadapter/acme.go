@@ -213,10 +213,17 @@ func newACME(ctx context.Context, p Params) (Adapter, error) {
 		a.log.Info(msg, "names", o.Domains, "ca", o.directory())
 		a.wg.Add(1)
 		go a.obtainLoop(runCtx)
-	case alpnBusy && !o.challenge(ChallengeHTTP01):
+	case alpnBusy && (!o.challenge(ChallengeHTTP01) || sharedStorage(o, p)):
 		// The server bound its listener before building the adapter (it
 		// must, to drop privileges or learn a free port), so tls-alpn-01
 		// probes can only be answered once it accepts: Start obtains then.
+		// With storage shared by a cluster this holds even when http-01
+		// could do without: the start-up obtain may wait on a lock another
+		// node holds while it orders or renews, and the load balancer may
+		// send that node's tls-alpn-01 probes here. In the listen backlog
+		// they would wait for the lock too, until the CA gave up and failed
+		// the other node's order; accepting first lets Wrap answer them
+		// from the shared storage.
 		a.deferred = true
 		a.log.Info("acme: certificates are obtained once the server accepts, before it reports ready", "names", o.Domains, "ca", o.directory())
 	case alpnBusy:
@@ -626,7 +633,7 @@ func devCAFallback(p Params, names []string) func(*tls.ClientHelloInfo) (*tls.Ce
 // else Params.Storage (the cluster's shared storage) when there is one, else
 // files in DATA_DIR/acme.
 func acmeStorage(o ACMEOptions, p Params) (certmagic.Storage, error) {
-	if o.Storage == "" && p.Storage != nil {
+	if sharedStorage(o, p) {
 		return p.Storage, nil
 	}
 	dir, err := acmeStorageDir(o, p.DataDir)
@@ -634,6 +641,12 @@ func acmeStorage(o ACMEOptions, p Params) (certmagic.Storage, error) {
 		return nil, err
 	}
 	return &certmagic.FileStorage{Path: dir}, nil
+}
+
+// sharedStorage reports whether certmagic's storage is the cluster's
+// (Params.Storage), which other nodes use at the same time.
+func sharedStorage(o ACMEOptions, p Params) bool {
+	return o.Storage == "" && p.Storage != nil
 }
 
 // describeStorage names a storage for logs: a directory, or what the

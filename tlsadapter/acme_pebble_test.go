@@ -8,6 +8,7 @@ import (
 	"encoding"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +20,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/certmagic"
 
 	"tlsedge/integration"
 	"tlsedge/internal/testenv"
@@ -98,16 +101,32 @@ func pebbleOptions(t testing.TB, pb *integration.Pebble, challenges ...string) A
 	return o
 }
 
-// startACMEServer builds the adapter, then listens on port (pebble's
-// tls-alpn-01 port, or 0) and serves, in the order the server must use: the
-// start-up obtain answers tls-alpn-01 on a listener certmagic binds for the
-// duration, so the port must still be free while the factory runs.
+// acmeNode is what a test adds to the options when it builds an acme
+// adapter: for a node of a cluster, the shared storage (acme_storage is then
+// cleared, as a node leaves it unset, and the per-node data directory holds
+// nothing of the certificate) and a logger naming the node. The zero value
+// is a single server on files, logging to the test.
+type acmeNode struct {
+	Storage certmagic.Storage
+	Log     *slog.Logger
+}
+
+// startACMEServer is acmeNode{}.start: one server on files.
 func startACMEServer(t testing.TB, port int, o ACMEOptions) (*acmeTestServer, error) {
+	t.Helper()
+	return acmeNode{}.start(t, port, o)
+}
+
+// start builds the adapter, then listens on port (pebble's tls-alpn-01
+// port, or 0) and serves, in the order the server must use: the start-up
+// obtain answers tls-alpn-01 on a listener certmagic binds for the
+// duration, so the port must still be free while the factory runs.
+func (n acmeNode) start(t testing.TB, port int, o ACMEOptions) (*acmeTestServer, error) {
 	t.Helper()
 	if port == 0 {
 		port = integration.FreePort(t)
 	}
-	ad, err := newTestAdapter(t, port, o)
+	ad, err := n.adapter(t, port, o)
 	if err != nil {
 		return nil, err
 	}
@@ -120,12 +139,25 @@ func startACMEServer(t testing.TB, port int, o ACMEOptions) (*acmeTestServer, er
 }
 
 func newTestAdapter(t testing.TB, port int, o ACMEOptions) (*Terminator, error) {
+	return acmeNode{}.adapter(t, port, o)
+}
+
+// adapter builds the adapter for a server on port without listening.
+func (n acmeNode) adapter(t testing.TB, port int, o ACMEOptions) (*Terminator, error) {
+	log := n.Log
+	if log == nil {
+		log = testLogger(t)
+	}
+	if n.Storage != nil {
+		o.Storage = ""
+	}
 	p := Params{
 		Options: Options{SSLModule: "acme", ACME: o},
-		Logger:  testLogger(t),
+		Logger:  log,
 		Host:    "127.0.0.1",
 		Port:    port,
 		DataDir: t.TempDir(),
+		Storage: n.Storage,
 	}
 	return NewRegistry().New(context.Background(), "acme", p)
 }
