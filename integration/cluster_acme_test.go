@@ -305,11 +305,17 @@ func TestClusterACME(t *testing.T) {
 	defer conn.Close(ctx)
 	oc := countOrders(t, pb)
 
+	// Every node is given the same key file: it seals the shared
+	// session-ticket keys, so a client resumes on whichever node it reaches.
+	keyFile := filepath.Join(t.TempDir(), "storage.key")
+	if err := os.WriteFile(keyFile, []byte(strings.Repeat("a7", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	for i, n := range nodes {
 		n.proc = launch(t, binary, nil,
 			"--socket-host", "127.0.0.1", "--socket-port", strconv.Itoa(n.port),
-			"--storage", nodeDSN,
+			"--storage", nodeDSN, "--storage-key-file", keyFile,
 			"--ssl-module", "acme",
 			"--acme-domains", strings.Join(names, ","),
 			"--acme-email", "admin@example.com",
