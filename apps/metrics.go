@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,8 @@ type Sources struct {
 	// Servers lists every server of the process, for the status page's
 	// overview; nil shows only this one.
 	Servers func() []ServerSummary
+	// ProxyProtocol, when set, reads the server's PROXY protocol counts.
+	ProxyProtocol func() ProxyProtocolCounts
 }
 
 // ServerSummary is one server of the process, as the status page lists it.
@@ -108,6 +111,7 @@ type Metrics struct {
 
 	routes    statsTable // by mount prefix
 	upstreams statsTable // by upstream address, for proxied requests
+	pools     poolRegistry
 }
 
 // statsTable holds figures by key (a route, an upstream). It is copied on
@@ -134,7 +138,7 @@ func NewMetrics(src Sources) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry(), src: src, server: cmp.Or(src.Server, "main"), start: time.Now()}
 	m.routes.m.Store(&map[string]*routeStats{})
 	m.upstreams.m.Store(&map[string]*routeStats{})
-	m.reg.MustRegister((*metricsCollector)(m),
+	m.reg.MustRegister((*metricsCollector)(m), (*poolCollector)(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -424,6 +428,8 @@ type Snapshot struct {
 	TLS      *TLSStats         `json:"tls,omitempty"`
 	// CertDaysLeft mirrors TLS.Certificates, computed at Time.
 	CertDaysLeft map[string]float64 `json:"cert_days_left,omitempty"`
+	// Pools are the upstream pools in service, by target.
+	Pools []PoolState `json:"pools,omitempty"`
 }
 
 // RouteSnapshot is one route's figures.
@@ -449,6 +455,10 @@ func (m *Metrics) Snapshot() Snapshot {
 	now := time.Now()
 	s := Snapshot{Time: now, TimeMS: now.UnixMilli(), Uptime: now.Sub(m.start).Seconds(), Server: m.server, Build: m.build(),
 		InFlight: m.inFlight.Load(), ByStatus: map[string]uint64{}, Routes: []RouteSnapshot{}}
+	for _, pl := range m.pools.all() {
+		s.Pools = append(s.Pools, pl.state(now))
+	}
+	slices.SortFunc(s.Pools, func(a, b PoolState) int { return strings.Compare(a.Target, b.Target) })
 	s.Latency.Bounds = slices.Clone(latencyBuckets)
 	s.Latency.Counts = make([]uint64, len(latencyBuckets))
 	_, routes := m.routes.all()

@@ -44,10 +44,11 @@ type pool struct {
 
 	rrMu sync.Mutex // smooth weighted round robin state: member.cur
 
-	health *healthCheck // nil: passive checks only
-	stop   chan struct{}
-	done   sync.WaitGroup
-	closed atomic.Bool
+	metrics *poolRegistry // where the metrics find it; nil for none
+	health  *healthCheck  // nil: passive checks only
+	stop    chan struct{}
+	done    sync.WaitGroup
+	closed  atomic.Bool
 
 	unavailable atomic.Uint64 // requests answered 503: no upstream up
 	retried     atomic.Uint64 // requests handed on to another upstream
@@ -162,6 +163,10 @@ func newPool(target string, env Env) (*pool, error) {
 			return fail(err)
 		}
 	}
+	if env.Metrics != nil {
+		pl.metrics = &env.Metrics.pools
+		pl.metrics.add(pl)
+	}
 	if o.ProxyHealthURI != "" {
 		hc, err := newHealthCheck(o)
 		if err != nil {
@@ -202,6 +207,9 @@ func (pl *pool) Close() error {
 		close(pl.stop)
 	}
 	pl.done.Wait()
+	if pl.metrics != nil {
+		pl.metrics.remove(pl)
+	}
 	for _, m := range pl.members {
 		m.p.Close()
 	}
@@ -353,11 +361,14 @@ func (pl *pool) unavailableAnswer(w http.ResponseWriter, r *http.Request, now ti
 // PoolUpstream is the state of one upstream of a pool, for the status page
 // and tests.
 type PoolUpstream struct {
-	Name     string `json:"name"`
-	Weight   int    `json:"weight"`
-	Up       bool   `json:"up"`
-	Inflight int64  `json:"inflight"`
-	LastErr  string `json:"last_check_error,omitempty"`
+	Name   string `json:"name"`
+	Weight int    `json:"weight"`
+	Up     bool   `json:"up"`
+	// HealthDown: out of rotation by the active checks (Up is false
+	// then, and also while the passive checks have it down).
+	HealthDown bool   `json:"health_down"`
+	Inflight   int64  `json:"inflight"`
+	LastErr    string `json:"last_check_error,omitempty"`
 }
 
 // PoolState is a pool's state: its upstreams and counters.
@@ -380,7 +391,7 @@ func PoolStateOf(h http.Handler) (PoolState, bool) {
 func (pl *pool) state(now time.Time) PoolState {
 	st := PoolState{Target: pl.target, Unavailable: pl.unavailable.Load(), Retried: pl.retried.Load()}
 	for _, m := range pl.members {
-		u := PoolUpstream{Name: m.name, Weight: m.weight, Up: m.up(now), Inflight: m.inflight.Load()}
+		u := PoolUpstream{Name: m.name, Weight: m.weight, Up: m.up(now), HealthDown: m.activeDown.Load(), Inflight: m.inflight.Load()}
 		if e := m.lastErr.Load(); e != nil {
 			u.LastErr = *e
 		}

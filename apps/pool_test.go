@@ -468,3 +468,57 @@ func TestPoolKillOneUnderLoad(t *testing.T) {
 		t.Errorf("only %d requests in the run", total)
 	}
 }
+
+// The metrics show each upstream's state and the pool's counters; a
+// closed pool leaves them.
+func TestPoolMetrics(t *testing.T) {
+	a, b := startTestUpstream(t, "a", nil), startTestUpstream(t, "b", nil)
+	m := NewMetrics(Sources{Server: "main", ProxyProtocol: func() ProxyProtocolCounts { return ProxyProtocolCounts{Accepted: 3, Untrusted: 2} }})
+	env := poolEnv(nil)
+	env.Metrics = m
+	pl, base := newTestPool(t, a.url()+" "+b.url(), env)
+	b.kill()
+	client := &http.Client{Timeout: 10 * time.Second}
+	for range 4 {
+		if code, _ := getBody(t, client, base+"/"); code != 200 {
+			t.Fatalf("status %d", code)
+		}
+	}
+	scrape := func() string {
+		mfs, err := m.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sb strings.Builder
+		for _, mf := range mfs {
+			for _, mt := range mf.Metric {
+				sb.WriteString(mf.GetName())
+				for _, l := range mt.Label {
+					fmt.Fprintf(&sb, " %s=%s", l.GetName(), l.GetValue())
+				}
+				v := mt.GetGauge().GetValue() + mt.GetCounter().GetValue()
+				fmt.Fprintf(&sb, " %v\n", v)
+			}
+		}
+		return sb.String()
+	}
+	out := scrape()
+	target := a.url() + " " + b.url()
+	for _, want := range []string{
+		"tlsedge_pool_upstream_up pool=" + target + " server=main upstream=" + a.url() + " 1",
+		"tlsedge_pool_upstream_up pool=" + target + " server=main upstream=" + b.url() + " 0",
+		"tlsedge_pool_retries_total pool=" + target + " server=main 1",
+		"tlsedge_proxy_protocol_connections_total outcome=untrusted server=main 2",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics lack %q:\n%s", want, out)
+		}
+	}
+	if snap := m.Snapshot(); len(snap.Pools) != 1 || snap.Pools[0].Retried != 1 || snap.Pools[0].Upstreams[1].Up {
+		t.Errorf("snapshot pools %+v", snap.Pools)
+	}
+	pl.Close()
+	if out := scrape(); strings.Contains(out, "tlsedge_pool_upstream_up") {
+		t.Errorf("a closed pool is still in the metrics")
+	}
+}

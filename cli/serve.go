@@ -118,6 +118,10 @@ func buildEngine(o *Options, st certmagic.Storage, log *slog.Logger, logs *acces
 			TLS:     tlsStats(func() *tlsadapter.Terminator { return s.Terminator() }),
 			Version: buildVersion,
 			Servers: e.summaries,
+			ProxyProtocol: func() apps.ProxyProtocolCounts {
+				st := s.ProxyProtocolStats()
+				return apps.ProxyProtocolCounts{Accepted: st.Accepted, Untrusted: st.Untrusted, Bad: st.Bad}
+			},
 		})
 		if err := e.wire(&c, o); err != nil {
 			return nil, err
