@@ -522,3 +522,48 @@ func TestPoolMetrics(t *testing.T) {
 		t.Errorf("a closed pool is still in the metrics")
 	}
 }
+
+// header:NAME (and ip_hash, by the same rendezvous hashing) sends one key
+// to one upstream; when that upstream dies, only its keys move.
+func TestPoolHashKeepsKeysWhereTheyWere(t *testing.T) {
+	ups := []*testUpstream{startTestUpstream(t, "a", nil), startTestUpstream(t, "b", nil), startTestUpstream(t, "c", nil)}
+	byName := map[string]*testUpstream{"a": ups[0], "b": ups[1], "c": ups[2]}
+	_, base := newTestPool(t, ups[0].url()+" "+ups[1].url()+" "+ups[2].url(), poolEnv(func(o *Options) { o.ProxyLB = "header:X-User" }))
+	client := &http.Client{Timeout: 10 * time.Second}
+	where := map[string]string{}
+	for i := range 60 {
+		key := fmt.Sprint("user-", i)
+		_, where[key] = getBody(t, client, base+"/", "X-User", key)
+		for range 3 {
+			if _, again := getBody(t, client, base+"/", "X-User", key); again != where[key] {
+				t.Fatalf("%s went to %s, then %s", key, where[key], again)
+			}
+		}
+	}
+	byName["b"].kill()
+	moved := 0
+	for key, was := range where {
+		_, now := getBody(t, client, base+"/", "X-User", key)
+		switch {
+		case now == "b" || byName[now] == nil:
+			t.Fatalf("%s answered by %q with b dead", key, now)
+		case was != "b" && now != was:
+			t.Fatalf("%s moved from %s to %s though %s is up", key, was, now, was)
+		case was == "b":
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Fatal("no key was on b")
+	}
+
+	// ip_hash: every request of this test comes from 127.0.0.1, so all go
+	// to one upstream.
+	_, ipBase := newTestPool(t, ups[0].url()+" "+ups[2].url(), poolEnv(func(o *Options) { o.ProxyLB = "ip_hash" }))
+	_, first := getBody(t, client, ipBase+"/")
+	for range 10 {
+		if _, got := getBody(t, client, ipBase+"/"); got != first {
+			t.Fatalf("ip_hash sent one client to %s and %s", first, got)
+		}
+	}
+}
