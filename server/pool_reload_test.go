@@ -54,7 +54,7 @@ func TestReloadPoolAddsAndRemovesUpstreams(t *testing.T) {
 		cf.Targets = func(target string) (http.Handler, error) { return apps.New(target, apps.Env{Options: opts}) }
 		return cf
 	}
-	s := startServer(t, cfg("/=" + a + " " + b))
+	s := startServer(t, cfg("/="+a+" "+b))
 	base := "http://" + s.BindAddr().String()
 	client := &http.Client{Timeout: 10 * time.Second}
 	get := func(path string) (int, string) {
