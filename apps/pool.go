@@ -222,6 +222,7 @@ func (pl *pool) Close() error {
 type poolTry struct {
 	replay    bool  // the request may be sent again: idempotent, its body replayable
 	handedOff bool  // the member answered nothing
+	unsent    bool  // nothing of the request reached the upstream
 	err       error // why
 }
 
@@ -239,7 +240,7 @@ func (t *poolTry) handoff(r *http.Request, err error, unsent bool) bool {
 	if !unsent && !(t.replay && retryableErr(err)) {
 		return false
 	}
-	t.handedOff, t.err = true, err
+	t.handedOff, t.unsent, t.err = true, unsent, err
 	return true
 }
 
@@ -285,18 +286,10 @@ func (pl *pool) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		tried |= 1 << m.idx
 		req := r
 		if n > 0 && hasBody {
-			// The body went, in part or whole, to the member before: a
-			// fresh reader over the spooled copy, or no second try.
-			if !spooled || r.GetBody == nil {
+			var ok bool
+			if req, ok = again(r, spooled, try.unsent); !ok {
 				break
 			}
-			b, err := r.GetBody()
-			if err != nil {
-				break
-			}
-			r2 := *r
-			r2.Body = b
-			req = &r2
 		}
 		if pl.lb == appopt.Cookie && m != sticky {
 			pl.setCookie(w, r, m)
@@ -306,10 +299,8 @@ func (pl *pool) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			pl.log.Debug("pool: handing the request to another upstream", "method", r.Method, "path", r.URL.Path, "failed", last.name, "err", try.err, "next", m.name)
 		}
 		last = m
-		try.handedOff, try.err = false, nil
-		m.inflight.Add(1)
-		m.p.serve(w, req, &try)
-		m.inflight.Add(-1)
+		try.handedOff, try.unsent, try.err = false, false, nil
+		m.serve(w, req, &try)
 		if !try.handedOff {
 			return
 		}
@@ -322,6 +313,31 @@ func (pl *pool) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pl.unavailableAnswer(w, r, now)
+}
+
+// serve passes r to m's proxy, counting it in flight meanwhile, also
+// when the proxy ends by panicking (a response cut off mid-body).
+func (m *member) serve(w http.ResponseWriter, r *http.Request, try *poolTry) {
+	m.inflight.Add(1)
+	defer m.inflight.Add(-1)
+	m.p.serve(w, r, try)
+}
+
+// again is r to send to another member after one handed it back: a
+// spooled body is read again from its start; a streamed one can go on only
+// if the member before never began to send it (it failed to connect: the
+// engine retries a streamed body on no path), so that it is untouched.
+func again(r *http.Request, spooled, unsent bool) (*http.Request, bool) {
+	if spooled && r.GetBody != nil {
+		b, err := r.GetBody()
+		if err != nil {
+			return nil, false
+		}
+		r2 := *r
+		r2.Body = b
+		return &r2, true
+	}
+	return r, !spooled && unsent
 }
 
 // unavailableAnswer is the fast 503 of a pool with no upstream up, with a

@@ -567,3 +567,62 @@ func TestPoolHashKeepsKeysWhereTheyWere(t *testing.T) {
 		}
 	}
 }
+
+// A streamed body (proxy_request_buffering off) goes on to another
+// upstream when the first could not be connected to: not a byte of it was
+// read yet.
+func TestPoolStreamedBodyAfterRefusedConnection(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadURL := "http://" + dead.Addr().String()
+	dead.Close()
+	echo := startTestUpstream(t, "echo", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	}))
+	_, base := newTestPool(t, deadURL+" "+echo.url(), poolEnv(func(o *Options) { o.ProxyMaxFails = 0 }))
+	client := &http.Client{Timeout: 10 * time.Second}
+	for i := range 4 {
+		body := strings.Repeat(fmt.Sprint("part ", i, " "), 5000)
+		pr, pw := io.Pipe()
+		go func() {
+			pw.Write([]byte(body[:len(body)/2]))
+			pw.Write([]byte(body[len(body)/2:]))
+			pw.Close()
+		}()
+		resp, err := client.Post(base+"/", "text/plain", pr) // chunked: streamed
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(got) != body {
+			t.Fatalf("POST %d: %d, %d bytes back of %d", i, resp.StatusCode, len(got), len(body))
+		}
+	}
+}
+
+// A response cut off mid-body (the proxy aborts the client's answer by
+// panicking) still ends the request's count in flight, which least_conn
+// relies on.
+func TestPoolInflightAfterAbort(t *testing.T) {
+	cut := startTestUpstream(t, "cut", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		w.Write([]byte("short"))
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}))
+	pl, base := newTestPool(t, cut.url()+";weight=1", poolEnv(nil))
+	client := &http.Client{Timeout: 10 * time.Second}
+	for range 3 {
+		if resp, err := client.Get(base + "/"); err == nil {
+			io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+	}
+	if n := pl.members[0].inflight.Load(); n != 0 {
+		t.Fatalf("in flight %d after the requests ended", n)
+	}
+}
