@@ -45,6 +45,7 @@ type pool struct {
 	rrMu sync.Mutex // smooth weighted round robin state: member.cur
 
 	metrics *poolRegistry // where the metrics find it; nil for none
+	serial  int64         // its order in metrics: the newest pool is shown
 	health  *healthCheck  // nil: passive checks only
 	stop    chan struct{}
 	done    sync.WaitGroup
@@ -165,6 +166,11 @@ func newPool(target string, env Env) (*pool, error) {
 	}
 	if env.Metrics != nil {
 		pl.metrics = &env.Metrics.pools
+		for _, m := range pl.members {
+			if old := pl.metrics.member(m.name); old != nil {
+				m.inherit(old, o.ProxyHealthURI != "")
+			}
+		}
 		pl.metrics.add(pl)
 	}
 	if o.ProxyHealthURI != "" {
@@ -313,6 +319,24 @@ func (pl *pool) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pl.unavailableAnswer(w, r, now)
+}
+
+// inherit takes the health of the same upstream in the pool a reload
+// replaces, so that one known to be down stays out of rotation rather than
+// being tried again by the first requests after the reload; the new pool's
+// own checks take over from there (a pool without active checks takes
+// only the passive state).
+func (m *member) inherit(old *member, checked bool) {
+	if checked && old.activeDown.Load() {
+		m.activeDown.Store(true)
+	}
+	ou, nu := old.p.up, m.p.up
+	ou.hmu.Lock()
+	until, fails, first, last := ou.downUntil, ou.fails, ou.firstFail, ou.lastFail
+	ou.hmu.Unlock()
+	nu.hmu.Lock()
+	nu.downUntil, nu.fails, nu.firstFail, nu.lastFail = until, fails, first, last
+	nu.hmu.Unlock()
 }
 
 // serve passes r to m's proxy, counting it in flight meanwhile, also

@@ -21,8 +21,9 @@ type ProxyProtocolCounts struct {
 // place; a retired pool, or one of a reload that failed, leaves only its
 // own.
 type poolRegistry struct {
-	mu    sync.Mutex
-	pools map[string][]*pool // oldest first
+	mu     sync.Mutex
+	pools  map[string][]*pool // oldest first
+	serial int64              // of the newest pool added
 }
 
 func (r *poolRegistry) add(pl *pool) {
@@ -31,6 +32,8 @@ func (r *poolRegistry) add(pl *pool) {
 	if r.pools == nil {
 		r.pools = map[string][]*pool{}
 	}
+	r.serial++
+	pl.serial = r.serial
 	r.pools[pl.target] = append(r.pools[pl.target], pl)
 }
 
@@ -43,6 +46,24 @@ func (r *poolRegistry) remove(pl *pool) {
 	} else {
 		r.pools[pl.target] = l
 	}
+}
+
+// member finds the newest member named name in the pools in service.
+func (r *poolRegistry) member(name string) *member {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var newest *member
+	var at int64
+	for _, l := range r.pools {
+		for _, pl := range l {
+			for _, m := range pl.members {
+				if m.name == name && (newest == nil || pl.serial > at) {
+					newest, at = m, pl.serial
+				}
+			}
+		}
+	}
+	return newest
 }
 
 func (r *poolRegistry) all() []*pool {

@@ -626,3 +626,41 @@ func TestPoolInflightAfterAbort(t *testing.T) {
 		t.Fatalf("in flight %d after the requests ended", n)
 	}
 }
+
+// A reload's new pool keeps the health of the upstreams it shares with
+// the pool it replaces: one known to be down stays out of rotation until
+// its checks pass again.
+func TestPoolReloadKeepsHealth(t *testing.T) {
+	a, b := startTestUpstream(t, "a", nil), startTestUpstream(t, "b", nil)
+	c := startTestUpstream(t, "c", nil)
+	env := poolEnv(func(o *Options) {
+		o.ProxyHealthURI = "/health"
+		o.ProxyHealthInterval = 200 * time.Millisecond
+		o.ProxyHealthTimeout = 100 * time.Millisecond
+	})
+	env.Metrics = NewMetrics(Sources{})
+	old, _ := newTestPool(t, a.url()+" "+b.url(), env)
+	b.kill()
+	deadline := time.Now().Add(5 * time.Second)
+	for !old.members[1].activeDown.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("b never marked down")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The reload adds c and keeps a and b.
+	next, base := newTestPool(t, a.url()+" "+b.url()+" "+c.url(), env)
+	st := next.state(time.Now())
+	if !st.Upstreams[0].Up || st.Upstreams[1].Up || !st.Upstreams[1].HealthDown || !st.Upstreams[2].Up {
+		t.Fatalf("after the reload: %+v; want b still down, a and c up", st.Upstreams)
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	for range 10 {
+		if code, _ := getBody(t, client, base+"/"); code != 200 {
+			t.Fatalf("status %d", code)
+		}
+	}
+	if st := next.state(time.Now()); st.Retried != 0 {
+		t.Fatalf("%d requests were tried on b after the reload", st.Retried)
+	}
+}
