@@ -102,44 +102,39 @@ func (pl *pool) leastConn(tried uint64, now time.Time) *member {
 	return pl.smooth(func(m *member) bool { return ties[m.idx] })
 }
 
-// randomTwo is the power of two choices: two members drawn at random by
-// weight, the less busy one taken.
+// randomTwo is the power of two choices: the next member by smooth
+// weighted round robin and one drawn at random by weight; the less busy of
+// the two takes the request, the round robin's on a tie. Under load it
+// steers away from a busy upstream as two random draws would; when the
+// upstreams are idle alike the shares follow the weights exactly instead
+// of by chance.
 func (pl *pool) randomTwo(tried uint64, now time.Time) *member {
-	var cands [maxPoolMembers]*member
-	k, total := 0, 0
+	a := pl.roundRobin(tried, now)
+	if a == nil {
+		return nil
+	}
+	total := 0
 	for _, m := range pl.members {
-		if m.eligible(tried, now) {
-			cands[k] = m
-			k++
+		if m != a && m.eligible(tried, now) {
 			total += m.weight
 		}
 	}
-	switch k {
-	case 0:
-		return nil
-	case 1:
-		return cands[0]
+	if total == 0 {
+		return a
 	}
-	draw := func(skip *member) *member {
-		t := total
-		if skip != nil {
-			t -= skip.weight
+	x := rand.IntN(total)
+	var b *member
+	for _, m := range pl.members {
+		if m == a || !m.eligible(tried, now) {
+			continue
 		}
-		x := rand.IntN(t)
-		for _, m := range cands[:k] {
-			if m == skip {
-				continue
-			}
-			if x < m.weight {
-				return m
-			}
-			x -= m.weight
+		if x < m.weight {
+			b = m
+			break
 		}
-		return cands[k-1]
+		x -= m.weight
 	}
-	a := draw(nil)
-	b := draw(a)
-	if busier(a, b) {
+	if b != nil && busier(a, b) {
 		return b
 	}
 	return a

@@ -151,7 +151,7 @@ func TestPoolTargetParsing(t *testing.T) {
 // Each method sends each upstream its weight's share of 10,000 requests,
 // within 5%.
 func TestPoolWeightShares(t *testing.T) {
-	for _, lb := range []string{"round_robin", "random_two", "header:X-User", "least_conn"} {
+	for _, lb := range []string{"round_robin", "random_two", "least_conn"} {
 		t.Run(lb, func(t *testing.T) {
 			a, b, c := startTestUpstream(t, "a", nil), startTestUpstream(t, "b", nil), startTestUpstream(t, "c", nil)
 			_, base := newTestPool(t, a.url()+";weight=5 "+b.url()+";weight=3 "+c.url()+";weight=2", poolEnv(func(o *Options) { o.ProxyLB = lb }))
@@ -168,6 +168,7 @@ func TestPoolWeightShares(t *testing.T) {
 			}{{a, 5}, {b, 3}, {c, 2}} {
 				want := n * u.weight / 10
 				got := float64(u.u.hits.Load())
+				t.Logf("%s (weight %v): %v requests of %d", u.u.name, u.weight, got, n)
 				if got < want*0.95 || got > want*1.05 {
 					t.Errorf("%s (weight %v) got %v requests, want %v within 5%%", u.u.name, u.weight, got, want)
 				}
@@ -176,9 +177,36 @@ func TestPoolWeightShares(t *testing.T) {
 	}
 }
 
-// least_conn sends new requests to the idle upstream while the other is
-// busy with a slow one.
+// Rendezvous hashing (ip_hash, header:NAME) gives each upstream its
+// weight's share of many keys, within 5%.
+func TestPoolRendezvousShares(t *testing.T) {
+	h := mustNew(t, "http://127.0.0.1:1;weight=5 http://127.0.0.1:2;weight=3 http://127.0.0.1:3;weight=2", Env{})
+	pl := h.(*pool)
+	defer pl.Close()
+	const n = 100000
+	counts := make([]int, 3)
+	now := time.Now()
+	for i := range n {
+		counts[pl.rendezvous(fmt.Sprint("key-", i), 0, now).idx]++
+	}
+	for i, w := range []float64{5, 3, 2} {
+		want := n * w / 10
+		if got := float64(counts[i]); got < want*0.95 || got > want*1.05 {
+			t.Errorf("weight %v: %v keys of %d, want %v within 5%%", w, got, n, want)
+		}
+	}
+	t.Logf("keys by weight 5, 3, 2: %v of %d", counts, n)
+}
+
+// least_conn (and random_two, with two upstreams) sends new requests to
+// the idle upstream while the other is busy with a slow one.
 func TestPoolLeastConnPicksIdle(t *testing.T) {
+	for _, lb := range []string{"least_conn", "random_two"} {
+		t.Run(lb, func(t *testing.T) { testPicksIdle(t, lb) })
+	}
+}
+
+func testPicksIdle(t *testing.T, lb string) {
 	release := make(chan struct{})
 	slowAt := make(chan string, 2)
 	slow := func(name string) http.Handler {
@@ -191,7 +219,7 @@ func TestPoolLeastConnPicksIdle(t *testing.T) {
 		})
 	}
 	a, b := startTestUpstream(t, "a", slow("a")), startTestUpstream(t, "b", slow("b"))
-	_, base := newTestPool(t, a.url()+" "+b.url(), poolEnv(func(o *Options) { o.ProxyLB = "least_conn" }))
+	_, base := newTestPool(t, a.url()+" "+b.url(), poolEnv(func(o *Options) { o.ProxyLB = lb }))
 	client := &http.Client{Timeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {

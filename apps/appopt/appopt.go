@@ -134,7 +134,8 @@ type Options struct {
 	// ProxyLB chooses the upstream of a mount that names several (a pool):
 	// round_robin (smooth weighted, as nginx's), least_conn (fewest
 	// requests in flight per unit of weight), random_two (the less busy of
-	// two picked at random, by weight), ip_hash (the client's address),
+	// two choices: the round robin's next and one drawn at random by
+	// weight), ip_hash (the client's address),
 	// header:NAME (a request field's value; round_robin without it) or
 	// cookie:NAME (sticky: the first answer sets a signed cookie naming its
 	// upstream, later requests go back to it while it is up). ip_hash and
