@@ -50,13 +50,19 @@ func proxyProtocolServer(t *testing.T, trusted ...string) *Server {
 		t.Fatal(err)
 	}
 	c.Mount = router.MustMounts("/up=http://" + uln.Addr().String())
-	c.Targets = func(target string) (http.Handler, error) { return apps.New(target, apps.Env{}) }
+	// The load balancer is a trusted proxy too: its trust must not pass
+	// to the clients it carries.
+	if c.Apps.TrustedProxies, err = policy.NewTrustedProxies("127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	opts := c.Apps
+	c.Targets = func(target string) (http.Handler, error) { return apps.New(target, apps.Env{Options: opts}) }
 	return startServer(t, c)
 }
 
 // rawRequest sends pre (a PROXY header, or nothing) then a GET of path on
-// a fresh connection, and returns the answer's body ("" when the edge
-// closed the connection).
+// a fresh connection, with an X-Forwarded-For of its own, and returns the
+// answer's body ("" when the edge closed the connection).
 func rawRequest(t *testing.T, addr string, pre []byte, path string) string {
 	t.Helper()
 	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -66,7 +72,7 @@ func rawRequest(t *testing.T, addr string, pre []byte, path string) string {
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(5 * time.Second))
 	nc.Write(pre)
-	fmt.Fprintf(nc, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path)
+	fmt.Fprintf(nc, "GET %s HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close\r\n\r\n", path)
 	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
 	if err != nil {
 		return ""
@@ -79,7 +85,9 @@ func rawRequest(t *testing.T, addr string, pre []byte, path string) string {
 // PROXY v1 (written by curl --haproxy-protocol) and v2 (written by a Go
 // client) from a trusted load balancer set the client's address in the
 // connection's facts, the request's RemoteAddr and the X-Forwarded-For an
-// upstream gets; a LOCAL v2 header (a balancer's own health check) keeps
+// upstream gets, which holds the client alone: the balancer is in
+// trusted_proxies, the client it carries is not, so the client's own
+// X-Forwarded-For is dropped. A LOCAL v2 header (a balancer's own health check) keeps
 // the socket's address.
 func TestProxyProtocolTrustedSetsClientAddress(t *testing.T) {
 	s := proxyProtocolServer(t, "127.0.0.1/32", "::1")
