@@ -82,9 +82,12 @@ const maxPoolMembers = 64
 const maxWeight = 1000
 
 // isPoolTarget reports whether target names a pool: several upstreams, or
-// one with a weight.
+// one with a weight. Other targets may hold spaces (text:hello world).
 func isPoolTarget(target string) bool {
 	t := strings.TrimSpace(target)
+	if !strings.HasPrefix(t, "http://") && !strings.HasPrefix(t, "https://") && !strings.HasPrefix(t, "unix:") {
+		return false
+	}
 	return strings.ContainsAny(t, " \t") || strings.Contains(t, ";weight=")
 }
 

@@ -126,10 +126,11 @@ func TestPoolTargetParsing(t *testing.T) {
 		{"http://127.0.0.1:1;weight=1001", "weight"},
 		{"http://127.0.0.1:1 dir:/tmp", "http://, https:// or unix:"},
 		{"http://127.0.0.1:1 http://nohost", "HOST:PORT"},
+		{"text:hello world", ""}, // not a pool
 	} {
 		h, err := New(tc.target, Env{})
-		if h != nil {
-			h.(*pool).Close()
+		if pl, ok := h.(*pool); ok {
+			pl.Close()
 		}
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("New(%q) = %v, want %q", tc.target, err, tc.want)
