@@ -53,8 +53,16 @@ func (s *Server) ppAllow(r *run, nc net.Conn) bool {
 // readProxyHeader reads the connection's PROXY protocol header within
 // proxy_protocol_timeout (or until the server stops) and gives its
 // addresses to raw. A LOCAL header (the balancer's own health check)
-// leaves the socket's addresses.
-func (s *Server) readProxyHeader(ctx context.Context, r *run, raw *accept.Conn, timeout time.Duration) bool {
+// leaves the socket's addresses. The peer is judged again under c, the
+// configuration the connection is served with: a reload between accept
+// and here may have turned proxy_protocol_accept on.
+func (s *Server) readProxyHeader(ctx context.Context, r *run, raw *accept.Conn, c *Config) bool {
+	if !c.ProxyProtocolTrusted.Trust().TrustsAddr(raw.Conn.RemoteAddr()) {
+		r.pp.untrusted.Add(1)
+		s.log.Debug("proxy_protocol_accept: connection from a peer not in proxy_protocol_trusted refused", "remote_addr", raw.Conn.RemoteAddr().String())
+		return false
+	}
+	timeout := c.ProxyProtocolTimeout
 	_ = raw.SetReadDeadline(time.Now().Add(timeout))
 	stop := context.AfterFunc(ctx, func() { _ = raw.SetReadDeadline(time.Unix(1, 0)) })
 	h, err := proxyproto.Read(raw.Conn)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"tlsedge/accept"
 	"tlsedge/apps"
 	"tlsedge/conninfo"
 	"tlsedge/internal/proxyproto"
@@ -221,5 +222,47 @@ func TestProxyProtocolOptionsChecked(t *testing.T) {
 	c.ProxyProtocolAccept = true
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "proxy_protocol_trusted") {
 		t.Fatalf("accept without trusted: %v; want an error naming proxy_protocol_trusted", err)
+	}
+}
+
+// The peer is judged again when its header is read, under the
+// configuration the connection is served with: a reload that turns
+// proxy_protocol_accept on between accept and serving cannot let an
+// untrusted peer's header through.
+func TestProxyProtocolJudgedWhenRead(t *testing.T) {
+	s := startServer(t, plainConfig(t, addrEcho))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err == nil {
+			c.Write(proxyproto.AppendV2(nil, netip.MustParseAddrPort("203.0.113.7:1"), netip.MustParseAddrPort("198.51.100.1:2")))
+			time.Sleep(time.Second)
+			c.Close()
+		}
+	}()
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	cfg := plainConfig(t, addrEcho)
+	cfg.ProxyProtocolAccept = true
+	cfg.ProxyProtocolTimeout = time.Second
+	cfg.ProxyProtocolTrusted, _ = policy.NewTrustedProxies("192.0.2.0/24")
+	r := s.running
+	raw := &accept.Conn{Conn: nc}
+	if s.readProxyHeader(t.Context(), r, raw, &cfg) {
+		t.Fatalf("an untrusted peer's header was read: remote %v", raw.RemoteAddr())
+	}
+	if st := r.pp.stats(); st.Untrusted != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	cfg.ProxyProtocolTrusted, _ = policy.NewTrustedProxies("127.0.0.1")
+	if !s.readProxyHeader(t.Context(), r, raw, &cfg) || raw.RemoteAddr().String() != "203.0.113.7:1" {
+		t.Fatalf("a trusted peer's header: remote %v", raw.RemoteAddr())
 	}
 }

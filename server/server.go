@@ -224,7 +224,7 @@ func (s *Server) serveConn(r *run, l *listener, raw *accept.Conn) {
 	if tc, ok := raw.NetConn().(*net.TCPConn); ok && !g.cfg.Nodelay {
 		_ = tc.SetNoDelay(false) // Go sets TCP_NODELAY by default
 	}
-	if g.cfg.ProxyProtocolAccept && !s.readProxyHeader(r.ctx, r, raw, g.cfg.ProxyProtocolTimeout) {
+	if g.cfg.ProxyProtocolAccept && !s.readProxyHeader(r.ctx, r, raw, &g.cfg) {
 		raw.Close()
 		return
 	}
