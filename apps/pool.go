@@ -29,9 +29,10 @@ import (
 // request goes on to another (see poolTry); when none is up the answer is a
 // fast 503 with Retry-After, counted.
 //
-// A reload builds a new pool beside the old one: requests in flight finish
-// on the old one's upstreams (a removed upstream drains), and the server
-// closes it once they are done.
+// A reload builds a new pool beside the old one, which takes over the
+// health of the upstreams the two share (through Env.Metrics): requests in
+// flight finish on the old one's upstreams (a removed upstream drains),
+// and the server closes it once they are done.
 type pool struct {
 	target  string
 	members []*member
