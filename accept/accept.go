@@ -66,6 +66,33 @@ type Conn struct {
 	net.Conn
 	l      *Limiter
 	closed atomic.Bool
+	// remote and local, when set, are the addresses a PROXY protocol
+	// header gave (SetAddrs).
+	remote, local net.Addr
+}
+
+// SetAddrs replaces the addresses RemoteAddr and LocalAddr report: the
+// client's and the one it connected to, read from a PROXY protocol header
+// its load balancer sent. Call it before the connection is served; from
+// then on every reader of the connection's addresses (its facts, the
+// access log, forwarding headers, rate limits, policy) sees the client.
+func (c *Conn) SetAddrs(remote, local net.Addr) { c.remote, c.local = remote, local }
+
+// RemoteAddr is the client's address: the socket's peer, or the address
+// SetAddrs gave.
+func (c *Conn) RemoteAddr() net.Addr {
+	if c.remote != nil {
+		return c.remote
+	}
+	return c.Conn.RemoteAddr()
+}
+
+// LocalAddr is the socket's address, or the address SetAddrs gave.
+func (c *Conn) LocalAddr() net.Addr {
+	if c.local != nil {
+		return c.local
+	}
+	return c.Conn.LocalAddr()
 }
 
 // Close closes the connection and releases its slot.
@@ -112,6 +139,11 @@ type Loop struct {
 	// Accepted, when set, is called for every connection accepted,
 	// admitted or not (statistics).
 	Accepted func()
+	// Allow, when set, judges every accepted connection by its socket
+	// alone (its peer's address: proxy_protocol_trusted) before it takes
+	// a slot; a connection it refuses is closed at once, unanswered. It
+	// must not read from the connection or block.
+	Allow func(nc net.Conn) bool
 	// Logger receives the back-off episodes. Nil discards.
 	Logger *slog.Logger
 	// Conns, when set, counts the goroutines Serve runs in, so that a
@@ -159,6 +191,10 @@ func (lp *Loop) Run(ctx context.Context) error {
 		}
 		if lp.Accepted != nil {
 			lp.Accepted()
+		}
+		if lp.Allow != nil && !lp.Allow(nc) {
+			nc.Close()
+			continue
 		}
 		if !lp.Limiter.admit() {
 			if lp.Refuse != nil {

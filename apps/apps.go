@@ -49,6 +49,12 @@ type Env struct {
 	// Metrics, when set, is what a status: mount shows and serves at
 	// /metrics. Nil gives the status: mount its own, fed by Stats only.
 	Metrics *Metrics
+
+	// CookieKey signs the sticky cookies of proxy_lb cookie:NAME when
+	// proxy_lb_cookie_key_file is empty. A server sets one key made at
+	// start for every load, so that a reload keeps clients where they
+	// were; nil makes a random key per pool.
+	CookieKey []byte
 }
 
 func (e *Env) logger() *slog.Logger {
@@ -59,7 +65,7 @@ func (e *Env) logger() *slog.Logger {
 }
 
 // targetHelp lists what New accepts, for error messages.
-const targetHelp = "http://HOST:PORT[/base], https://HOST:PORT[/base], unix:/path.sock[:/base], dir:/path, status:, redirect:https://HOST[/path] or text:BODY"
+const targetHelp = "http://HOST:PORT[/base], https://HOST:PORT[/base], unix:/path.sock[:/base], dir:/path, status:, redirect:https://HOST[/path], text:BODY, or a pool: upstreams separated by spaces, each with an optional ;weight=N"
 
 // New returns the handler for a mount target. Errors name the target and
 // what is allowed.
@@ -74,6 +80,13 @@ func New(target string, env Env) (http.Handler, error) {
 	}
 	bad := func(why string, args ...any) error {
 		return fmt.Errorf("%w %q: %s (want %s)", ErrBadTarget, target, fmt.Sprintf(why, args...), targetHelp)
+	}
+	if isPoolTarget(target) {
+		pl, err := newPool(strings.TrimSpace(target), env)
+		if err != nil {
+			return nil, err
+		}
+		return pl, nil
 	}
 	scheme, rest, ok := strings.Cut(target, ":")
 	if !ok {

@@ -10,6 +10,9 @@
 //	dir:/path                   static files
 //	status:                     statistics: HTML page, JSON snapshot, /metrics
 //	redirect:https://HOST[/p]   permanent redirects
+//	UPSTREAM[;weight=N] ...     a pool: several proxy targets separated by
+//	                            spaces, chosen by proxy_lb, with passive and
+//	                            active health checks (see pool)
 //
 // Handlers expect the dispatcher to strip the mount prefix from r.URL.Path the
 // way http.StripPrefix does, and leave r.RequestURI as the client sent it.

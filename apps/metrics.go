@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,6 +72,8 @@ type Sources struct {
 	// Cluster is the node's id, the shared storage's health and locks and
 	// the server's session-ticket keys (cluster.go); nil leaves them out.
 	Cluster func() ClusterStatus
+	// ProxyProtocol, when set, reads the server's PROXY protocol counts.
+	ProxyProtocol func() ProxyProtocolCounts
 }
 
 // ServerSummary is one server of the process, as the status page lists it.
@@ -111,6 +114,7 @@ type Metrics struct {
 
 	routes    statsTable // by mount prefix
 	upstreams statsTable // by upstream address, for proxied requests
+	pools     poolRegistry
 }
 
 // statsTable holds figures by key (a route, an upstream). It is copied on
@@ -137,7 +141,7 @@ func NewMetrics(src Sources) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry(), src: src, server: cmp.Or(src.Server, "main"), start: time.Now()}
 	m.routes.m.Store(&map[string]*routeStats{})
 	m.upstreams.m.Store(&map[string]*routeStats{})
-	m.reg.MustRegister((*metricsCollector)(m),
+	m.reg.MustRegister((*metricsCollector)(m), (*poolCollector)(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -434,6 +438,8 @@ type Snapshot struct {
 	// CertDaysLeft mirrors TLS.Certificates, computed at Time.
 	CertDaysLeft map[string]float64 `json:"cert_days_left,omitempty"`
 	Cluster      *ClusterStatus     `json:"cluster,omitempty"`
+	// Pools are the upstream pools in service, by target.
+	Pools []PoolState `json:"pools,omitempty"`
 }
 
 // RouteSnapshot is one route's figures.
@@ -459,6 +465,10 @@ func (m *Metrics) Snapshot() Snapshot {
 	now := time.Now()
 	s := Snapshot{Time: now, TimeMS: now.UnixMilli(), Uptime: now.Sub(m.start).Seconds(), Server: m.server, Build: m.build(),
 		InFlight: m.inFlight.Load(), ByStatus: map[string]uint64{}, Routes: []RouteSnapshot{}}
+	for _, pl := range m.pools.all() {
+		s.Pools = append(s.Pools, pl.state(now))
+	}
+	slices.SortFunc(s.Pools, func(a, b PoolState) int { return strings.Compare(a.Target, b.Target) })
 	s.Latency.Bounds = slices.Clone(latencyBuckets)
 	s.Latency.Counts = make([]uint64, len(latencyBuckets))
 	_, routes := m.routes.all()

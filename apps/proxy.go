@@ -155,8 +155,13 @@ func putHead(b *[]byte, used []byte) {
 // read and write on a connection return at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if p.buffer != nil && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.serve(w, r, nil) }
+
+// serve is ServeHTTP for one upstream; alt, set when it is a pool's
+// member, takes the failures another member may answer instead (see
+// poolTry), which then leave w untouched. The pool buffers the body.
+func (p *proxy) serve(w http.ResponseWriter, r *http.Request, alt *poolTry) {
+	if alt == nil && p.buffer != nil && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		sb, err := p.buffer.read(r)
 		if err != nil {
 			p.failBuffering(w, r, err)
@@ -166,7 +171,10 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = buffered(r, sb)
 	}
 	if down, why := p.up.down(time.Now()); down {
-		p.fail(w, r, fmt.Errorf("%w: %w", errUpstreamDown, why), nil)
+		err := fmt.Errorf("%w: %w", errUpstreamDown, why)
+		if !alt.handoff(r, err, true) {
+			p.fail(w, r, err, nil)
+		}
 		return
 	}
 	pe := clientAddrs(r)
@@ -205,7 +213,9 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if attempt == 0 && retryable && retryableErr(err) && r.Context().Err() == nil {
 				continue
 			}
-			p.fail(w, r, err, nil)
+			if !alt.handoff(r, err, true) {
+				p.fail(w, r, err, nil)
+			}
 			return
 		}
 		if ur, ok := w.(upstreamRecorder); ok {
@@ -234,7 +244,9 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.log.Debug("proxy: retrying on a fresh connection", "method", r.Method, "path", r.URL.Path, "reused", c.reused, "err", x.err)
 			continue
 		}
-		p.fail(w, r, x.err, nil)
+		if x.gotBytes || !alt.handoff(r, x.err, false) {
+			p.fail(w, r, x.err, nil)
+		}
 		return
 	}
 }

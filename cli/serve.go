@@ -3,6 +3,7 @@ package cli
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -63,6 +64,10 @@ type edge struct {
 	logs    *accessLogs
 	reg     *tlsadapter.Registry
 	metrics map[string]*apps.Metrics // by server name
+	// cookieKey signs the sticky cookies of pools without
+	// proxy_lb_cookie_key_file: made once, so reloads keep clients where
+	// they were.
+	cookieKey []byte
 }
 
 // openStorage opens engine.storage: nil for files under the data directory,
@@ -103,6 +108,8 @@ func buildEngine(o *Options, cl *clusterState, log *slog.Logger, logs *accessLog
 		return nil, err
 	}
 	e := &edge{Engine: &server.Engine{}, storage: cl.storage, cluster: cl, log: log, logs: logs, reg: tlsadapter.NewRegistry(), metrics: map[string]*apps.Metrics{}}
+	e.cookieKey = make([]byte, 32)
+	rand.Read(e.cookieKey)
 	for i, c := range o.Servers() {
 		c.Listeners = inherited[i]
 		var s *server.Server // the metrics read it at the first scrape, after New
@@ -113,6 +120,10 @@ func buildEngine(o *Options, cl *clusterState, log *slog.Logger, logs *accessLog
 			Version: buildVersion,
 			Servers: e.summaries,
 			Cluster: func() apps.ClusterStatus { return cl.status(func() *tlsadapter.Terminator { return s.Terminator() }) },
+			ProxyProtocol: func() apps.ProxyProtocolCounts {
+				st := s.ProxyProtocolStats()
+				return apps.ProxyProtocolCounts{Accepted: st.Accepted, Untrusted: st.Untrusted, Bad: st.Bad}
+			},
 		})
 		if err := e.wire(&c, o); err != nil {
 			return nil, err
@@ -144,7 +155,7 @@ func (e *edge) wire(c *server.Config, o *Options) error {
 	if err != nil {
 		return o.Locate(config.Prefix(err, c.KeyPrefix()))
 	}
-	env := apps.Env{Logger: e.log, Options: c.Apps, Metrics: m, UpstreamTLS: upTLS}
+	env := apps.Env{Logger: e.log, Options: c.Apps, Metrics: m, UpstreamTLS: upTLS, CookieKey: e.cookieKey}
 	c.Targets = func(target string) (http.Handler, error) { return apps.New(target, env) }
 	// Request metrics cost a little on every request; they are kept only
 	// where a status: mount shows them.

@@ -35,7 +35,17 @@ type Config struct {
 	ShutdownTimeout time.Duration `opt:"shutdown_timeout" default:"5s" group:"Listener" help:"time in-flight requests get to finish on stop"`
 	Nodelay         bool          `opt:"nodelay" default:"true" group:"Listener" help:"set TCP_NODELAY on accepted connections"`
 	ReusePort       bool          `opt:"reuse_port" default:"false" group:"Listener" help:"set SO_REUSEPORT so several processes can share the port"`
-	Mount           router.Mounts `opt:"mount" group:"Apps" help:"PREFIX=TARGET to serve; repeatable (text:BODY, and more as listed in the README)"`
+	// ProxyProtocolAccept makes every connection start with a PROXY
+	// protocol header (v1 or v2) from a load balancer in
+	// ProxyProtocolTrusted: the client address it carries becomes the
+	// connection's remote address everywhere. A connection from anyone
+	// else is closed at accept; one without a valid header within
+	// ProxyProtocolTimeout is closed too. With TLS the header comes
+	// before the ClientHello.
+	ProxyProtocolAccept  bool                  `opt:"proxy_protocol_accept" default:"false" group:"Listener" help:"read a PROXY protocol header (v1 or v2) first on every connection, from proxy_protocol_trusted peers only; its client address is the connection's"`
+	ProxyProtocolTrusted policy.TrustedProxies `opt:"proxy_protocol_trusted" default:"" group:"Listener" help:"load balancers (IP or CIDR) allowed to send PROXY protocol headers; with proxy_protocol_accept, any other peer is refused at accept"`
+	ProxyProtocolTimeout time.Duration         `opt:"proxy_protocol_timeout" default:"5s" group:"Listener" help:"longest wait for a connection's PROXY protocol header (then it is closed)"`
+	Mount                router.Mounts         `opt:"mount" group:"Apps" help:"PREFIX=TARGET to serve; repeatable (text:BODY, and more as listed in the README)"`
 
 	Core httpcore.Options   // pool, timeouts, limits, statistics
 	TLS  tlsadapter.Options // ssl_* and acme_*
@@ -123,6 +133,17 @@ func (c *Config) Validate() error {
 		}
 		if c.SocketFileOwner != "" || c.SocketFileGroup != "" {
 			add("socket_file_owner", "applies only with socket_file")
+		}
+	}
+	if c.ProxyProtocolAccept {
+		if unix {
+			add("proxy_protocol_accept", "applies to TCP listeners; socket_file is a UNIX socket")
+		}
+		if len(c.ProxyProtocolTrusted.List()) == 0 {
+			add("proxy_protocol_trusted", "is empty, so proxy_protocol_accept would refuse every connection: list the load balancers' addresses or CIDR prefixes")
+		}
+		if c.ProxyProtocolTimeout <= 0 {
+			add("proxy_protocol_timeout", "must be above 0 (seconds, or a duration like 5s)")
 		}
 	}
 	if c.SocketQueueSize < 1 || c.SocketQueueSize > 65535 {

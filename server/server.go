@@ -53,6 +53,7 @@ type run struct {
 	errOnce sync.Once
 	err     error // first fatal accept error
 	stopped atomic.Bool
+	pp      ppCounters // proxy_protocol_accept
 }
 
 // New validates cfg and returns a stopped Server.
@@ -203,6 +204,7 @@ func (s *Server) acceptLoop(r *run, l *listener) {
 			g.core.RefuseConn(nc, g.term.Scheme() == "http")
 		},
 		Accepted: func() { r.gen.Load().core.CountAccept() },
+		Allow:    func(nc net.Conn) bool { return s.ppAllow(r, nc) },
 		Logger:   s.log,
 		Conns:    &r.conns,
 	}
@@ -221,6 +223,10 @@ func (s *Server) serveConn(r *run, l *listener, raw *accept.Conn) {
 	g := r.gen.Load() // this connection's configuration, whatever reloads follow
 	if tc, ok := raw.NetConn().(*net.TCPConn); ok && !g.cfg.Nodelay {
 		_ = tc.SetNoDelay(false) // Go sets TCP_NODELAY by default
+	}
+	if g.cfg.ProxyProtocolAccept && !s.readProxyHeader(r.ctx, r, raw, &g.cfg) {
+		raw.Close()
+		return
 	}
 	info := conninfo.New(raw)
 	info.Server, info.Transport = g.cfg.Name, l.kind

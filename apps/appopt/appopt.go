@@ -131,6 +131,48 @@ type Options struct {
 	// warning at start. Its zero value is on.
 	ProxySSLVerify OnSwitch `opt:"proxy_ssl_verify" default:"true" group:"Apps" help:"verify https:// upstreams' certificates (off: accept any, logged as a warning at start)"`
 
+	// ProxyLB chooses the upstream of a mount that names several (a pool):
+	// round_robin (smooth weighted, as nginx's), least_conn (fewest
+	// requests in flight per unit of weight), random_two (the less busy of
+	// two choices: the round robin's next and one drawn at random by
+	// weight), ip_hash (the client's address),
+	// header:NAME (a request field's value; round_robin without it) or
+	// cookie:NAME (sticky: the first answer sets a signed cookie naming its
+	// upstream, later requests go back to it while it is up). ip_hash and
+	// header: use rendezvous hashing, so an upstream going down moves only
+	// its own clients. Empty means round_robin.
+	ProxyLB string `opt:"proxy_lb" default:"round_robin" group:"Apps" help:"how a pool's upstream is chosen: round_robin, least_conn, random_two, ip_hash, header:NAME or cookie:NAME (sticky, signed)"`
+
+	// ProxyLBCookieKeyFile holds the secret that signs cookie:NAME sticky
+	// cookies (any bytes, at least 16). Nodes behind one address share it
+	// so that a cookie one signed is honoured by all. Empty means a random
+	// key made at start: cookies then stick only to this process.
+	ProxyLBCookieKeyFile string `opt:"proxy_lb_cookie_key_file" default:"" group:"Apps" help:"file holding the key (16+ bytes) that signs proxy_lb cookie:NAME cookies (empty: random at start)"`
+
+	// ProxyHealthURI turns on active health checks of every upstream of a
+	// pool: a GET of this path every ProxyHealthInterval. Empty leaves
+	// only the passive checks (proxy_max_fails).
+	ProxyHealthURI string `opt:"proxy_health_uri" default:"" group:"Apps" help:"path each pool upstream is checked at with a GET (empty: passive checks only)"`
+
+	// ProxyHealthInterval is the time between two checks of an upstream.
+	// Zero means 5s.
+	ProxyHealthInterval time.Duration `opt:"proxy_health_interval" default:"5s" group:"Apps" help:"time between two active health checks of an upstream"`
+
+	// ProxyHealthTimeout bounds one check, connection included; running
+	// out is a failed check. Zero means 2s.
+	ProxyHealthTimeout time.Duration `opt:"proxy_health_timeout" default:"2s" group:"Apps" help:"longest wait for an active health check's answer (then it failed)"`
+
+	// ProxyHealthStatus is the statuses a passing check answers: codes and
+	// classes separated by spaces or commas ("200", "2xx 3xx", "200,204").
+	// Empty means 2xx.
+	ProxyHealthStatus string `opt:"proxy_health_status" default:"2xx" group:"Apps" help:"statuses a passing health check answers: codes or classes (200, 2xx 3xx)"`
+
+	// ProxyHealthRise is how many checks in a row must pass to put a down
+	// upstream back in rotation; ProxyHealthFall how many must fail to
+	// take it out. Zero means 2 for both.
+	ProxyHealthRise int `opt:"proxy_health_rise" default:"2" group:"Apps" help:"passing health checks in a row that put a down upstream back"`
+	ProxyHealthFall int `opt:"proxy_health_fall" default:"2" group:"Apps" help:"failing health checks in a row that take an upstream out"`
+
 	// AccessLog is where the access log goes: empty for off, "-" or "stderr"
 	// for standard error, otherwise a file path opened for appending and
 	// reopened by AccessLog.Reopen (SIGUSR1, for logrotate).
@@ -190,6 +232,22 @@ func (o *Options) KeepaliveRequests() int {
 	return positiveOr(o.ProxyKeepaliveRequests, defaults.ProxyKeepaliveRequests)
 }
 
+// HealthInterval is proxy_health_interval, or its default when zero.
+func (o *Options) HealthInterval() time.Duration {
+	return positiveOr(o.ProxyHealthInterval, defaults.ProxyHealthInterval)
+}
+
+// HealthTimeout is proxy_health_timeout, or its default when zero.
+func (o *Options) HealthTimeout() time.Duration {
+	return positiveOr(o.ProxyHealthTimeout, defaults.ProxyHealthTimeout)
+}
+
+// HealthRise is proxy_health_rise, or its default when zero.
+func (o *Options) HealthRise() int { return positiveOr(o.ProxyHealthRise, defaults.ProxyHealthRise) }
+
+// HealthFall is proxy_health_fall, or its default when zero.
+func (o *Options) HealthFall() int { return positiveOr(o.ProxyHealthFall, defaults.ProxyHealthFall) }
+
 // Validate reports every problem in o, each naming its config key.
 func (o *Options) Validate() error {
 	var errs []error
@@ -229,6 +287,29 @@ func (o *Options) Validate() error {
 	}
 	if n := o.ProxySSLServerName; n != "" && !validServerName(n) {
 		errs = append(errs, bad("proxy_ssl_server_name", "%q is not a host name or IP address", n))
+	}
+	if _, _, err := ParseLB(o.ProxyLB); err != nil {
+		errs = append(errs, bad("proxy_lb", "%v", err))
+	}
+	if u := o.ProxyHealthURI; u != "" && (u[0] != '/' || !validRequestTarget(u)) {
+		errs = append(errs, bad("proxy_health_uri", "%q is not a path: start it with / and leave out spaces and control characters", u))
+	}
+	if _, err := ParseStatusSet(o.ProxyHealthStatus); err != nil {
+		errs = append(errs, bad("proxy_health_status", "%v", err))
+	}
+	for _, kv := range []struct {
+		key string
+		v   int64
+	}{
+		{"proxy_health_interval", int64(o.ProxyHealthInterval)}, {"proxy_health_timeout", int64(o.ProxyHealthTimeout)},
+		{"proxy_health_rise", int64(o.ProxyHealthRise)}, {"proxy_health_fall", int64(o.ProxyHealthFall)},
+	} {
+		if kv.v < 0 {
+			errs = append(errs, bad(kv.key, "%d is negative", kv.v))
+		}
+	}
+	if o.ProxyHealthURI != "" && o.HealthTimeout() > o.HealthInterval() {
+		errs = append(errs, bad("proxy_health_timeout", "%v is longer than proxy_health_interval %v: a check would still run when the next is due", o.HealthTimeout(), o.HealthInterval()))
 	}
 	switch o.AccessLogFormat {
 	case "", "combined", "extended", "json":
