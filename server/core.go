@@ -41,7 +41,7 @@ func buildHandler(c *Config) (http.Handler, []http.Handler, error) {
 			return fail(fmt.Errorf("%smount %s: %w", c.KeyPrefix(), m.Spec, err))
 		}
 		resolved = append(resolved, h)
-		if err := d.Mount(m.Prefix, h); err != nil {
+		if err := d.Mount(m.Key(), h); err != nil {
 			return fail(fmt.Errorf("%smount %s: %w", c.KeyPrefix(), m.Spec, err))
 		}
 	}
@@ -60,24 +60,31 @@ func resolveTarget(c *Config, target string) (http.Handler, error) {
 
 // reservedFor picks the requests for status: mounts, which the core serves
 // on its reserved lane so that the status page and the metrics answer while
-// every worker is busy. Nil when there are none.
+// every worker is busy. Nil when there are none. The requests are picked by
+// the same host and path routing the mount table applies: a mount table of
+// markers, looked up without serving.
 func reservedFor(m router.Mounts) func(*http.Request) bool {
-	var prefixes []string
+	d := router.NewDispatcher()
+	any := false
 	for _, spec := range m.Specs() {
+		h := http.Handler(laneMarker(false))
 		if strings.HasPrefix(spec.Target, "status:") {
-			prefixes = append(prefixes, spec.Prefix)
+			h, any = laneMarker(true), true
+		}
+		if d.Mount(spec.Key(), h) != nil {
+			return nil // refused by buildHandler first
 		}
 	}
-	if len(prefixes) == 0 {
+	if !any {
 		return nil
 	}
 	return func(r *http.Request) bool {
-		p := r.URL.Path
-		for _, pre := range prefixes {
-			if pre == "/" || p == pre || strings.HasPrefix(p, pre) && p[len(pre)] == '/' {
-				return true
-			}
-		}
-		return false
+		h, _, ok := d.Lookup(r)
+		return ok && h == laneMarker(true)
 	}
 }
+
+// laneMarker marks a mount as served on the reserved lane (true) or not.
+type laneMarker bool
+
+func (laneMarker) ServeHTTP(http.ResponseWriter, *http.Request) {}
