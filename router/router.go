@@ -170,6 +170,15 @@ func cleanKey(key string) (host, prefix string, err error) {
 	return host, prefix, err
 }
 
+// CleanKey checks a mount key ("/api", "a.test/", "*.b.test/x") as Mount
+// does and returns it in the form routing compares and Mount.Route names:
+// the host in lower case without a trailing dot, the prefix without a
+// trailing slash. Options that name mounts (header_rule, compress) use it.
+func CleanKey(key string) (string, error) {
+	host, prefix, err := cleanKey(key)
+	return host + prefix, err
+}
+
 // CleanHost checks the host of a mount key and returns it in the form
 // routing compares: lower case, without a trailing dot. It is a DNS name
 // (letters, digits, '-' and '.', labels of 1-63 bytes), or "*." and such a

@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"tlsedge/apps/appopt"
+	"tlsedge/compression"
 	"tlsedge/config"
 	"tlsedge/policy"
 	"tlsedge/router"
@@ -25,22 +26,24 @@ import (
 // default; the zero value is not a usable configuration. A Config is copied
 // when a Server is made: later changes to it do not reach a running server.
 type Config struct {
-	SocketHost      string        `opt:"socket_host" default:"127.0.0.1" group:"Listener" help:"address or host name to listen on: IPv4, IPv6, a name (every address it resolves to), 0.0.0.0 or :: (all interfaces)"`
-	SocketPort      int           `opt:"socket_port" default:"8443" group:"Listener" help:"TCP port; 0 picks a free one and the real one is reported"`
-	SocketFile      string        `opt:"socket_file" group:"Listener" help:"UNIX socket path, or @name for a Linux abstract socket; replaces socket_host and socket_port"`
-	SocketFileMode  os.FileMode   `opt:"socket_file_mode" default:"0660" group:"Listener" help:"permissions of the UNIX socket file"`
-	SocketFileOwner string        `opt:"socket_file_owner" group:"Listener" help:"user (name or uid) to own the UNIX socket file"`
-	SocketFileGroup string        `opt:"socket_file_group" group:"Listener" help:"group (name or gid) of the UNIX socket file"`
-	SocketQueueSize int           `opt:"socket_queue_size" default:"1024" group:"Listener" help:"listen backlog: connections the kernel queues before accept (capped by net.core.somaxconn)"`
-	ShutdownTimeout time.Duration `opt:"shutdown_timeout" default:"5s" group:"Listener" help:"time in-flight requests get to finish on stop"`
-	Nodelay         bool          `opt:"nodelay" default:"true" group:"Listener" help:"set TCP_NODELAY on accepted connections"`
-	ReusePort       bool          `opt:"reuse_port" default:"false" group:"Listener" help:"set SO_REUSEPORT so several processes can share the port"`
-	Mount           router.Mounts `opt:"mount" group:"Apps" help:"PREFIX=TARGET to serve; repeatable (text:BODY, and more as listed in the README)"`
+	SocketHost      string             `opt:"socket_host" default:"127.0.0.1" group:"Listener" help:"address or host name to listen on: IPv4, IPv6, a name (every address it resolves to), 0.0.0.0 or :: (all interfaces)"`
+	SocketPort      int                `opt:"socket_port" default:"8443" group:"Listener" help:"TCP port; 0 picks a free one and the real one is reported"`
+	SocketFile      string             `opt:"socket_file" group:"Listener" help:"UNIX socket path, or @name for a Linux abstract socket; replaces socket_host and socket_port"`
+	SocketFileMode  os.FileMode        `opt:"socket_file_mode" default:"0660" group:"Listener" help:"permissions of the UNIX socket file"`
+	SocketFileOwner string             `opt:"socket_file_owner" group:"Listener" help:"user (name or uid) to own the UNIX socket file"`
+	SocketFileGroup string             `opt:"socket_file_group" group:"Listener" help:"group (name or gid) of the UNIX socket file"`
+	SocketQueueSize int                `opt:"socket_queue_size" default:"1024" group:"Listener" help:"listen backlog: connections the kernel queues before accept (capped by net.core.somaxconn)"`
+	ShutdownTimeout time.Duration      `opt:"shutdown_timeout" default:"5s" group:"Listener" help:"time in-flight requests get to finish on stop"`
+	Nodelay         bool               `opt:"nodelay" default:"true" group:"Listener" help:"set TCP_NODELAY on accepted connections"`
+	ReusePort       bool               `opt:"reuse_port" default:"false" group:"Listener" help:"set SO_REUSEPORT so several processes can share the port"`
+	Mount           router.Mounts      `opt:"mount" group:"Apps" help:"[HOST]/PREFIX=TARGET to serve; repeatable (text:BODY, and more as listed in the README); HOST is a name or *.name, matched against the request's Host"`
+	HeaderRule      router.HeaderRules `opt:"header_rule" group:"Apps" help:"KEY=request|response set|add|remove NAME [VALUE] for the mount KEY (* for all); repeatable; VALUE may hold {client_ip}, {host}, {tls_client_cn}, {peer_uid}... (README)"`
 
-	Core httpcore.Options   // pool, timeouts, limits, statistics
-	TLS  tlsadapter.Options // ssl_* and acme_*
-	Peer policy.PeerOptions // peercreds*
-	Apps appopt.Options     // proxy, static files, access log
+	Core     httpcore.Options    // pool, timeouts, limits, statistics
+	TLS      tlsadapter.Options  // ssl_* and acme_*
+	Peer     policy.PeerOptions  // peercreds*
+	Apps     appopt.Options      // proxy, static files, access log
+	Compress compression.Options // compress_*: response compression, off by default
 
 	// Name is the server's name in an Engine: "" for the main server, NAME for
 	// server.NAME.* keys.
@@ -127,7 +130,7 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		add("shutdown_timeout", "must be above 0 (seconds, or a duration like 5s)")
 	}
-	for _, v := range []any{&c.Core, &c.TLS, &c.TLS.ACME, &c.Peer, &c.Apps} {
+	for _, v := range []any{&c.Core, &c.TLS, &c.TLS.ACME, &c.Peer, &c.Apps, &c.Compress} {
 		if v, ok := v.(interface{ Validate() error }); ok {
 			if err := v.Validate(); err != nil {
 				errs = append(errs, config.Prefix(err, c.KeyPrefix()))
