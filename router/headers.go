@@ -16,9 +16,13 @@ import (
 )
 
 // Header rules: per mount, set, add and remove request headers (before the
-// mounted handler sees the request) and response headers (as the final
-// response head is written, after everything the handler and compression
-// decided). Each rule is one item of the header_rule option:
+// mounted handler sees the request) and response headers (as the handler's
+// final response head is written). Compression, when the mount has it,
+// stands outside the rules: it reads the client's own Accept-Encoding (a
+// rule removing it keeps an upstream's answer uncompressed for the edge to
+// compress) and sees the response the rules made (a rule setting
+// Cache-Control: no-transform keeps it uncompressed). Each rule is one item
+// of the header_rule option:
 //
 //	KEY=request|response set|add|remove NAME [VALUE]
 //

@@ -40,7 +40,7 @@ func buildHandler(c *Config) (http.Handler, []http.Handler, error) {
 	keys := map[string]bool{}
 	wrap := func(key string, h http.Handler) http.Handler {
 		keys[key] = true
-		return c.HeaderRule.Wrap(key, comp.Wrap(key, h))
+		return comp.Wrap(key, c.HeaderRule.Wrap(key, h))
 	}
 	for prefix, h := range c.Handlers {
 		key, err := router.CleanKey(prefix)
