@@ -48,11 +48,11 @@ import (
 
 // Options are the compress_* options of one server.
 type Options struct {
-	Compress          []string `opt:"compress" default:"" group:"Compression" help:"mount keys (as in mount: /api, a.test/) whose responses are compressed, * for every mount; empty: off (mind BREACH on responses carrying secrets, see README)"`
-	CompressMinSize   int64    `opt:"compress_min_size" default:"1KiB" unit:"bytes" group:"Compression" help:"smallest response body compressed; smaller ones are sent as they are"`
-	CompressTypes     []string `opt:"compress_types" default:"text/*,application/json,application/javascript,application/xml,application/xhtml+xml,application/rss+xml,application/atom+xml,application/manifest+json,application/ld+json,application/wasm,image/svg+xml" group:"Compression" help:"media types compressed (type/* for a whole type); already-compressed types are never compressed"`
-	CompressEncodings []string `opt:"compress_encodings" default:"zstd,gzip" group:"Compression" help:"encodings offered, preferred first when the client's q-values tie: zstd, gzip"`
-	CompressLevel     string   `opt:"compress_level" default:"default" group:"Compression" help:"speed against size: fastest, default (gzip 5) or better (gzip 7, zstd better)"`
+	Compress          []string `opt:"compress" default:"" group:"Apps" help:"mount keys (as in mount: /api, a.test/) whose responses are compressed, * for every mount; empty: off (mind BREACH on responses carrying secrets, see README)"`
+	CompressMinSize   int64    `opt:"compress_min_size" default:"1KiB" unit:"bytes" group:"Apps" help:"smallest response body compressed; smaller ones are sent as they are"`
+	CompressTypes     []string `opt:"compress_types" default:"text/*,application/json,application/javascript,application/xml,application/xhtml+xml,application/rss+xml,application/atom+xml,application/manifest+json,application/ld+json,application/wasm,image/svg+xml" group:"Apps" help:"media types compressed (type/* for a whole type); already-compressed types are never compressed"`
+	CompressEncodings []string `opt:"compress_encodings" default:"zstd,gzip" group:"Apps" help:"encodings offered, preferred first when the client's q-values tie: zstd, gzip"`
+	CompressLevel     string   `opt:"compress_level" default:"default" group:"Apps" help:"speed against size: fastest, default (gzip 5) or better (gzip 7, zstd better)"`
 }
 
 // maxMinSize caps compress_min_size: a response without Content-Length is
