@@ -15,8 +15,10 @@ import (
 
 	"golang.org/x/net/http2"
 
+	"tlsedge/apps"
 	"tlsedge/internal/testenv"
 	"tlsedge/router"
+	"tlsedge/server/httpcore"
 )
 
 // hostServer starts a TLS server with three certificates (a.test, *.b.test,
@@ -147,5 +149,43 @@ func TestMisdirectedH2(t *testing.T) {
 	}
 	if !strings.HasPrefix(addr, "127.0.0.1:") {
 		t.Fatal(addr)
+	}
+}
+
+// The metrics and the status page name routes by host: the route label of
+// a host's mount is its key ("a.test/api", "*.b.test/"), and the 421s
+// appear among the core's rejections in the metrics.
+func TestRoutesByHostInMetrics(t *testing.T) {
+	var s *Server
+	m := apps.NewMetrics(apps.Sources{Core: func() httpcore.Stats { return s.Stats() }})
+	c := plainConfig(t, nil)
+	c.Handlers = nil
+	c.Core.Statistics = true
+	c.Mount = router.MustMounts("a.test/api=text:A", "*.b.test/=text:B", "/status=status:", "/=text:default")
+	c.Targets = func(target string) (http.Handler, error) { return apps.New(target, apps.Env{Metrics: m}) }
+	c.Middleware = m.Wrap
+	s = startServer(t, c)
+	base := "http://" + s.BindAddr().String()
+	for _, host := range []string{"a.test", "a.test", "x.b.test", "c.test"} {
+		req, _ := http.NewRequest("GET", base+"/api/x", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	body := mustGet(t, base+"/status/metrics")
+	for _, want := range []string{
+		`tlsedge_http_requests_total{code="200",route="a.test/api",server="main"} 2`,
+		`tlsedge_http_requests_total{code="200",route="*.b.test/",server="main"} 1`,
+		`tlsedge_http_requests_total{code="200",route="/",server="main"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(body)
 	}
 }
