@@ -26,8 +26,11 @@
 // "Vary: Accept-Encoding", compressed or not, so caches keep the forms apart.
 //
 // Encoders are pooled and bounded: each holds a fixed window (gzip's 32 KiB,
-// zstd's window capped at compressZstdWindow), at most one per response
-// being written, and at most maxIdle idle ones per encoding are kept.
+// zstd's window capped at compressZstdWindow) and its tables, about 1 MiB
+// for gzip and 2 MiB for zstd at the default level, one per response being
+// compressed; at most compress_max_encoders exist at once, in use or idle,
+// and a response that finds none free is sent uncompressed (with its Vary),
+// so compression's memory has a ceiling whatever the load.
 package compression
 
 import (
@@ -38,6 +41,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -53,6 +57,10 @@ type Options struct {
 	CompressTypes     []string `opt:"compress_types" default:"text/*,application/json,application/javascript,application/xml,application/xhtml+xml,application/rss+xml,application/atom+xml,application/manifest+json,application/ld+json,application/wasm,image/svg+xml" group:"Apps" help:"media types compressed (type/* for a whole type); already-compressed types are never compressed"`
 	CompressEncodings []string `opt:"compress_encodings" default:"zstd,gzip" group:"Apps" help:"encodings offered, preferred first when the client's q-values tie: zstd, gzip"`
 	CompressLevel     string   `opt:"compress_level" default:"default" group:"Apps" help:"speed against size: fastest, default (gzip 5) or better (gzip 7, zstd better)"`
+	// Each encoder holds about 1 MiB (gzip) to 2 MiB (zstd default; 5 MiB
+	// at better), in use or idle: the cap is the memory compression may
+	// hold, whatever the load.
+	CompressMaxEncoders int `opt:"compress_max_encoders" default:"32" group:"Apps" help:"encoders that may exist at once, busy or idle (about 1-2 MiB each); responses past them are sent uncompressed"`
 }
 
 // maxMinSize caps compress_min_size: a response without Content-Length is
@@ -60,11 +68,9 @@ type Options struct {
 const maxMinSize = 64 << 10
 
 // compressZstdWindow caps zstd's window (and so its memory per encoder and
-// what a client must hold to decode).
-const compressZstdWindow = 1 << 20
-
-// maxIdle is how many idle encoders of each encoding are kept.
-const maxIdle = 64
+// what a client must hold to decode). Responses are compressed one by one,
+// and most are far smaller: a larger window buys little.
+const compressZstdWindow = 256 << 10
 
 // Validate checks the options, each error naming its option.
 func (o *Options) Validate() error {
@@ -95,6 +101,9 @@ func (o *Options) Validate() error {
 		if e != "gzip" && e != "zstd" {
 			errs = append(errs, config.KeyError("compress_encodings", "%q: use zstd or gzip", e))
 		}
+	}
+	if o.CompressMaxEncoders < 1 {
+		errs = append(errs, config.KeyError("compress_max_encoders", "%d: use 1 or more", o.CompressMaxEncoders))
 	}
 	if _, _, err := levels(o.CompressLevel); err != nil {
 		errs = append(errs, config.KeyError("compress_level", "%v", err))
@@ -159,6 +168,8 @@ type Compressor struct {
 	zsLevel zstd.EncoderLevel
 	gzIdle  chan *gzip.Writer
 	zsIdle  chan *zstd.Encoder
+	live    atomic.Int64 // encoders that exist, busy or idle
+	max     int64
 }
 
 // New builds the compressor for o (validated). Its Wrap does nothing when
@@ -174,8 +185,9 @@ func New(o Options) (*Compressor, error) {
 		encs:    slices.Clone(o.CompressEncodings),
 		gzLevel: gz,
 		zsLevel: zs,
-		gzIdle:  make(chan *gzip.Writer, maxIdle),
-		zsIdle:  make(chan *zstd.Encoder, maxIdle),
+		gzIdle:  make(chan *gzip.Writer, o.CompressMaxEncoders),
+		zsIdle:  make(chan *zstd.Encoder, o.CompressMaxEncoders),
+		max:     int64(o.CompressMaxEncoders),
 	}
 	for _, k := range o.Compress {
 		k, _ = CleanKey(k)

@@ -1,8 +1,13 @@
 package compression
 
 import (
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
+
+	"github.com/klauspost/compress/gzip"
 
 	"tlsedge/config"
 )
@@ -111,5 +116,64 @@ func TestOptionsRefused(t *testing.T) {
 		if err := o.Validate(); err == nil {
 			t.Errorf("%s=%s accepted", k, v)
 		}
+	}
+}
+
+// At most compress_max_encoders exist: a response that finds every encoder
+// busy goes out uncompressed (with Vary), and once the busy one is done its
+// encoder serves the next response. Over a real socket.
+func TestEncoderCap(t *testing.T) {
+	c, err := New(defaults(t, map[string]string{"compress": "*", "compress_max_encoders": "1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	started := make(chan struct{})
+	body := strings.Repeat("compressible text ", 1000)
+	h := c.Wrap("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, body)
+		if r.URL.Path == "/hold" {
+			http.NewResponseController(w).Flush()
+			close(started)
+			<-release
+		}
+	}))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	get := func(path string) *http.Response {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.Header.Set("Accept-Encoding", "gzip")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		return resp
+	}
+	held := make(chan *http.Response, 1)
+	go func() { held <- get("/hold") }()
+	<-started
+	resp := get("/x")
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Header.Get("Content-Encoding") != "" || string(b) != body || resp.Header.Get("Vary") != "Accept-Encoding" {
+		t.Errorf("with the one encoder busy: %v, %d bytes", resp.Header, len(b))
+	}
+	close(release)
+	first := <-held
+	zr, err := gzip.NewReader(first.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(zr); string(b) != body {
+		t.Errorf("the held response decodes to %d bytes", len(b))
+	}
+	first.Body.Close()
+	resp = get("/y")
+	resp.Body.Close()
+	if resp.Header.Get("Content-Encoding") != "gzip" || c.live.Load() != 1 {
+		t.Errorf("after the busy one finished: %v, %d encoders", resp.Header, c.live.Load())
 	}
 }

@@ -80,6 +80,13 @@ func (w *writer) start() {
 		w.ResponseWriter.WriteHeader(w.code)
 		return
 	}
+	out := w.c.get(w.enc, w.ResponseWriter)
+	if out == nil {
+		// Every encoder is busy: this one goes out as it is.
+		w.state = pass
+		w.ResponseWriter.WriteHeader(w.code)
+		return
+	}
 	h.Del("Content-Length")
 	h.Del("Accept-Ranges")
 	if et := h.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
@@ -87,7 +94,7 @@ func (w *writer) start() {
 	}
 	h.Set("Content-Encoding", w.enc)
 	w.state = compress
-	w.out = w.c.get(w.enc, w.ResponseWriter)
+	w.out = out
 	w.ResponseWriter.WriteHeader(w.code)
 }
 
@@ -166,7 +173,10 @@ func (w *writer) Flush() {
 // response) the encoder is dropped, not pooled.
 func (w *writer) finish() {
 	if p := recover(); p != nil {
-		w.out = nil
+		if w.out != nil {
+			w.c.drop()
+			w.out = nil
+		}
 		panic(p)
 	}
 	switch w.state {
@@ -176,9 +186,10 @@ func (w *writer) finish() {
 		w.ResponseWriter.WriteHeader(w.code)
 		_ = w.release()
 	case compress:
-		err := w.out.Close()
-		if err == nil {
+		if w.out.Close() == nil {
 			w.c.put(w.out)
+		} else {
+			w.c.drop() // a write failed: the encoder's state is not trusted again
 		}
 		w.out = nil
 	}
@@ -187,7 +198,10 @@ func (w *writer) finish() {
 // Unwrap lets http.ResponseController reach the core's writer (deadlines).
 func (w *writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// get takes an idle encoder for enc, or makes one, writing to dst.
+// get takes an idle encoder for enc, or makes one while fewer than
+// compress_max_encoders exist; nil when none is free. An idle encoder of
+// the other encoding is dropped to make room, so one encoding's idle
+// encoders never starve the other.
 func (c *Compressor) get(enc string, dst io.Writer) encoder {
 	if enc == "gzip" {
 		select {
@@ -195,37 +209,76 @@ func (c *Compressor) get(enc string, dst io.Writer) encoder {
 			g.Reset(dst)
 			return g
 		default:
-			g, _ := gzip.NewWriterLevel(dst, c.gzLevel) // the level is checked by Validate
-			return g
+		}
+	} else {
+		select {
+		case z := <-c.zsIdle:
+			z.Reset(dst)
+			return z
+		default:
 		}
 	}
-	select {
-	case z := <-c.zsIdle:
-		z.Reset(dst)
-		return z
-	default:
-		z, _ := zstd.NewWriter(dst, zstd.WithEncoderLevel(c.zsLevel), zstd.WithEncoderConcurrency(1),
-			zstd.WithWindowSize(compressZstdWindow), zstd.WithLowerEncoderMem(true))
-		return z
+	if !c.reserve() {
+		// Room held by idle encoders of the other kind is given back.
+		select {
+		case <-c.gzIdle:
+			c.live.Add(-1)
+		case <-c.zsIdle:
+			c.live.Add(-1)
+		default:
+			return nil
+		}
+		if !c.reserve() {
+			return nil
+		}
+	}
+	if enc == "gzip" {
+		g, _ := gzip.NewWriterLevel(dst, c.gzLevel) // the level is checked by Validate
+		return g
+	}
+	z, err := zstd.NewWriter(dst, zstd.WithEncoderLevel(c.zsLevel), zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(compressZstdWindow), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		c.live.Add(-1)
+		return nil
+	}
+	return z
+}
+
+// reserve counts one more encoder if the cap allows.
+func (c *Compressor) reserve() bool {
+	for {
+		n := c.live.Load()
+		if n >= c.max {
+			return false
+		}
+		if c.live.CompareAndSwap(n, n+1) {
+			return true
+		}
 	}
 }
 
-// put returns a closed encoder to its idle list, or drops it when the list
-// is full. It is reset to write nowhere, so an idle encoder holds no
-// connection.
+// put returns a closed encoder to its idle list. It is reset to write
+// nowhere, so an idle encoder holds no connection.
 func (c *Compressor) put(e encoder) {
 	switch e := e.(type) {
 	case *gzip.Writer:
 		e.Reset(io.Discard)
 		select {
 		case c.gzIdle <- e:
+			return
 		default:
 		}
 	case *zstd.Encoder:
 		e.Reset(nil)
 		select {
 		case c.zsIdle <- e:
+			return
 		default:
 		}
 	}
+	c.live.Add(-1)
 }
+
+// drop forgets an encoder that is not returned (its response was aborted).
+func (c *Compressor) drop() { c.live.Add(-1) }
