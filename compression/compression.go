@@ -12,7 +12,9 @@
 //     highest q wins; on a tie, the order of compress_encodings);
 //   - the status is not 1xx, 204, 206 or 304, and the response carries no
 //     Content-Encoding of its own and no Cache-Control: no-transform;
-//   - its Content-Type is one of compress_types, and never a type that is
+//   - its Content-Type is one of compress_types (an application/...+json
+//     type counting as application/json, +xml as application/xml, and
+//     application/javascript as text/javascript), and never a type that is
 //     compressed already (images other than SVG, audio, video, archives,
 //     WOFF2), whatever compress_types says;
 //   - its body is at least compress_min_size bytes (by Content-Length, or,
@@ -54,7 +56,7 @@ import (
 type Options struct {
 	Compress          []string `opt:"compress" default:"" group:"Apps" help:"mount keys (as in mount: /api, a.test/) whose responses are compressed, * for every mount; empty: off (mind BREACH on responses carrying secrets, see README)"`
 	CompressMinSize   int64    `opt:"compress_min_size" default:"1KiB" unit:"bytes" group:"Apps" help:"smallest response body compressed; smaller ones are sent as they are"`
-	CompressTypes     []string `opt:"compress_types" default:"text/*,application/json,application/javascript,application/xml,application/xhtml+xml,application/rss+xml,application/atom+xml,application/manifest+json,application/ld+json,application/wasm,image/svg+xml" group:"Apps" help:"media types compressed (type/* for a whole type); already-compressed types are never compressed"`
+	CompressTypes     []string `opt:"compress_types" default:"text/*,application/json,application/xml" group:"Apps" help:"media types compressed (type/* for a whole type; application/json and application/xml cover the +json and +xml kinds, such as image/svg+xml; application/javascript counts as text/javascript); already-compressed types never are"`
 	CompressEncodings []string `opt:"compress_encodings" default:"zstd,gzip" group:"Apps" help:"encodings offered, preferred first when the client's q-values tie: zstd, gzip"`
 	CompressLevel     string   `opt:"compress_level" default:"default" group:"Apps" help:"speed against size: fastest, default (gzip 5) or better (gzip 7, zstd better)"`
 	// Each encoder holds about 1 MiB (gzip) to 2 MiB (zstd default; 5 MiB
@@ -308,8 +310,22 @@ func (c *Compressor) eligible(code int, h http.Header) bool {
 	if err != nil || precompressed(mt) {
 		return false
 	}
+	switch mt {
+	case "application/javascript", "application/x-javascript", "application/ecmascript":
+		mt = "text/javascript" // RFC 9239: JavaScript is text/javascript; the others are its old names
+	}
 	if c.exact[mt] {
 		return true
+	}
+	// Structured syntax suffixes (RFC 6839): application/ld+json is JSON,
+	// image/svg+xml and application/atom+xml are XML.
+	if i := strings.LastIndexByte(mt, '+'); i > 0 {
+		switch mt[i:] {
+		case "+json":
+			return c.exact["application/json"]
+		case "+xml":
+			return c.exact["application/xml"]
+		}
 	}
 	for _, p := range c.wild {
 		if strings.HasPrefix(mt, p) {
