@@ -44,7 +44,8 @@ import (
 // request rule may not name an identity header (X-SSL-*, X-Remote-*,
 // Remote-User, X-Forwarded-Client-Cert) or a forwarding header (Forwarded,
 // X-Forwarded-*, X-Real-IP...), since those are stripped from every client
-// and set only from the connection's facts; nor may any rule name a header
+// and set only from the connection's facts, or X-Request-Id, the id the
+// logs and the upstream share; nor may any rule name a header
 // that frames the message (Content-Length, Transfer-Encoding, Connection,
 // Host...), or a response rule Content-Encoding. Each is refused at
 // start-up, naming the option.
@@ -171,6 +172,9 @@ func checkRuleHeader(name string, response bool) error {
 	}
 	if !response && policy.IsForwardingHeader(name) {
 		return fmt.Errorf("%s is a forwarding header: only the edge sets it, from the connection and trusted_proxies", name)
+	}
+	if !response && strings.EqualFold(name, "X-Request-Id") {
+		return errors.New("X-Request-Id is the edge's request id (kept from trusted_proxies, else made here): use {request_id} in another header")
 	}
 	switch strings.ToLower(name) {
 	case "content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "host":

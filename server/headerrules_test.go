@@ -178,6 +178,7 @@ func TestHeaderRulesRefused(t *testing.T) {
 		"/=response set Content-Length 5",
 		"/=response set Content-Encoding gzip",
 		"/=request set Host evil.test",
+		"/=request set X-Request-Id abc",
 		"/=request set X-A {nope}",
 		"/=request set X-A",
 		"/=request remove X-A value",
