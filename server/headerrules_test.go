@@ -208,3 +208,40 @@ func TestHeaderRulesRefused(t *testing.T) {
 		t.Fatalf("a rule for a mount that does not exist: %v", err)
 	}
 }
+
+// {tls_client_cn} names only a verified client: with ssl_client_auth =
+// request anyone may present any certificate, and its common name is not
+// passed on as if it meant something.
+func TestHeaderRulesUnverifiedClientCN(t *testing.T) {
+	up := echoUpstream(t)
+	ca := testenv.NewCA(t, "rules")
+	srvCert := ca.Leaf(t, "a.test", "127.0.0.1")
+	mallory := testenv.NewCA(t, "other").Leaf(t, "admin")
+	c := plainConfig(t, nil)
+	c.Handlers = nil
+	c.TLS.SSLModule = "builtin"
+	c.TLS.SSLCertificate, c.TLS.SSLPrivateKey = []string{srvCert.CertFile}, []string{srvCert.KeyFile}
+	if f, _ := c.Options().Lookup("ssl_client_auth"); f.Set("request") != nil {
+		t.Fatal("ssl_client_auth")
+	}
+	c.Mount = router.MustMounts("/=" + up)
+	c.HeaderRule = mustRules(t, "/=request set X-CN {tls_client_cn}", "/=request set X-SNI {tls_sni}")
+	c.Targets = func(target string) (http.Handler, error) { return apps.New(target, apps.Env{}) }
+	s := startServer(t, c)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: "a.test", RootCAs: pool, Certificates: []tls.Certificate{mallory.TLS}},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, s.BindAddr().String())
+		}}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get("https://a.test/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(b), "X-Cn") || !strings.Contains(string(b), "X-Sni: a.test\r\n") {
+		t.Fatalf("an unverified certificate's CN was passed on, or the SNI was not:\n%s", b)
+	}
+}
