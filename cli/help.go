@@ -32,7 +32,7 @@ server.socket_port = 8443 under [global] (process flags are engine.KEY).
 Durations take seconds (10) or Go durations (1.5s); sizes take bytes or
 units (500KiB, 100MiB).
 
-Mount targets (--mount PREFIX=TARGET, repeatable):
+Mount targets (--mount [HOST]/PREFIX=TARGET, repeatable; HOST a name or *.name):
   text:BODY                     200 with BODY as text/plain
   http://HOST:PORT[/base]       proxy to an HTTP/1.1 upstream (https: TLS)
   unix:/path.sock[:/base]       proxy to an upstream on a UNIX socket

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -15,33 +16,59 @@ import (
 	"strings"
 )
 
-// Dispatcher is a mount table from path prefix to Handler: the Go form of
-// the seeds' WSGIPathInfoDispatcher. The longest matching prefix wins, and a
-// prefix matches whole path segments only ("/blog" serves "/blog" and
-// "/blog/x", never "/blogger"). The handler sees the path with the prefix
-// removed, the way http.StripPrefix presents it; the prefix and the original
-// path stay available through MountFromContext (and r.RequestURI is never
-// changed), so logs show what the client asked for. Matching is on
-// r.URL.Path, which the core has made canonical (no dot or empty segments,
-// see canonicalize): the same path every path rule in front judges.
+// Dispatcher is a mount table from host name and path prefix to Handler:
+// the Go form of the seeds' WSGIPathInfoDispatcher, with virtual hosts. The
+// longest matching prefix wins, and a prefix matches whole path segments
+// only ("/blog" serves "/blog" and "/blog/x", never "/blogger"). The
+// handler sees the path with the prefix removed, the way http.StripPrefix
+// presents it; the prefix and the original path stay available through
+// MountFromContext (and r.RequestURI is never changed), so logs show what
+// the client asked for. Matching is on r.URL.Path, which the core has made
+// canonical (no dot or empty segments, see canonicalize): the same path
+// every path rule in front judges.
+//
+// A mount may name a host ("a.test/api", "*.b.test/"). The request's host
+// (r.Host: the Host header or h2 :authority, its port and a trailing dot
+// ignored, any case) picks the mounts tried, in this order: the mounts of
+// that exact name, then those of the matching wildcards, the longest
+// suffix first, then the host-less mounts; the first group with a prefix
+// matching the path serves it. So "a.test/api" and "/" send a.test/api to
+// the first and a.test/other to the second, as a catch-all should. A
+// request without a host (HTTP/1.0) is tried on the host-less mounts only.
+// A wildcard "*.b.test" matches one or more labels before ".b.test", never
+// "b.test" itself.
 //
 // Mount every handler before serving: a Dispatcher is safe for concurrent
 // ServeHTTP calls but not for Mount concurrently with them.
 type Dispatcher struct {
-	mounts   []mountEntry // longest prefix first
-	NotFound http.Handler // answers paths no prefix matches; nil means http.NotFound
+	exact    map[string][]mountEntry // by host name; each longest prefix first
+	wild     []hostGroup             // "*.b.test" as suffix ".b.test", longest first
+	mounts   []mountEntry            // host-less, longest prefix first
+	NotFound http.Handler            // answers paths no prefix matches; nil means http.NotFound
+}
+
+type hostGroup struct {
+	suffix string // ".b.test" for "*.b.test"
+	mounts []mountEntry
 }
 
 type mountEntry struct {
+	host   string // "" for a host-less mount, "a.test", "*.b.test"
 	prefix string
+	route  string // host+prefix, what RouteRecorder is told
 	h      http.Handler
 }
 
 // Mount is what MountFromContext reports to a mounted handler.
 type Mount struct {
+	Host         string // the mount's host as written in its key ("a.test", "*.b.test"); "" for a host-less mount
 	Prefix       string // the mount prefix, e.g. "/blog" ("/" for the root)
 	OriginalPath string // r.URL.Path before the prefix was removed
 }
+
+// Route is how a mount is named in metrics, the status page and logs: its
+// prefix, after its host when it has one ("a.test/api", "*.b.test/").
+func (m Mount) Route() string { return m.Host + m.Prefix }
 
 type mountKey struct{}
 
@@ -58,35 +85,163 @@ func MountFromContext(ctx context.Context) (Mount, bool) {
 // mount served its request: the metrics and access-log wrappers in front of
 // the Dispatcher, which see the request before it is routed and cannot read
 // the mount from the copy the Dispatcher hands on. The Dispatcher calls
-// SetRoute with the matched prefix ("/" for the root mount) before the
-// mounted handler runs, and not at all when no prefix matches. Asking the
-// writer costs a type assertion: nothing is allocated per request.
+// SetRoute with the matched route (Mount.Route: "/" for the root mount,
+// "a.test/api" for a mount with a host) before the mounted handler runs,
+// and not at all when no prefix matches. Asking the writer costs a type
+// assertion: nothing is allocated per request.
 type RouteRecorder interface {
-	SetRoute(prefix string)
+	SetRoute(route string)
 }
 
 // NewDispatcher returns an empty mount table.
 func NewDispatcher() *Dispatcher { return &Dispatcher{} }
 
-// Mount adds h at prefix. The prefix must start with "/"; a trailing slash
-// is ignored ("/blog/" is "/blog"). Mounting the same prefix twice is an
-// error.
-func (d *Dispatcher) Mount(prefix string, h http.Handler) error {
-	p, err := cleanPrefix(prefix)
+// Mount adds h at key: a path prefix ("/blog"), or a host and a prefix
+// ("a.test/blog", "*.b.test/"). The prefix must start with "/"; a trailing
+// slash is ignored ("/blog/" is "/blog"). Mounting the same host and prefix
+// twice is an error.
+func (d *Dispatcher) Mount(key string, h http.Handler) error {
+	host, p, err := cleanKey(key)
 	if err != nil {
 		return err
 	}
 	if h == nil {
-		return fmt.Errorf("router: mount %q: nil handler", prefix)
+		return fmt.Errorf("router: mount %q: nil handler", key)
 	}
-	for _, m := range d.mounts {
-		if m.prefix == p {
-			return fmt.Errorf("router: mount %q: prefix already mounted", prefix)
+	e := mountEntry{host: host, prefix: p, route: host + p, h: h}
+	switch {
+	case host == "":
+		return addEntry(&d.mounts, e, key)
+	case strings.HasPrefix(host, "*."):
+		suffix := host[1:]
+		for i := range d.wild {
+			if d.wild[i].suffix == suffix {
+				return addEntry(&d.wild[i].mounts, e, key)
+			}
+		}
+		d.wild = append(d.wild, hostGroup{suffix: suffix})
+		sort.SliceStable(d.wild, func(i, j int) bool { return len(d.wild[i].suffix) > len(d.wild[j].suffix) })
+		for i := range d.wild {
+			if d.wild[i].suffix == suffix {
+				return addEntry(&d.wild[i].mounts, e, key)
+			}
+		}
+		panic("unreachable")
+	default:
+		if d.exact == nil {
+			d.exact = map[string][]mountEntry{}
+		}
+		g := d.exact[host]
+		if err := addEntry(&g, e, key); err != nil {
+			return err
+		}
+		d.exact[host] = g
+		return nil
+	}
+}
+
+func addEntry(list *[]mountEntry, e mountEntry, key string) error {
+	for _, m := range *list {
+		if m.prefix == e.prefix {
+			return fmt.Errorf("router: mount %q: prefix already mounted", key)
 		}
 	}
-	d.mounts = append(d.mounts, mountEntry{prefix: p, h: h})
-	sort.SliceStable(d.mounts, func(i, j int) bool { return len(d.mounts[i].prefix) > len(d.mounts[j].prefix) })
+	*list = append(*list, e)
+	sort.SliceStable(*list, func(i, j int) bool { return len((*list)[i].prefix) > len((*list)[j].prefix) })
 	return nil
+}
+
+// cleanKey splits a mount key into its host (lower case, no trailing dot;
+// "" when the key starts with "/") and its cleaned prefix.
+func cleanKey(key string) (host, prefix string, err error) {
+	i := strings.IndexByte(key, '/')
+	if i < 0 {
+		if key != "" && !strings.ContainsAny(key, "=") {
+			return "", "", fmt.Errorf("router: mount %q: a host needs a path after it, like %q", key, key+"/")
+		}
+		return "", "", fmt.Errorf("router: mount prefix %q must start with \"/\" or a host name", key)
+	}
+	if i > 0 {
+		if host, err = CleanHost(key[:i]); err != nil {
+			return "", "", fmt.Errorf("router: mount %q: %w", key, err)
+		}
+	}
+	prefix, err = cleanPrefix(key[i:])
+	return host, prefix, err
+}
+
+// CleanKey checks a mount key ("/api", "a.test/", "*.b.test/x") as Mount
+// does and returns it in the form routing compares and Mount.Route names:
+// the host in lower case without a trailing dot, the prefix without a
+// trailing slash. Options that name mounts (header_rule, compress) use it.
+func CleanKey(key string) (string, error) {
+	host, prefix, err := cleanKey(key)
+	return host + prefix, err
+}
+
+// CleanHost checks the host of a mount key and returns it in the form
+// routing compares: lower case, without a trailing dot. It is a DNS name
+// (letters, digits, '-' and '.', labels of 1-63 bytes), or "*." and such a
+// name for a wildcard, which matches any name ending in the rest. A port
+// is refused: routing ignores the port a request names, so a mount key
+// with one could never mean what it says.
+func CleanHost(h string) (string, error) {
+	if strings.Contains(h, ":") || strings.HasPrefix(h, "[") {
+		return "", fmt.Errorf("host %q: no port or IP literal in a mount host (routing ignores the request's port); drop it", h)
+	}
+	h = strings.ToLower(strings.TrimSuffix(h, "."))
+	name := h
+	if rest, ok := strings.CutPrefix(h, "*."); ok {
+		name = rest
+	}
+	if name == "" || len(name) > 253 {
+		return "", fmt.Errorf("host %q: empty or longer than 253 bytes", h)
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return "", fmt.Errorf("host %q: label %q is empty, over 63 bytes or starts or ends with '-'", h, label)
+		}
+		for j := 0; j < len(label); j++ {
+			c := label[j]
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+				if c == '*' {
+					return "", fmt.Errorf("host %q: a wildcard is only \"*.\" before a name, like *.example.com", h)
+				}
+				return "", fmt.Errorf("host %q: invalid character %q (a DNS name, or *.name)", h, c)
+			}
+		}
+	}
+	return h, nil
+}
+
+// RequestHost is the host name routing and the misdirected-request check
+// compare: r.Host without its port and trailing dot, in lower case ("" when
+// the request names none). It allocates only when the host has upper case.
+func RequestHost(r *http.Request) string {
+	return normHost(r.Host)
+}
+
+func normHost(h string) string {
+	if h == "" {
+		return ""
+	}
+	if h[0] == '[' {
+		// An IP literal: no mount names one (CleanHost refuses them).
+		if i := strings.IndexByte(h, ']'); i > 0 {
+			return strings.ToLower(h[:i+1])
+		}
+		return h
+	}
+	if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		h = h[:i]
+	}
+	h = strings.TrimSuffix(h, ".")
+	for i := 0; i < len(h); i++ {
+		if 'A' <= h[i] && h[i] <= 'Z' {
+			return strings.ToLower(h)
+		}
+	}
+	return h
 }
 
 func cleanPrefix(prefix string) (string, error) {
@@ -114,11 +269,23 @@ func cleanPrefix(prefix string) (string, error) {
 	return prefix, nil
 }
 
-// Prefixes lists the mounted prefixes, longest first.
+// Prefixes lists the mount keys (Mount.Route): exact hosts (by name), then
+// wildcards (longest first), then host-less mounts, each group longest
+// prefix first.
 func (d *Dispatcher) Prefixes() []string {
-	out := make([]string, len(d.mounts))
-	for i, m := range d.mounts {
-		out[i] = m.prefix
+	var out []string
+	for _, h := range slices.Sorted(maps.Keys(d.exact)) {
+		for _, m := range d.exact[h] {
+			out = append(out, m.route)
+		}
+	}
+	for _, g := range d.wild {
+		for _, m := range g.mounts {
+			out = append(out, m.route)
+		}
+	}
+	for _, m := range d.mounts {
+		out = append(out, m.route)
 	}
 	return out
 }
@@ -130,42 +297,91 @@ type mounted struct {
 	m   Mount
 }
 
-func (d *Dispatcher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p := r.URL.Path
-	for i := range d.mounts {
-		m := &d.mounts[i]
-		if m.prefix == "/" {
-			// The root mount strips nothing: no copy needed.
-			recordRoute(w, m.prefix)
-			m.h.ServeHTTP(w, r)
-			return
+// lookup finds the mount for host (as RequestHost gives it) and path.
+func (d *Dispatcher) lookup(host, p string) *mountEntry {
+	if host != "" {
+		if len(d.exact) > 0 {
+			if m := match(d.exact[host], p); m != nil {
+				return m
+			}
 		}
-		if !strings.HasPrefix(p, m.prefix) || len(p) > len(m.prefix) && p[len(m.prefix)] != '/' {
-			continue
+		for i := range d.wild {
+			g := &d.wild[i]
+			if len(host) > len(g.suffix) && strings.HasSuffix(host, g.suffix) {
+				if m := match(g.mounts, p); m != nil {
+					return m
+				}
+			}
 		}
-		rp := ""
-		if r.URL.RawPath != "" {
-			rp = rawAfter(r.URL.RawPath, len(m.prefix))
-		}
-		x := &mounted{url: *r.URL, m: Mount{Prefix: m.prefix, OriginalPath: p}}
-		x.url.Path = p[len(m.prefix):]
-		x.url.RawPath = rp
-		x.req = *r.WithContext(context.WithValue(r.Context(), mountKey{}, &x.m))
-		x.req.URL = &x.url
-		recordRoute(w, m.prefix)
-		m.h.ServeHTTP(w, &x.req)
-		return
 	}
-	if d.NotFound != nil {
-		d.NotFound.ServeHTTP(w, r)
-		return
-	}
-	http.NotFound(w, r)
+	return match(d.mounts, p)
 }
 
-func recordRoute(w http.ResponseWriter, prefix string) {
+func match(list []mountEntry, p string) *mountEntry {
+	for i := range list {
+		m := &list[i]
+		if m.prefix == "/" || strings.HasPrefix(p, m.prefix) && (len(p) == len(m.prefix) || p[len(m.prefix)] == '/') {
+			return m
+		}
+	}
+	return nil
+}
+
+// Lookup reports the handler and route (Mount.Route) that would serve r,
+// without serving it; ok is false when no mount matches.
+func (d *Dispatcher) Lookup(r *http.Request) (h http.Handler, route string, ok bool) {
+	host := ""
+	if len(d.exact) > 0 || len(d.wild) > 0 {
+		host = RequestHost(r)
+	}
+	m := d.lookup(host, r.URL.Path)
+	if m == nil {
+		return nil, "", false
+	}
+	return m.h, m.route, true
+}
+
+func (d *Dispatcher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	host := ""
+	if len(d.exact) > 0 || len(d.wild) > 0 {
+		host = RequestHost(r)
+	}
+	m := d.lookup(host, p)
+	if m == nil {
+		if d.NotFound != nil {
+			d.NotFound.ServeHTTP(w, r)
+			return
+		}
+		http.NotFound(w, r)
+		return
+	}
+	if m.prefix == "/" && m.host == "" {
+		// The host-less root mount strips nothing: no copy needed.
+		recordRoute(w, m.route)
+		m.h.ServeHTTP(w, r)
+		return
+	}
+	rp := ""
+	if r.URL.RawPath != "" && m.prefix != "/" {
+		rp = rawAfter(r.URL.RawPath, len(m.prefix))
+	} else if m.prefix == "/" {
+		rp = r.URL.RawPath
+	}
+	x := &mounted{url: *r.URL, m: Mount{Host: m.host, Prefix: m.prefix, OriginalPath: p}}
+	if m.prefix != "/" {
+		x.url.Path = p[len(m.prefix):]
+	}
+	x.url.RawPath = rp
+	x.req = *r.WithContext(context.WithValue(r.Context(), mountKey{}, &x.m))
+	x.req.URL = &x.url
+	recordRoute(w, m.route)
+	m.h.ServeHTTP(w, &x.req)
+}
+
+func recordRoute(w http.ResponseWriter, route string) {
 	if rr, ok := w.(RouteRecorder); ok {
-		rr.SetRoute(prefix)
+		rr.SetRoute(route)
 	}
 }
 
@@ -186,22 +402,30 @@ func rawAfter(raw string, n int) string {
 	return raw[i:]
 }
 
-// ParseMount splits a --mount PREFIX=TARGET spec. The prefix is checked and
-// cleaned as Dispatcher.Mount does; the target must be non-empty and is
-// returned as written (its scheme, such as text:, is resolved by the caller).
-func ParseMount(spec string) (prefix, target string, err error) {
-	p, t, ok := strings.Cut(spec, "=")
+// ParseMount splits a --mount KEY=TARGET spec, KEY being a path prefix
+// ("/api") or a host and a prefix ("a.test/api", "*.b.test/"). The key is
+// checked and cleaned as Dispatcher.Mount does (the host in lower case,
+// without a trailing dot) and returned whole; the target must be non-empty
+// and is returned as written (its scheme, such as text:, is resolved by the
+// caller).
+func ParseMount(spec string) (key, target string, err error) {
+	host, prefix, target, err := parseMount(spec)
+	return host + prefix, target, err
+}
+
+func parseMount(spec string) (host, prefix, target string, err error) {
+	k, t, ok := strings.Cut(spec, "=")
 	if !ok {
-		return "", "", fmt.Errorf("mount %q: want PREFIX=TARGET", spec)
+		return "", "", "", fmt.Errorf("mount %q: want [HOST]/PREFIX=TARGET", spec)
 	}
 	if t == "" {
-		return "", "", fmt.Errorf("mount %q: empty target", spec)
+		return "", "", "", fmt.Errorf("mount %q: empty target", spec)
 	}
-	prefix, err = cleanPrefix(p)
+	host, prefix, err = cleanKey(k)
 	if err != nil {
-		return "", "", fmt.Errorf("mount %q: %w", spec, err)
+		return "", "", "", fmt.Errorf("mount %q: %w", spec, err)
 	}
-	return prefix, t, nil
+	return host, prefix, t, nil
 }
 
 // plainPathByte reports whether b may stand unescaped in a mount prefix:
@@ -218,14 +442,19 @@ func plainPathByte(b byte) bool {
 	return false
 }
 
-// MountSpec is one --mount PREFIX=TARGET, parsed.
+// MountSpec is one --mount [HOST]/PREFIX=TARGET, parsed.
 type MountSpec struct {
+	Host   string // "" for a host-less mount; lower case, no trailing dot ("a.test", "*.b.test")
 	Prefix string // cleaned as Dispatcher.Mount cleans it
 	Target string // as written; its scheme is resolved by the caller
 	Spec   string // the whole spec as written, for messages
 }
 
-// Mounts is the mount option: PREFIX=TARGET specs parsed and checked when
+// Key is the spec's mount key as Dispatcher.Mount takes it and Mount.Route
+// names it: the host, if any, then the prefix.
+func (s MountSpec) Key() string { return s.Host + s.Prefix }
+
+// Mounts is the mount option: [HOST]/PREFIX=TARGET specs parsed and checked when
 // the configuration is loaded, so a bad prefix is an error naming the
 // option, and building the mount table parses nothing again. The zero value
 // mounts nothing.
@@ -254,12 +483,12 @@ func (m *Mounts) SetList(items []string) error {
 	var out []MountSpec
 	var errs []error
 	for _, s := range items {
-		prefix, target, err := ParseMount(s)
+		host, prefix, target, err := parseMount(s)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		out = append(out, MountSpec{Prefix: prefix, Target: target, Spec: s})
+		out = append(out, MountSpec{Host: host, Prefix: prefix, Target: target, Spec: s})
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err

@@ -177,3 +177,92 @@ func TestMountsKeepCommas(t *testing.T) {
 		t.Fatalf("file value: %v %q", err, o.Mount.List())
 	}
 }
+
+// TestHostRouting is the host routing table: exact names first, then the
+// longest wildcard, then host-less mounts, each group by longest prefix; the
+// port, a trailing dot and case of the Host are ignored; a request without
+// a Host reaches only host-less mounts.
+func TestHostRouting(t *testing.T) {
+	d := NewDispatcher()
+	tag := func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			m, _ := MountFromContext(r.Context())
+			io.WriteString(w, name+" "+r.URL.Path+" "+m.Route())
+		})
+	}
+	for _, m := range []struct{ key, name string }{
+		{"/", "root"},
+		{"/api", "api"},
+		{"a.test/", "a"},
+		{"A.Test./admin", "a-admin"},
+		{"*.b.test/", "wild-b"},
+		{"*.x.b.test/", "wild-xb"},
+		{"c.test/only", "c-only"},
+	} {
+		if err := d.Mount(m.key, tag(m.name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, bad := range []string{"a.test/", "a.test./", "a.test:8443/", "*b.test/", "a.*.test/", "a_b.test/", "[::1]/", "a.test", "-a.test/", "a..test/"} {
+		if err := d.Mount(bad, tag("bad")); err == nil {
+			t.Errorf("mount %q accepted", bad)
+		}
+	}
+	tests := []struct{ host, path, want string }{
+		{"a.test", "/x", "a /x a.test/"},
+		{"a.test:8443", "/x", "a /x a.test/"},
+		{"A.TEST.", "/x", "a /x a.test/"},
+		{"a.test.:443", "/admin/y", "a-admin /y a.test/admin"},
+		{"a.test", "/api/v1", "a /api/v1 a.test/"},       // the host's root wins over a host-less prefix
+		{"www.b.test", "/z", "wild-b /z *.b.test/"},      // a wildcard
+		{"deep.www.b.test", "/z", "wild-b /z *.b.test/"}, // more than one label
+		{"y.x.b.test", "/z", "wild-xb /z *.x.b.test/"},   // the longest wildcard
+		{"x.b.test", "/z", "wild-b /z *.b.test/"},        // *.x.b.test needs a label before x
+		{"b.test", "/z", "root /z "},                     // *.b.test is not b.test
+		{"c.test", "/only/q", "c-only /q c.test/only"},   // exact name and prefix
+		{"c.test", "/api/q", "api /q /api"},              // falls through to host-less
+		{"other.test", "/api", "api  /api"},              // unknown host: host-less
+		{"", "/api/x", "api /x /api"},                    // no Host (HTTP/1.0)
+		{"", "/x", "root /x "},                           // the host-less root passes the request on as it is
+		{"[::1]:8443", "/x", "root /x "},
+		{"127.0.0.1:8443", "/api", "api  /api"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.host+tt.path, func(t *testing.T) {
+			r := httptest.NewRequest("GET", tt.path, nil)
+			r.Host = tt.host
+			rec := httptest.NewRecorder()
+			d.ServeHTTP(rec, r)
+			if got := rec.Body.String(); got != tt.want {
+				t.Fatalf("got %q want %q", got, tt.want)
+			}
+			_, route, ok := d.Lookup(r)
+			if want := tt.want[strings.LastIndexByte(tt.want, ' ')+1:]; !ok || route != want && !(want == "" && route == "/") {
+				t.Fatalf("Lookup route %q (%v), served %q", route, ok, tt.want)
+			}
+		})
+	}
+	if got := strings.Join(d.Prefixes(), " "); got != "a.test/admin a.test/ c.test/only *.x.b.test/ *.b.test/ /api /" {
+		t.Fatalf("Prefixes %q", got)
+	}
+}
+
+func TestParseMountHost(t *testing.T) {
+	m, err := ParseMounts("A.test./api=text:a", "*.B.test/=text:b", "/=text:c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.Specs()
+	if s[0].Host != "a.test" || s[0].Prefix != "/api" || s[0].Key() != "a.test/api" || s[1].Key() != "*.b.test/" || s[2].Key() != "/" {
+		t.Fatalf("%+v", s)
+	}
+	if m.List()[0] != "A.test./api=text:a" {
+		t.Fatal(m.List())
+	}
+	if _, err := ParseMounts("a.test:8443/=text:x"); err == nil || !strings.Contains(err.Error(), "port") {
+		t.Fatalf("port in a mount host: %v", err)
+	}
+	if _, err := ParseMounts("a.test=text:x"); err == nil || !strings.Contains(err.Error(), `"a.test/"`) {
+		t.Fatalf("host without a path: %v", err)
+	}
+}

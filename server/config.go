@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"tlsedge/apps/appopt"
+	"tlsedge/compression"
 	"tlsedge/config"
 	"tlsedge/policy"
 	"tlsedge/router"
@@ -45,12 +46,14 @@ type Config struct {
 	ProxyProtocolAccept  bool                  `opt:"proxy_protocol_accept" default:"false" group:"Listener" help:"read a PROXY protocol header (v1 or v2) first on every connection, from proxy_protocol_trusted peers only; its client address is the connection's"`
 	ProxyProtocolTrusted policy.TrustedProxies `opt:"proxy_protocol_trusted" default:"" group:"Listener" help:"load balancers (IP or CIDR) allowed to send PROXY protocol headers; with proxy_protocol_accept, any other peer is refused at accept"`
 	ProxyProtocolTimeout time.Duration         `opt:"proxy_protocol_timeout" default:"5s" group:"Listener" help:"longest wait for a connection's PROXY protocol header (then it is closed)"`
-	Mount                router.Mounts         `opt:"mount" group:"Apps" help:"PREFIX=TARGET to serve; repeatable (text:BODY, and more as listed in the README)"`
+	Mount                router.Mounts         `opt:"mount" group:"Apps" help:"[HOST]/PREFIX=TARGET to serve; repeatable (text:BODY, and more as listed in the README); HOST is a name or *.name, matched against the request's Host"`
+	HeaderRule           router.HeaderRules    `opt:"header_rule" group:"Apps" help:"KEY=request|response set|add|remove NAME [VALUE] for the mount KEY (* for all); repeatable; VALUE may hold {client_ip}, {host}, {tls_client_cn}, {peer_uid}... (README)"`
 
-	Core httpcore.Options   // pool, timeouts, limits, statistics
-	TLS  tlsadapter.Options // ssl_* and acme_*
-	Peer policy.PeerOptions // peercreds*
-	Apps appopt.Options     // proxy, static files, access log
+	Core     httpcore.Options    // pool, timeouts, limits, statistics
+	TLS      tlsadapter.Options  // ssl_* and acme_*
+	Peer     policy.PeerOptions  // peercreds*
+	Apps     appopt.Options      // proxy, static files, access log
+	Compress compression.Options // compress_*: response compression, off by default
 
 	// Name is the server's name in an Engine: "" for the main server, NAME for
 	// server.NAME.* keys.
@@ -152,7 +155,7 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		add("shutdown_timeout", "must be above 0 (seconds, or a duration like 5s)")
 	}
-	for _, v := range []any{&c.Core, &c.TLS, &c.TLS.ACME, &c.Peer, &c.Apps} {
+	for _, v := range []any{&c.Core, &c.TLS, &c.TLS.ACME, &c.Peer, &c.Apps, &c.Compress} {
 		if v, ok := v.(interface{ Validate() error }); ok {
 			if err := v.Validate(); err != nil {
 				errs = append(errs, config.Prefix(err, c.KeyPrefix()))

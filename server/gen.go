@@ -113,7 +113,8 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 			closeMounts(g.mounts)
 		}
 	}()
-	handler = guard(handler, g.peers, c.Apps.TrustedProxies.Trust())
+	mis := &misdirect{}
+	handler = guard(handler, g.peers, c.Apps.TrustedProxies.Trust(), mis)
 	if c.Middleware != nil {
 		handler = c.Middleware(handler)
 	}
@@ -140,8 +141,10 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 			return nil, fmt.Errorf("%sssl_module %s: %w", c.KeyPrefix(), c.TLS.SSLModule, err)
 		}
 	}
+	mis.term = g.term
 	if prev != nil && sameOptions(&prev.cfg.Core, &c.Core) {
 		g.core, g.handler = prev.core, prev.handler
+		mis.core = g.core
 		return g, nil
 	}
 	g.handler = newSwapHandler(g.serve, reservedFor(c.Mount), c.Apps.TrustedProxies.Trust())
@@ -151,6 +154,7 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 		}
 		return nil, err
 	}
+	mis.core = g.core
 	return g, nil
 }
 

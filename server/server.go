@@ -525,9 +525,15 @@ func (s *Server) checkACME(ctx context.Context, p tlsadapter.Params) ([]string, 
 // guard is what stands in front of every handler and app of a server,
 // whatever its mount: the edge-owned headers a client sent are removed (one
 // list, policy.EdgeHeaders), then the per-path peer-credential rules apply.
-func guard(next http.Handler, peers *policy.PeerPolicy, trust *policy.Trust) http.Handler {
+// Before both, on TLS, a request whose Host belongs on another connection
+// is answered 421 (misdirect).
+func guard(next http.Handler, peers *policy.PeerPolicy, trust *policy.Trust, mis *misdirect) http.Handler {
 	if peers.HasMounts() {
 		next = peers.Middleware(next)
 	}
-	return policy.EdgeHeaders(next, trust)
+	next = policy.EdgeHeaders(next, trust)
+	if mis != nil {
+		next = mis.wrap(next)
+	}
+	return next
 }
