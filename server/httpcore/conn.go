@@ -109,6 +109,8 @@ type conn struct {
 
 	hijacked bool
 
+	h2 atomic.Pointer[h2sconn] // the own h2 engine's connection, while it serves
+
 	// Set while the connection is parked (see parker); woke tells the
 	// goroutine the parker started that bytes are waiting.
 	parkTok   uint64
@@ -221,7 +223,11 @@ func (c *Core) TryServeConn(nc net.Conn, info *conninfo.Info) bool {
 	}
 	if h2 {
 		defer c.connDone(cn)
-		c.serveH2(cn)
+		if c.opts.h2Engine() == h2EngineOwn {
+			c.serveH2Own(cn)
+		} else {
+			c.serveH2(cn)
+		}
 		return true
 	}
 	cn.run()

@@ -234,7 +234,11 @@ func (c *Core) Shutdown(ctx context.Context) error {
 		done = c.drained
 	}
 	var idle []*conn
+	var own []*h2sconn
 	for cn := range c.conns {
+		if sc := cn.h2.Load(); sc != nil {
+			own = append(own, sc)
+		}
 		if cn.state.CompareAndSwap(stateIdle, stateClosing) {
 			cn.nc.Close()
 			idle = append(idle, cn)
@@ -244,6 +248,9 @@ func (c *Core) Shutdown(ctx context.Context) error {
 	h2 := c.h2base
 	c.mu.Unlock()
 	c.releaseParked(idle)
+	for _, sc := range own {
+		sc.shutdown() // GOAWAY; each ends when its streams do
+	}
 	if h2 != nil {
 		// Sends GOAWAY on every h2 connection; each ends when its streams do.
 		go h2.Shutdown(ctx)
