@@ -87,7 +87,7 @@ const (
 	// h2MaxCtrl caps the control frames queued for a client (SETTINGS and
 	// PING acknowledgements, resets): one that sends them without reading
 	// the answers is cut off.
-	h2MaxCtrl = 1000
+	h2MaxCtrl = 2 * h2FloodBurst
 	// Cheap frames (see the list above): a burst of h2FloodBurst, then
 	// h2FloodRate a second.
 	h2FloodBurst = 1000
@@ -299,7 +299,7 @@ func (sc *h2sconn) serve() {
 	sc.fr = http2.NewFramer(nil, sc.br)
 	sc.fr.SetMaxReadFrameSize(16 << 10)
 	sc.hdec = hpack.NewDecoder(4096, sc.emit)
-	sc.hdec.SetMaxStringLength(int(c.opts.MaxRequestHeaderSize))
+	sc.hdec.SetMaxStringLength(2 * sc.maxBlock) // emit bounds the list
 	sc.wfr = http2.NewFramer(&sc.wbuf, nil)
 	sc.henc = hpack.NewEncoder(&sc.hbuf)
 
@@ -474,10 +474,14 @@ func (sc *h2sconn) checkIdle() {
 
 func (sc *h2sconn) queueCtrlLocked(f h2ctrl) {
 	sc.ctrl = append(sc.ctrl, f)
-	if len(sc.ctrl) > h2MaxCtrl && !sc.dead {
-		// The client does not read what it asked for.
-		sc.dead = true
-		sc.nc.Close()
+	if len(sc.ctrl) > h2MaxCtrl && !sc.closing && !sc.dead {
+		// The client does not read what it asked for: a last GOAWAY,
+		// which write_timeout bounds too.
+		sc.countReject("h2_flood")
+		sc.ctrl = append(sc.ctrl, h2ctrl{typ: http2.FrameGoAway, id: sc.maxID, code: http2.ErrCodeEnhanceYourCalm})
+		sc.goaway = true
+		sc.closing = true
+		sc.nc.SetReadDeadline(aLongTimeAgo)
 	}
 	signal(sc.wake)
 }
