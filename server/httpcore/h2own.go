@@ -853,7 +853,6 @@ func (sc *h2sconn) endBlock() error {
 	return nil
 }
 
-
 func validField(hf hpack.HeaderField) bool {
 	if !httpguts.ValidHeaderFieldValue(hf.Value) {
 		return false
@@ -1316,7 +1315,7 @@ func (sc *h2sconn) writeHeadLocked(st *h2stream, h h2head) {
 			if !httpguts.ValidHeaderFieldValue(v) {
 				continue
 			}
-			sc.henc.WriteField(hpack.HeaderField{Name: lk, Value: v, })
+			sc.henc.WriteField(hpack.HeaderField{Name: lk, Value: v})
 		}
 	}
 	block := sc.hbuf.Bytes()
