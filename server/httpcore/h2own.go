@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -244,7 +245,9 @@ type h2stream struct {
 	queued     bool
 	inWake     chan struct{}
 	room       chan struct{}
-	wdlTimer   *time.Timer
+	wdl        time.Time   // the write deadline; zero: none
+	wdlTimer   *time.Timer // made when the deadline can matter (see armWriteLocked)
+	blocked    bool        // output waits for window
 	rdlTimer   *time.Timer
 	rdlPassed  bool
 
@@ -994,9 +997,11 @@ func (sc *h2sconn) newRequest(id uint32) (*http.Request, *h2stream, error) {
 			req.Trailer = st.trailer
 		}
 	}
-	// The timer that bounds the stream's writes (write_timeout, moved on
-	// by the stream's keeper while its handler runs).
-	st.wdlTimer = time.AfterFunc(sc.c.opts.WriteTimeout, st.onWriteTimeout)
+	// The stream's writes are bounded by write_timeout from here, moved on
+	// by the stream's keeper while its handler runs; the timer is made
+	// only when output waits for window (armWriteLocked), which most
+	// streams never do.
+	st.wdl = time.Now().Add(sc.c.opts.WriteTimeout)
 	return req.WithContext(st.ctx), st, nil
 }
 
@@ -1054,6 +1059,9 @@ func (sc *h2sconn) handlerDone(st *h2stream) {
 	}
 	sc.mu.Lock()
 	st.handler = false
+	if st.blocked && !st.closed {
+		sc.armWriteLocked(st)
+	}
 	sc.running--
 	sc.maybeCloseLocked()
 	sc.mu.Unlock()
@@ -1091,7 +1099,9 @@ func (sc *h2sconn) closeStreamLocked(st *h2stream) {
 	st.closed = true
 	delete(sc.streams, st.id)
 	sc.open--
-	st.wdlTimer.Stop()
+	if st.wdlTimer != nil {
+		st.wdlTimer.Stop()
+	}
 	if st.rdlTimer != nil {
 		st.rdlTimer.Stop()
 	}
@@ -1114,11 +1124,25 @@ func (st *h2stream) hasOutput() bool {
 	return st.hdr != nil || len(st.infos) > 0 || len(st.out) > 0 || st.outEnd && !st.endSent
 }
 
+// armWriteLocked starts the timer of st's write deadline, once its output
+// waits for window after its handler is done (while the handler runs, its
+// keeper watches the writes).
+func (sc *h2sconn) armWriteLocked(st *h2stream) {
+	if st.wdlTimer != nil || st.wdl.IsZero() {
+		return
+	}
+	st.wdlTimer = time.AfterFunc(max(time.Until(st.wdl), 0), st.onWriteTimeout)
+}
+
 func (st *h2stream) onWriteTimeout() {
 	sc := st.sc
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	if st.closed {
+	if st.closed || st.wdl.IsZero() {
+		return
+	}
+	if left := time.Until(st.wdl); left > 0 {
+		st.wdlTimer.Reset(left)
 		return
 	}
 	if sc.c.st != nil && !st.handler {
@@ -1143,8 +1167,20 @@ func (sc *h2sconn) writeLoop() {
 	for {
 		sc.mu.Lock()
 		for len(sc.ctrl) == 0 && len(sc.ready) == 0 && !sc.closing && !sc.dead {
+			if sc.wbuf.Cap() > 2*bufSize {
+				sc.wbuf = bytes.Buffer{} // an idle connection keeps no batch buffer
+			}
 			sc.mu.Unlock()
 			<-sc.wake
+			sc.mu.Lock()
+		}
+		if sc.running > 0 && !sc.closing {
+			// Handlers are running that may be about to answer: let them,
+			// so that their frames share this write (with one P, the
+			// writer woken by the first would otherwise run before the
+			// others and write once per response).
+			sc.mu.Unlock()
+			runtime.Gosched()
 			sc.mu.Lock()
 		}
 		if sc.dead {
@@ -1252,8 +1288,13 @@ func (sc *h2sconn) writeStreamLocked(st *h2stream) (more, did bool) {
 	if len(st.out) > 0 {
 		n := min(len(st.out), sc.peerFrame, int(min(sc.sendWin, st.sendWin)))
 		if n <= 0 {
+			st.blocked = true
+			if !st.handler {
+				sc.armWriteLocked(st)
+			}
 			return false, did
 		}
+		st.blocked = false
 		end := st.outEnd && n == len(st.out) && st.trailers == nil
 		sc.wfr.WriteData(st.id, end, st.out[:n])
 		sc.sendWin -= int64(n)
@@ -1308,7 +1349,7 @@ func (sc *h2sconn) writeHeadLocked(st *h2stream, h h2head) {
 	for k, vs := range h.header {
 		lk := lowerHeader(k)
 		switch lk {
-		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "trailer":
+		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
 			continue
 		}
 		for _, v := range vs {
@@ -1462,9 +1503,6 @@ func (w *h2rw) Write(p []byte) (int, error) {
 	}
 	if !w.committed {
 		if len(w.buf)+len(p) <= h2HeadBuf {
-			if w.buf == nil {
-				w.buf = make([]byte, 0, h2HeadBuf)
-			}
 			w.buf = append(w.buf, p...)
 			return len(p), nil
 		}
@@ -1477,9 +1515,6 @@ func (w *h2rw) Write(p []byte) (int, error) {
 
 func (w *h2rw) WriteString(s string) (int, error) {
 	if !w.committed && len(w.buf)+len(s) <= h2HeadBuf && w.status != 0 && w.bodyAllowed() {
-		if w.buf == nil {
-			w.buf = make([]byte, 0, h2HeadBuf)
-		}
 		w.buf = append(w.buf, s...)
 		return len(s), nil
 	}
@@ -1552,8 +1587,12 @@ func (w *h2rw) commit(end bool) error {
 		return errH2StreamClosed
 	}
 	st.hdr = &h2head{status: w.status, header: h}
-	st.out = append(st.out, w.buf...)
-	w.buf = w.buf[:0]
+	if len(st.out) == 0 {
+		st.out, w.buf = w.buf, nil // handed over: the writer lets it go
+	} else {
+		st.out = append(st.out, w.buf...)
+		w.buf = w.buf[:0]
+	}
 	if end {
 		st.outEnd = true
 		st.trailers = w.trailers()
@@ -1638,19 +1677,25 @@ func (w *h2rw) SetWriteDeadline(t time.Time) error {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	if st.closed {
-		return errH2StreamClosed
+		return nil
 	}
+	st.wdl = t
 	if t.IsZero() {
-		st.wdlTimer.Stop()
+		if st.wdlTimer != nil {
+			st.wdlTimer.Stop()
+		}
 		return nil
 	}
 	d := time.Until(t)
 	if d <= 0 {
-		st.wdlTimer.Stop()
 		sc.resetLocked(st, http2.ErrCodeInternal, true)
 		return nil
 	}
-	st.wdlTimer.Reset(d)
+	if st.wdlTimer == nil {
+		st.wdlTimer = time.AfterFunc(d, st.onWriteTimeout)
+	} else {
+		st.wdlTimer.Reset(d)
+	}
 	return nil
 }
 

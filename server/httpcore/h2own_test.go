@@ -249,24 +249,50 @@ func TestH2OwnControlFloods(t *testing.T) {
 func TestH2OwnHeaderListSize(t *testing.T) {
 	c := ownCore(t, Text("ok"), func(o *Options) { o.MaxRequestHeaderSize = 4 << 10 })
 	addr, client := startTLS(t, c)
-	tr := h2Transport(t, client)
-	req := mustReq("GET", "https://"+addr+"/")
-	req.Header.Set("X-Big", string(bytes.Repeat([]byte("b"), 5<<10)))
-	resp, err := tr.RoundTrip(req)
+	cfg := client.Transport.(*http.Transport).TLSClientConfig.Clone()
+	cfg.NextProtos = []string{"h2"}
+	tc, err := tls.Dial("tcp", addr, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 431 {
-		t.Fatalf("oversized header list got %d, want 431", resp.StatusCode)
+	defer tc.Close()
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(tc, http2.ClientPreface)
+	fr := http2.NewFramer(tc, tc)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	send := func(id uint32, big bool) {
+		hb.Reset()
+		for _, kv := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "127.0.0.1"}, {":path", "/"}} {
+			enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+		}
+		if big {
+			enc.WriteField(hpack.HeaderField{Name: "x-big", Value: string(bytes.Repeat([]byte("b"), 5<<10)), Sensitive: true})
+		}
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	resp, err = tr.RoundTrip(mustReq("GET", "https://"+addr+"/"))
-	if err != nil {
-		t.Fatal(err)
+	status := func(id uint32) string {
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("stream %d: %v", id, err)
+			}
+			if mh, ok := f.(*http2.MetaHeadersFrame); ok && mh.StreamID == id {
+				return mh.PseudoValue("status")
+			}
+		}
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("next request on the connection got %d", resp.StatusCode)
+	send(1, true)
+	if st := status(1); st != "431" {
+		t.Fatalf("oversized header list got %s, want 431", st)
+	}
+	send(3, false)
+	if st := status(3); st != "200" {
+		t.Fatalf("next request on the connection got %s", st)
 	}
 	if n := rejections(c, 431, errHeadTooLarge.reason); n != 1 {
 		t.Fatalf("431 counted %d times, want 1", n)
