@@ -96,6 +96,9 @@ const (
 	// Client resets of streams still in progress: a burst, then a rate.
 	h2ResetBurst = 2 * h2MaxStreams
 	h2ResetRate  = 100
+	// h2DrainTime is how long a closing connection reads on after its
+	// last frames (see drain).
+	h2DrainTime = time.Second
 	// h2WriteBatch is how much the writer collects before a write.
 	h2WriteBatch = 64 << 10
 )
@@ -402,21 +405,37 @@ func (sc *h2sconn) finish() {
 	sc.closing = true
 	sc.mu.Unlock()
 	signal(sc.wake)
+	flushed := true
 	select {
 	case <-sc.wdone:
 	case <-time.After(sc.c.opts.WriteTimeout):
+		flushed = false
 	}
-	sc.nc.Close()
 	sc.mu.Lock()
-	sc.dead = true
 	sc.idleTimer.Stop()
 	for _, st := range sc.streams {
 		sc.resetLocked(st, 0, false)
 	}
+	flushed = flushed && !sc.dead
+	sc.mu.Unlock()
+	if flushed {
+		sc.drain()
+	}
+	sc.nc.Close()
+	sc.mu.Lock()
+	sc.dead = true
 	sc.mu.Unlock()
 	signal(sc.wake)
 	<-sc.wdone
 	sc.handlers.Wait()
+}
+
+// drain reads what the client still sends, for a moment, before the close:
+// closing a socket with unread bytes sends a TCP reset, which can destroy
+// the last responses (and the GOAWAY) before the client has read them.
+func (sc *h2sconn) drain() {
+	sc.nc.SetReadDeadline(time.Now().Add(h2DrainTime))
+	io.CopyN(io.Discard, sc.br, 1<<20)
 }
 
 // shutdown is Core.Shutdown's: GOAWAY, no new streams, and the connection
@@ -1099,6 +1118,9 @@ func (sc *h2sconn) closeStreamLocked(st *h2stream) {
 	st.closed = true
 	delete(sc.streams, st.id)
 	sc.open--
+	if sc.open == 0 {
+		sc.lastActive = time.Now() // idle from here (checkIdle)
+	}
 	if st.wdlTimer != nil {
 		st.wdlTimer.Stop()
 	}
