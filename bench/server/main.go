@@ -51,7 +51,7 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
-	mode := fs.String("mode", "httpcore", "httpcore, httpcoreown (its own h2 engine), nethttp, xnethttp or idle")
+	mode := fs.String("mode", "httpcore", "httpcore, nethttp or idle")
 	addr := fs.String("addr", "127.0.0.1:0", "listen address (idle: server address)")
 	certFile := fs.String("cert", "", "PEM certificate")
 	keyFile := fs.String("key", "", "PEM private key")
@@ -91,12 +91,9 @@ func run(args []string) error {
 			return err
 		}
 		return srv.ServeTLS(ln, "", "")
-	case "httpcore", "httpcoreown":
+	case "httpcore":
 		o := httpcore.DefaultOptions()
 		o.Handler = handler
-		if *mode == "httpcoreown" {
-			o.H2Engine = "own"
-		}
 		o.SocketTimeout = 120 * time.Second
 		o.MaxConnections = 100000
 		o.ServerName = "" // net/http sends no Server field: the same response bytes on both sides

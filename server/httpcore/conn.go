@@ -109,7 +109,7 @@ type conn struct {
 
 	hijacked bool
 
-	h2 atomic.Pointer[h2sconn] // the own h2 engine's connection, while it serves
+	h2 atomic.Pointer[h2sconn] // the h2 engine's connection, while it serves
 
 	// Set while the connection is parked (see parker); woke tells the
 	// goroutine the parker started that bytes are waiting.
@@ -223,11 +223,7 @@ func (c *Core) TryServeConn(nc net.Conn, info *conninfo.Info) bool {
 	}
 	if h2 {
 		defer c.connDone(cn)
-		if c.opts.h2Engine() == h2EngineOwn {
-			c.serveH2Own(cn)
-		} else {
-			c.serveH2(cn)
-		}
+		c.serveH2(cn)
 		return true
 	}
 	cn.run()

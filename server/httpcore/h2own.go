@@ -22,21 +22,21 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// The core's own h2 connection engine, on x/net's Framer and HPACK codecs
-// but not its server. One connection is three kinds of goroutine:
+// The core's h2 connection engine, on x/net's Framer and HPACK codecs but
+// not its server. One connection is three kinds of goroutine:
 //
 //   - the reader (the connection's own goroutine): reads and checks every
 //     frame, keeps all stream state and flow control under one mutex, and
 //     starts a stream's handler;
-//   - one goroutine per running handler, which passes through the same
-//     admission, limits and statistics as the x/net path (h2Handler) and
+//   - one goroutine per running handler, which passes through the core's
+//     admission, limits and statistics (h2Handler, h2.go) and
 //     holds a worker slot of the core's pool while it runs;
 //   - the writer, which takes every frame ready at the moment (control
 //     frames first, then the streams' HEADERS and DATA in turn, within the
 //     flow-control windows) and sends them in one write, so that a burst of
 //     small responses costs a fraction of a system call each.
 //
-// Its bounds, beside those h2.go lists for the x/net path:
+// Its bounds, beside those h2.go lists:
 //
 //   - concurrent streams (h2MaxStreams) and running handlers per connection
 //     (a stream the client reset keeps its handler's place until the
@@ -50,26 +50,6 @@ import (
 //   - flow-control windows that overflow are errors; windows held at zero
 //     are ended by the streams' write deadlines (write_timeout);
 //   - a socket write blocked for write_timeout ends the connection.
-
-// Engine selection: the x/net server is the default; the core's own engine
-// is chosen by h2EngineOwn (Options.H2Engine "own", or the environment
-// variable TLSEDGE_H2_ENGINE=own when the option is empty, so that one test
-// suite runs on both engines).
-const (
-	h2EngineXNet = "x/net"
-	h2EngineOwn  = "own"
-)
-
-func (o *Options) h2Engine() string {
-	e := o.H2Engine
-	if e == "" {
-		e = os.Getenv("TLSEDGE_H2_ENGINE")
-	}
-	if e == h2EngineOwn {
-		return h2EngineOwn
-	}
-	return h2EngineXNet
-}
 
 const (
 	// h2StreamWindow is the receive window of a stream (the protocol's
@@ -125,6 +105,20 @@ func (b *h2bucket) take(burst, rate float64, now time.Time) bool {
 	return true
 }
 
+// h2kv is one header field of a head, in the handler's spelling.
+type h2kv struct {
+	k string
+	v []string
+}
+
+func headerKV(h http.Header) []h2kv {
+	kv := make([]h2kv, 0, len(h))
+	for k, v := range h {
+		kv = append(kv, h2kv{k, v})
+	}
+	return kv
+}
+
 // h2ctrl is one control frame waiting for the writer.
 type h2ctrl struct {
 	typ  http2.FrameType
@@ -139,7 +133,7 @@ type h2ctrl struct {
 // HPACK encoder is the connection's and belongs to the writer).
 type h2head struct {
 	status int
-	header http.Header
+	kv     []h2kv
 	end    bool // END_STREAM on the HEADERS (no body, no trailers)
 }
 
@@ -195,6 +189,10 @@ type h2sconn struct {
 	resets      h2bucket
 	tableSize   uint32
 	tableChange bool
+
+	dateMu   sync.Mutex
+	dateSec  int64
+	dateText string
 
 	// writer's own
 	henc *hpack.Encoder
@@ -264,7 +262,7 @@ func signal(ch chan struct{}) {
 	}
 }
 
-func (c *Core) serveH2Own(cn *conn) {
+func (c *Core) serveH2(cn *conn) {
 	c.g.h2Conns.Add(1)
 	defer c.g.h2Conns.Add(-1)
 	defer cn.cancel()
@@ -1047,7 +1045,7 @@ func (sc *h2sconn) respondReject(st *h2stream, rerr *rejectError) {
 	body := rerr.text + "\n"
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	sc.mu.Lock()
-	st.hdr = &h2head{status: rerr.status, header: h}
+	st.hdr = &h2head{status: rerr.status, kv: headerKV(h)}
 	st.out = append(st.out, body...)
 	st.outEnd = true
 	sc.scheduleLocked(st)
@@ -1334,7 +1332,7 @@ func (sc *h2sconn) writeStreamLocked(st *h2stream) (more, did bool) {
 	}
 	if len(st.out) == 0 && st.outEnd && !st.endSent {
 		if st.trailers != nil {
-			sc.writeHeadLocked(st, h2head{header: st.trailers, end: true})
+			sc.writeHeadLocked(st, h2head{kv: headerKV(st.trailers), end: true})
 		} else {
 			sc.wfr.WriteData(st.id, true, nil)
 		}
@@ -1368,7 +1366,8 @@ func (sc *h2sconn) writeHeadLocked(st *h2stream, h h2head) {
 	if h.status != 0 {
 		sc.henc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(h.status)})
 	}
-	for k, vs := range h.header {
+	for _, f := range h.kv {
+		k, vs := f.k, f.v
 		lk := lowerHeader(k)
 		switch lk {
 		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
@@ -1500,7 +1499,7 @@ func (w *h2rw) WriteHeader(code int) {
 		h := w.hdr.Clone()
 		sc.mu.Lock()
 		if !w.st.reset {
-			w.st.infos = append(w.st.infos, h2head{status: code, header: h})
+			w.st.infos = append(w.st.infos, h2head{status: code, kv: headerKV(h)})
 			sc.scheduleLocked(w.st)
 		}
 		sc.mu.Unlock()
@@ -1575,31 +1574,43 @@ func (w *h2rw) commit(end bool) error {
 	if w.status == 0 {
 		w.status = 200
 	}
-	h := make(http.Header, len(w.hdr)+2)
+	// A snapshot of the fields (not of their values, which the handler
+	// does not change once sent), cheaper than a copy of the map.
+	kv := make([]h2kv, 0, len(w.hdr)+3)
+	var hasDate, hasCT, hasCL, encoded, trailerPrefix bool
 	for k, v := range w.hdr {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
+		switch {
+		case strings.HasPrefix(k, http.TrailerPrefix):
+			trailerPrefix = true
 			continue
-		}
-		h[k] = v
-	}
-	for _, line := range w.hdr["Trailer"] {
-		for _, k := range strings.Split(line, ",") {
-			if k = http.CanonicalHeaderKey(strings.TrimSpace(k)); k != "" {
-				w.trailerKeys = append(w.trailerKeys, k)
+		case k == "Date":
+			hasDate = true
+		case k == "Content-Type":
+			hasCT = true
+		case k == "Content-Length":
+			hasCL = true
+		case k == "Content-Encoding":
+			encoded = len(v) > 0 && v[0] != ""
+		case k == "Trailer":
+			for _, line := range v {
+				for _, t := range strings.Split(line, ",") {
+					if t = http.CanonicalHeaderKey(strings.TrimSpace(t)); t != "" {
+						w.trailerKeys = append(w.trailerKeys, t)
+					}
+				}
 			}
 		}
+		kv = append(kv, h2kv{k, v})
 	}
-	if _, ok := h["Date"]; !ok {
-		h["Date"] = []string{string(w.st.sc.c.appendDate(nil))}
+	if !hasDate {
+		kv = append(kv, h2kv{"Date", []string{w.st.sc.date()}})
 	}
 	allowed := w.status != 204 && w.status != 304 && w.status >= 200
-	if _, ok := h["Content-Type"]; !ok && allowed && len(w.buf) > 0 && h.Get("Content-Encoding") == "" {
-		h["Content-Type"] = []string{http.DetectContentType(w.buf)}
+	if !hasCT && allowed && len(w.buf) > 0 && !encoded {
+		kv = append(kv, h2kv{"Content-Type", []string{http.DetectContentType(w.buf)}})
 	}
-	if end && allowed && len(w.trailerKeys) == 0 && !hasTrailerPrefix(w.hdr) {
-		if _, ok := h["Content-Length"]; !ok && (len(w.buf) > 0 || w.st.method != "HEAD") {
-			h["Content-Length"] = []string{strconv.Itoa(len(w.buf))}
-		}
+	if end && allowed && len(w.trailerKeys) == 0 && !trailerPrefix && !hasCL && (len(w.buf) > 0 || w.st.method != "HEAD") {
+		kv = append(kv, h2kv{"Content-Length", []string{strconv.Itoa(len(w.buf))}})
 	}
 	st := w.st
 	sc := st.sc
@@ -1608,7 +1619,7 @@ func (w *h2rw) commit(end bool) error {
 		sc.mu.Unlock()
 		return errH2StreamClosed
 	}
-	st.hdr = &h2head{status: w.status, header: h}
+	st.hdr = &h2head{status: w.status, kv: kv}
 	if len(st.out) == 0 {
 		st.out, w.buf = w.buf, nil // handed over: the writer lets it go
 	} else {
@@ -1624,13 +1635,16 @@ func (w *h2rw) commit(end bool) error {
 	return nil
 }
 
-func hasTrailerPrefix(h http.Header) bool {
-	for k := range h {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
-			return true
-		}
+// date is the Date field's value, made once a second per connection.
+func (sc *h2sconn) date() string {
+	now := time.Now().Unix()
+	sc.dateMu.Lock()
+	defer sc.dateMu.Unlock()
+	if now != sc.dateSec {
+		sc.dateSec = now
+		sc.dateText = string(sc.c.appendDate(nil))
 	}
-	return false
+	return sc.dateText
 }
 
 // trailers collects the trailers the handler set: declared ones and

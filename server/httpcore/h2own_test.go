@@ -14,11 +14,11 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// The protections of the core's own h2 engine (h2own.go), each against a
-// real client on loopback that misbehaves with raw frames. The bounds the
-// x/net path has too (bodies, zero windows, slow readers, idle connections,
+// The protections of the core's h2 engine (h2own.go), each against a real
+// client on loopback that misbehaves with raw frames. The bounds it shares
+// with HTTP/1.1 (bodies, zero windows, slow readers, idle connections,
 // header list size) are the tests of h2bounds_test.go, writetimeout_test.go
-// and membudget_test.go, run on this engine with TLSEDGE_H2_ENGINE=own.
+// and membudget_test.go.
 
 // settled waits until f has read (and acknowledged) the server's SETTINGS,
 // so that the acknowledgement cannot fall inside a header block the test
@@ -44,7 +44,6 @@ func (f *h2Framer) settled(t *testing.T) {
 func ownCore(t *testing.T, h http.Handler, mod func(*Options)) *Core {
 	t.Helper()
 	return newCore(t, h, func(o *Options) {
-		o.H2Engine = h2EngineOwn
 		if mod != nil {
 			mod(o)
 		}

@@ -29,7 +29,6 @@ func TestH2Spec(t *testing.T) {
 		io.WriteString(w, "the h2spec answer\n")
 	})
 	c := newCore(t, h, func(o *Options) {
-		o.H2Engine = h2EngineOwn
 		o.SocketTimeout = 5 * time.Second
 	})
 	addr, _ := startTLS(t, c)

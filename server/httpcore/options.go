@@ -54,12 +54,6 @@ type Options struct {
 	// mounts whose upstream gives %2F a meaning of its own; not an option
 	// yet, because it applies to every mount of the core. See canonicalPath.
 	AllowEncodedSlash bool `opt:"-"`
-
-	// H2Engine picks the h2 server: "x/net" (golang.org/x/net/http2's) or
-	// "own" (the core's engine, h2own.go). Empty: the environment variable
-	// TLSEDGE_H2_ENGINE, else x/net. Not an option until the own engine is
-	// the only one.
-	H2Engine string `opt:"-"`
 }
 
 // DefaultOptions returns Options holding every documented default, read
