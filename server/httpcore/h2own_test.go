@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -463,4 +467,61 @@ func TestH2OwnPingTimeout(t *testing.T) {
 		t.Fatal("no PING was sent before the close")
 	}
 	_ = context.Background
+}
+
+// Many streams at once on one connection, through x/net's client: 10,000
+// requests, 100 in flight at a time, each with a body of its own that the
+// handler echoes with a trailer, and every response whole and its own. The
+// writer coalesces frames of many streams into one write: no response may
+// get another's bytes, lose its end or its trailer.
+func TestH2OwnManyStreams(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Errorf("read body: %v", err)
+			return
+		}
+		w.Header().Set("Trailer", "X-Len")
+		w.Write(b)
+		if len(b) > 2000 {
+			w.(http.Flusher).Flush()
+		}
+		w.Write(b)
+		w.Header().Set("X-Len", strconv.Itoa(2*len(b)))
+	})
+	c := ownCore(t, h, func(o *Options) { o.ThreadPool = 100 })
+	addr, client := startTLS(t, c)
+	tr := h2Transport(t, client)
+	const workers, each = 100, 100
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				body := strings.Repeat(fmt.Sprintf("w%d-i%d;", w, i), 1+(w*each+i)%700)
+				req, _ := http.NewRequest("POST", "https://"+addr+"/", strings.NewReader(body))
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				got, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || string(got) != body+body || resp.Trailer.Get("X-Len") != strconv.Itoa(2*len(body)) {
+					errs <- fmt.Errorf("worker %d request %d: %d bytes (want %d), trailer %q, err %v", w, i, len(got), 2*len(body), resp.Trailer.Get("X-Len"), err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.Requests != workers*each || st.H2Connections != 1 {
+		t.Fatalf("requests %d on %d h2 connections, want %d on 1", st.Requests, st.H2Connections, workers*each)
+	}
 }
