@@ -1,7 +1,6 @@
 package httpcore
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -147,7 +146,6 @@ type h2sconn struct {
 	baseCtx context.Context
 
 	rd   h2reader
-	br   *bufio.Reader
 	fr   *http2.Framer
 	hdec *hpack.Decoder
 
@@ -164,7 +162,9 @@ type h2sconn struct {
 
 	handlers sync.WaitGroup
 	wake     chan struct{}
-	wdone    chan struct{}
+	wdone    chan struct{} // closed when the writer has stopped for good
+	writing  bool          // a writer goroutine runs; under mu
+	wfinal   bool          // the writer has stopped for good; under mu
 
 	mu          sync.Mutex
 	streams     map[uint32]*h2stream
@@ -283,7 +283,6 @@ func (c *Core) serveH2(cn *conn) {
 	}
 	sc.baseCtx = context.WithValue(cn.ctx, http.LocalAddrContextKey, cn.nc.LocalAddr())
 	sc.rd = h2reader{nc: cn.nc, sc: sc}
-	sc.br = bufio.NewReaderSize(&sc.rd, bufSize)
 	sc.maxList = c.opts.MaxRequestHeaderSize + 320
 	sc.maxBlock = int(sc.maxList) + 16<<10
 	cn.h2.Store(sc)
@@ -296,11 +295,14 @@ func (sc *h2sconn) serve() {
 	c := sc.c
 	sc.nc.SetReadDeadline(time.Now().Add(c.opts.RequestHeaderTimeout))
 	var pre [24]byte
-	if _, err := io.ReadFull(sc.br, pre[:]); err != nil || string(pre[:]) != http2.ClientPreface {
+	if _, err := io.ReadFull(&sc.rd, pre[:]); err != nil || string(pre[:]) != http2.ClientPreface {
 		return
 	}
 	sc.nc.SetReadDeadline(time.Time{})
-	sc.fr = http2.NewFramer(nil, sc.br)
+	// No bufio.Reader: a tls.Conn keeps the record it decrypted and hands
+	// it out without a system call, so the Framer's small reads cost a
+	// copy each, and an idle connection keeps no 4 KiB buffer.
+	sc.fr = http2.NewFramer(nil, &sc.rd)
 	sc.fr.SetMaxReadFrameSize(16 << 10)
 	sc.hdec = hpack.NewDecoder(4096, sc.emit)
 	sc.hdec.SetMaxStringLength(2 * sc.maxBlock) // emit bounds the list
@@ -311,9 +313,8 @@ func (sc *h2sconn) serve() {
 	sc.ctrl = append(sc.ctrl, h2ctrl{typ: http2.FrameSettings}, h2ctrl{typ: http2.FrameWindowUpdate, val: h2ConnWindow - 65535})
 	sc.lastActive = time.Now()
 	sc.idleTimer = time.AfterFunc(c.opts.SocketTimeout/2, sc.checkIdle)
+	sc.kickLocked()
 	sc.mu.Unlock()
-	go sc.writeLoop()
-	signal(sc.wake)
 
 	// The first frame must be SETTINGS.
 	first := true
@@ -391,8 +392,8 @@ func (sc *h2sconn) connError(code http2.ErrCode) {
 		sc.goaway = true
 		sc.closing = true
 	}
+	sc.kickLocked()
 	sc.mu.Unlock()
-	signal(sc.wake)
 }
 
 // finish ends the connection: the writer's last frames go out (bounded by
@@ -401,8 +402,8 @@ func (sc *h2sconn) connError(code http2.ErrCode) {
 func (sc *h2sconn) finish() {
 	sc.mu.Lock()
 	sc.closing = true
+	sc.kickLocked()
 	sc.mu.Unlock()
-	signal(sc.wake)
 	flushed := true
 	select {
 	case <-sc.wdone:
@@ -422,8 +423,8 @@ func (sc *h2sconn) finish() {
 	sc.nc.Close()
 	sc.mu.Lock()
 	sc.dead = true
+	sc.kickLocked()
 	sc.mu.Unlock()
-	signal(sc.wake)
 	<-sc.wdone
 	sc.handlers.Wait()
 }
@@ -433,7 +434,7 @@ func (sc *h2sconn) finish() {
 // the last responses (and the GOAWAY) before the client has read them.
 func (sc *h2sconn) drain() {
 	sc.nc.SetReadDeadline(time.Now().Add(h2DrainTime))
-	io.CopyN(io.Discard, sc.br, 1<<20)
+	io.CopyN(io.Discard, &sc.rd, 1<<20)
 }
 
 // shutdown is Core.Shutdown's: GOAWAY, no new streams, and the connection
@@ -445,8 +446,8 @@ func (sc *h2sconn) shutdown() {
 		sc.ctrl = append(sc.ctrl, h2ctrl{typ: http2.FrameGoAway, id: sc.maxID, code: http2.ErrCodeNo})
 	}
 	sc.maybeCloseLocked()
+	sc.kickLocked()
 	sc.mu.Unlock()
-	signal(sc.wake)
 	// The reader may be blocked on a quiet socket: once the streams are
 	// done, the read ends.
 }
@@ -478,7 +479,7 @@ func (sc *h2sconn) checkIdle() {
 		sc.goaway = true
 		sc.closing = true
 		sc.nc.SetReadDeadline(aLongTimeAgo)
-		signal(sc.wake)
+		sc.kickLocked()
 		return
 	case sc.pingOut && now.Sub(sc.pingAt) >= t:
 		sc.dead = true
@@ -503,7 +504,7 @@ func (sc *h2sconn) queueCtrlLocked(f h2ctrl) {
 		sc.closing = true
 		sc.nc.SetReadDeadline(aLongTimeAgo)
 	}
-	signal(sc.wake)
+	sc.kickLocked()
 }
 
 func (sc *h2sconn) cheap(now time.Time) error {
@@ -1081,8 +1082,8 @@ func (sc *h2sconn) handlerDone(st *h2stream) {
 	}
 	sc.running--
 	sc.maybeCloseLocked()
+	sc.kickLocked()
 	sc.mu.Unlock()
-	signal(sc.wake)
 	sc.handlers.Done()
 }
 
@@ -1137,7 +1138,30 @@ func (sc *h2sconn) scheduleLocked(st *h2stream) {
 	}
 	st.queued = true
 	sc.ready = append(sc.ready, st)
-	signal(sc.wake)
+	sc.kickLocked()
+}
+
+// kickLocked gets the writer going: wakes it, or starts it if it stopped
+// because the connection had no stream (an idle connection keeps no writer
+// goroutine).
+func (sc *h2sconn) kickLocked() {
+	switch {
+	case sc.wfinal:
+	case !sc.writing:
+		sc.writing = true
+		go sc.writeLoop()
+	default:
+		signal(sc.wake)
+	}
+}
+
+// writerStopLocked ends the writer for good.
+func (sc *h2sconn) writerStopLocked() {
+	sc.writing = false
+	if !sc.wfinal {
+		sc.wfinal = true
+		close(sc.wdone)
+	}
 }
 
 func (st *h2stream) hasOutput() bool {
@@ -1183,12 +1207,16 @@ func (st *h2stream) onReadTimeout() {
 
 // writeLoop is the connection's writer.
 func (sc *h2sconn) writeLoop() {
-	defer close(sc.wdone)
 	for {
 		sc.mu.Lock()
 		for len(sc.ctrl) == 0 && len(sc.ready) == 0 && !sc.closing && !sc.dead {
 			if sc.wbuf.Cap() > 2*bufSize {
 				sc.wbuf = bytes.Buffer{} // an idle connection keeps no batch buffer
+			}
+			if len(sc.streams) == 0 && sc.running == 0 {
+				sc.writing = false // kickLocked starts another
+				sc.mu.Unlock()
+				return
 			}
 			sc.mu.Unlock()
 			<-sc.wake
@@ -1204,6 +1232,7 @@ func (sc *h2sconn) writeLoop() {
 			sc.mu.Lock()
 		}
 		if sc.dead {
+			sc.writerStopLocked()
 			sc.mu.Unlock()
 			return
 		}
@@ -1220,6 +1249,7 @@ func (sc *h2sconn) writeLoop() {
 			if err != nil {
 				sc.mu.Lock()
 				sc.dead = true
+				sc.writerStopLocked()
 				sc.mu.Unlock()
 				sc.nc.Close()
 				return
@@ -1227,6 +1257,9 @@ func (sc *h2sconn) writeLoop() {
 		}
 		if last {
 			sc.nc.SetReadDeadline(aLongTimeAgo)
+			sc.mu.Lock()
+			sc.writerStopLocked()
+			sc.mu.Unlock()
 			return
 		}
 	}
