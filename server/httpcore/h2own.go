@@ -1007,7 +1007,7 @@ func (sc *h2sconn) newRequest(id uint32) (*http.Request, *h2stream, error) {
 			st.trailer = make(http.Header)
 			for _, line := range v {
 				for _, k := range strings.Split(line, ",") {
-					if k = http.CanonicalHeaderKey(textproto_trim(k)); k != "" {
+					if k = http.CanonicalHeaderKey(strings.TrimSpace(k)); k != "" {
 						st.trailer[k] = nil
 					}
 				}
@@ -1031,8 +1031,6 @@ func allSame(v []string) bool {
 	}
 	return true
 }
-
-func textproto_trim(s string) string { return strings.TrimSpace(s) }
 
 // respondReject answers a stream from the reader, without a handler.
 func (sc *h2sconn) respondReject(st *h2stream, rerr *rejectError) {

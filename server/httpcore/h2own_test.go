@@ -2,7 +2,6 @@ package httpcore
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -181,7 +180,11 @@ func TestH2OwnContinuationFlood(t *testing.T) {
 			if !got || code != http2.ErrCodeEnhanceYourCalm || !ended {
 				t.Fatalf("GOAWAY %v (%v), ended %v; want ENHANCE_YOUR_CALM and the end", got, code, ended)
 			}
-			if sent == tt.count {
+			// 16 MiB of junk cannot all be taken: the server reads at most
+			// 1 MiB after its GOAWAY (drain). Empty frames are small enough
+			// to fit in that and the socket buffers; for them the GOAWAY
+			// above is the proof.
+			if sent == tt.count && tt.frag != nil {
 				t.Fatalf("all %d CONTINUATION frames were taken", sent)
 			}
 		})
@@ -466,7 +469,6 @@ func TestH2OwnPingTimeout(t *testing.T) {
 	default:
 		t.Fatal("no PING was sent before the close")
 	}
-	_ = context.Background
 }
 
 // Many streams at once on one connection, through x/net's client: 10,000
