@@ -109,6 +109,8 @@ type conn struct {
 
 	hijacked bool
 
+	h2 atomic.Pointer[h2sconn] // the h2 engine's connection, while it serves
+
 	// Set while the connection is parked (see parker); woke tells the
 	// goroutine the parker started that bytes are waiting.
 	parkTok   uint64

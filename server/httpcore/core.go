@@ -10,12 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 	"tlsedge/config"
-
-	"golang.org/x/net/http2"
 )
 
-// Core serves accepted connections: HTTP/1.x with its own engine, h2 (when
-// TLS ALPN chose it) with golang.org/x/net/http2, both through one handler,
+// Core serves accepted connections: HTTP/1.x and h2 (when TLS ALPN chose
+// it) each with an engine of its own, both through one handler,
 // one worker pool and one set of figures. A Core is safe for concurrent use;
 // its Options are frozen by New.
 type Core struct {
@@ -38,11 +36,9 @@ type Core struct {
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	closed   bool
-	drained  chan struct{} // closed when conns empties after shutdown starts
-	h2srv    *http2.Server
+	drained  chan struct{}          // closed when conns empties after shutdown starts
 	parker   atomic.Pointer[parker] // idle connections without a goroutine; made on first use
 	noParker bool                   // creating one failed; under mu
-	h2base   *http.Server           // carries the h2 limits; its Shutdown sends GOAWAY
 
 	h2waiting waitCap // all h2 streams waiting for a worker
 }
@@ -234,19 +230,21 @@ func (c *Core) Shutdown(ctx context.Context) error {
 		done = c.drained
 	}
 	var idle []*conn
+	var own []*h2sconn
 	for cn := range c.conns {
+		if sc := cn.h2.Load(); sc != nil {
+			own = append(own, sc)
+		}
 		if cn.state.CompareAndSwap(stateIdle, stateClosing) {
 			cn.nc.Close()
 			idle = append(idle, cn)
 		}
 	}
 	c.closeParkerLocked()
-	h2 := c.h2base
 	c.mu.Unlock()
 	c.releaseParked(idle)
-	if h2 != nil {
-		// Sends GOAWAY on every h2 connection; each ends when its streams do.
-		go h2.Shutdown(ctx)
+	for _, sc := range own {
+		sc.shutdown() // GOAWAY; each ends when its streams do
 	}
 	if done == nil {
 		return nil

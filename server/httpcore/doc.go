@@ -39,11 +39,15 @@
 // backslashes, control characters and paths above the root are refused,
 // so the dispatcher, path rules, static files and a proxy's upstream
 // request line all see one path. h2 requests are held to the HTTP/1.1
-// rules x/net/http2 does not apply (CONNECT, "*", :path bytes, methods,
+// rules the h2 protocol leaves open (CONNECT, "*", :path bytes, methods,
 // Content-Length), and "OPTIONS *" is answered by the core.
 //
-// When TLS ALPN selected "h2", ServeConn hands the connection to
-// golang.org/x/net/http2 with the same handler, worker pool, limits,
-// timeouts and statistics (h2.go lists how each bound applies to a stream);
-// h2c is not offered.
+// When TLS ALPN selected "h2", ServeConn serves the connection with the
+// core's h2 engine (h2own.go: x/net's Framer and HPACK, not its server),
+// with the same handler, worker pool, limits, timeouts and statistics
+// (h2.go lists how each bound applies to a stream); h2c is not offered.
+// The engine reads every frame on the connection's goroutine, keeps stream
+// state and flow control in one place, runs each stream's handler on a
+// worker slot, and writes the frames of every stream ready at the moment
+// in one write.
 package httpcore

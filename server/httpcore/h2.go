@@ -1,33 +1,28 @@
 package httpcore
 
 import (
-	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
-// h2 (ALPN "h2" only; h2c stays off) is served by golang.org/x/net/http2
-// with the core's handler behind the same admission (one pool slot per
-// stream, the same queue and 503), the same limits (head size, body size)
-// and the same statistics, and under the same time bounds as HTTP/1.1:
+// h2 (ALPN "h2" only; h2c stays off) is served by the core's own engine
+// (h2own.go, on x/net's Framer and HPACK codecs) with the core's handler
+// behind the same admission (one pool slot per stream, the same queue and
+// 503), the same limits (head size, body size) and the same statistics,
+// and under the same time bounds as HTTP/1.1:
 //
-//   - the connection preface within request_header_timeout (x/net waits 10s);
+//   - the connection preface within request_header_timeout;
 //   - an idle connection (no stream open) gets GOAWAY after socket_timeout, and
 //     a connection with streams open but silent for socket_timeout is pinged
 //     and closed if the ping is not answered within socket_timeout;
 //   - a request body is read under min_request_body_rate with socket_timeout
 //     as its grace, as body.deadline does it for HTTP/1.1: a stalled body ends
 //     with 408 (or, once the response has begun, the response completes and
-//     http2 resets the unfinished request side);
+//     the engine resets the unfinished request side);
 //   - a response write blocked for write_timeout (a zero flow-control window:
 //     the socket is fine, the stream is not) resets the stream, and every
 //     stream's last frames are bounded by write_timeout after its handler;
@@ -35,8 +30,8 @@ import (
 //     an excess stream gets a 503 at once instead of a place in the queue.
 
 // h2MaxStreams is SETTINGS_MAX_CONCURRENT_STREAMS: the streams one client
-// may have open at once, each with its own goroutine in http2. 100 is the
-// least RFC 9113 recommends (x/net's default is 250).
+// may have open at once, each with a goroutine of its own while its handler
+// runs. 100 is the least RFC 9113 recommends (x/net's default is 250).
 const h2MaxStreams = 100
 
 // h2MaxWaitingPerConn caps one connection's streams waiting for a worker,
@@ -52,32 +47,6 @@ var (
 )
 
 func (c *Core) initH2() error {
-	c.h2base = &http.Server{
-		MaxHeaderBytes: int(c.opts.MaxRequestHeaderSize),
-		IdleTimeout:    c.opts.SocketTimeout,
-		// http2 arms a write deadline on every stream when it opens; the
-		// stream's h2Exchange moves it on while no write is blocked (see
-		// keep), and after the handler it bounds the stream's last frames.
-		WriteTimeout: c.opts.WriteTimeout,
-		ErrorLog:     slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
-	}
-	// The socket's own writes are bounded by h2Conn, not WriteByteTimeout
-	// (see writeDeadline).
-	c.h2srv = &http2.Server{
-		IdleTimeout:          c.opts.SocketTimeout,
-		MaxConcurrentStreams: h2MaxStreams,
-		ReadIdleTimeout:      c.opts.SocketTimeout,
-		PingTimeout:          c.opts.SocketTimeout,
-	}
-	// Head memory per connection: MaxHeaderBytes above is announced (plus
-	// 320) as MAX_HEADER_LIST_SIZE and enforced with 431; the HPACK table
-	// stays at the default 4 KiB. Frames are read whole into a buffer the
-	// connection keeps, so x/net's default 1 MiB frame size would let one
-	// large frame pin 1 MiB per connection: 16 KiB is the protocol's default.
-	c.h2srv.MaxReadFrameSize = 16 << 10
-	if err := http2.ConfigureServer(c.h2base, c.h2srv); err != nil {
-		return fmt.Errorf("httpcore: configuring h2: %w", err)
-	}
 	c.h2waiting.max = int32(min(c.opts.MaxConnections, 1<<30))
 	if c.opts.AcceptedQueueSize >= 0 {
 		c.h2waiting.max = int32(min(c.opts.AcceptedQueueSize, 1<<30))
@@ -85,83 +54,10 @@ func (c *Core) initH2() error {
 	return nil
 }
 
-func (c *Core) serveH2(cn *conn) {
-	c.g.h2Conns.Add(1)
-	defer c.g.h2Conns.Add(-1)
-	defer cn.cancel()
-	hc := &h2Conn{Conn: cn.nc, st: c.st, dl: writeDeadline{timeout: c.opts.WriteTimeout}}
-	var nc net.Conn = hc
-	if cs, ok := cn.nc.(connectionStater); ok {
-		nc = &h2TLSConn{h2Conn: hc, cs: cs}
-	}
-	cn.nc.SetReadDeadline(time.Time{})
-	// The preface must arrive within request_header_timeout, as an
-	// HTTP/1.1 head must.
-	preface := time.AfterFunc(c.opts.RequestHeaderTimeout, func() {
-		if !hc.greeted.Load() {
-			cn.nc.Close()
-		}
-	})
-	defer preface.Stop()
-	c.h2srv.ServeConn(nc, &http2.ServeConnOpts{
-		Context:    cn.ctx,
-		BaseConfig: c.h2base,
-		Handler:    &h2Handler{c: c, waiting: waitCap{max: h2MaxWaitingPerConn}},
-	})
-	cn.nc.Close()
-}
-
-// h2Conn is the connection http2 serves: it bounds every write by
-// write_timeout and counts bytes into the totals (statistics on).
-type h2Conn struct {
-	net.Conn
-	st *counters // nil: statistics off
-	dl writeDeadline
-
-	in      int         // bytes read, until the preface is in
-	greeted atomic.Bool // the client preface was read
-}
-
-func (h *h2Conn) Read(p []byte) (int, error) {
-	n, err := h.Conn.Read(p)
-	if h.st != nil {
-		h.st.bytesRead.Add(uint64(n))
-	}
-	if h.in < len(http2.ClientPreface) {
-		if h.in += n; h.in >= len(http2.ClientPreface) {
-			h.greeted.Store(true)
-		}
-	}
-	return n, err
-}
-
-// Write is called by one http2 goroutine at a time.
-func (h *h2Conn) Write(p []byte) (int, error) {
-	h.dl.arm(h.Conn)
-	n, err := h.Conn.Write(p)
-	if h.st != nil {
-		h.st.bytesWritten.Add(uint64(n))
-	}
-	return n, err
-}
-
-type connectionStater interface {
-	ConnectionState() tls.ConnectionState
-}
-
-// h2TLSConn keeps ConnectionState visible, so http2 still sees TLS (and
-// sets Request.TLS).
-type h2TLSConn struct {
-	*h2Conn
-	cs connectionStater
-}
-
-func (h *h2TLSConn) ConnectionState() tls.ConnectionState { return h.cs.ConnectionState() }
-
 // h2Handler runs each h2 stream of one connection through admission,
-// limits and the Core's handler. It is the handler http2 calls directly:
-// every frame between http2's runHandler and the user's handler counts,
-// because http2 starts a goroutine per stream and a deeper call chain makes
+// limits and the Core's handler. It is the handler the engine calls directly:
+// every frame between the stream's goroutine and the user's handler counts,
+// because each stream's goroutine starts small and a deeper call chain makes
 // its small initial stack grow (a copy) on every request. Hence no closures
 // here and the recovery in a deferred method.
 type h2Handler struct {
@@ -178,7 +74,7 @@ func (h *h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex.c.handlerFor(r).ServeHTTP(&ex.w, r)
 }
 
-// streamDeadliner is http2's response writer: its deadlines are the
+// streamDeadliner is the engine's response writer: its deadlines are the
 // stream's.
 type streamDeadliner interface {
 	SetReadDeadline(time.Time) error
@@ -258,9 +154,9 @@ type h2Exchange struct {
 	t0   time.Time
 	w    h2Writer
 	body h2Body
-	sd   streamDeadliner // http2's writer; nil if it has no deadlines
+	sd   streamDeadliner // the engine's writer; nil if it has no deadlines
 
-	// The timers call into sd, which http2 takes back when the handler
+	// The timers call into sd, which the engine takes back when the handler
 	// returns: mu orders them with finish.
 	mu        sync.Mutex
 	over      bool        // finish ran: sd is not ours any more
@@ -318,7 +214,7 @@ func (ex *h2Exchange) checkBody() {
 }
 
 // finish stops the timers: the handler is done (or never ran), and sd is
-// about to go back to http2. The stream's write deadline stays armed, with
+// about to go back to the engine. The stream's write deadline stays armed, with
 // at least half of write_timeout left, and bounds its last frames.
 func (ex *h2Exchange) finish() {
 	ex.mu.Lock()
@@ -422,7 +318,7 @@ func (w *h2Writer) start() bool {
 
 // Write starts the response itself rather than through WriteHeader (the
 // wrapped writer sends its implicit 200): one frame less on the stream
-// goroutine's stack, which http2 starts small for every request.
+// goroutine's stack, which starts small for every request.
 func (w *h2Writer) Write(p []byte) (int, error) {
 	if !w.started && (w.dropped || !w.start()) {
 		return len(p), nil
@@ -445,7 +341,7 @@ func (w *h2Writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// h2WriteChunk is the most a handler's write hands to http2 at once: one
+// h2WriteChunk is the most a handler's write hands to the engine at once: one
 // frame of the protocol's default size.
 const h2WriteChunk = 16 << 10
 

@@ -1,0 +1,529 @@
+package httpcore
+
+import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// The protections of the core's h2 engine (h2own.go), each against a real
+// client on loopback that misbehaves with raw frames. The bounds it shares
+// with HTTP/1.1 (bodies, zero windows, slow readers, idle connections,
+// header list size) are the tests of h2bounds_test.go, writetimeout_test.go
+// and membudget_test.go.
+
+// settled waits until f has read (and acknowledged) the server's SETTINGS,
+// so that the acknowledgement cannot fall inside a header block the test
+// sends.
+func (f *h2Framer) settled(t *testing.T) {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case fr, ok := <-f.frames:
+			if !ok {
+				t.Fatal("connection ended before the server's SETTINGS")
+			}
+			if fr.Type == http2.FrameSettings && !fr.Flags.Has(http2.FlagSettingsAck) {
+				return
+			}
+		case <-timeout:
+			t.Fatal("no SETTINGS from the server")
+		}
+	}
+}
+
+func ownCore(t *testing.T, h http.Handler, mod func(*Options)) *Core {
+	t.Helper()
+	return newCore(t, h, func(o *Options) {
+		if mod != nil {
+			mod(o)
+		}
+	})
+}
+
+// waitGoAway reads f's frames until GOAWAY (its code) or the end of the
+// connection; ok is false if neither came within d.
+func waitGoAway(f *h2Framer, d time.Duration) (code http2.ErrCode, got, ended bool) {
+	timeout := time.After(d)
+	for {
+		select {
+		case fr, ok := <-f.frames:
+			if !ok {
+				return code, got, true
+			}
+			if fr.Type == http2.FrameGoAway && !got {
+				code, got = fr.code, true
+			}
+		case <-timeout:
+			return code, got, false
+		}
+	}
+}
+
+// writeRaw sends frames under f's lock; errors are ignored, since the
+// server may close the connection mid-flood.
+func (f *h2Framer) writeRaw(fn func(fr *http2.Framer) error) error {
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	f.tc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	return fn(f.fr)
+}
+
+// headerBlock encodes a GET of path with f's encoder.
+func (f *h2Framer) headerBlock(path string) []byte {
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	f.hb.Reset()
+	for _, kv := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "127.0.0.1"}, {":path", path}} {
+		f.enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+	}
+	return bytes.Clone(f.hb.Bytes())
+}
+
+// Rapid reset (CVE-2023-44487): streams opened and reset at once, as fast
+// as the client can. The handlers of reset streams keep their place until
+// they return, so no more than h2MaxHandlers ever run for the connection,
+// and past the rate of resets the connection gets GOAWAY
+// ENHANCE_YOUR_CALM and is closed.
+func TestH2OwnRapidReset(t *testing.T) {
+	var running, peak, started atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started.Add(1)
+		n := running.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		select { // work that does not notice the reset at once
+		case <-time.After(50 * time.Millisecond):
+		case <-time.After(time.Second):
+		}
+		running.Add(-1)
+	})
+	c := ownCore(t, h, func(o *Options) { o.ThreadPool = 500 })
+	addr, client := startTLS(t, c)
+	f := dialFramer(t, addr, client)
+	const streams = 5000
+	for i := 0; i < streams; i++ {
+		id := uint32(2*i + 1)
+		block := f.headerBlock("/")
+		err := f.writeRaw(func(fr *http2.Framer) error {
+			if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block, EndStream: true, EndHeaders: true}); err != nil {
+				return err
+			}
+			return fr.WriteRSTStream(id, http2.ErrCodeCancel)
+		})
+		if err != nil {
+			break
+		}
+	}
+	code, got, ended := waitGoAway(f, 5*time.Second)
+	if !got || code != http2.ErrCodeEnhanceYourCalm || !ended {
+		t.Fatalf("after %d rapid resets: GOAWAY %v (%v), connection ended %v; want ENHANCE_YOUR_CALM and the end", streams, got, code, ended)
+	}
+	if p := peak.Load(); p > h2MaxHandlers {
+		t.Fatalf("%d handlers ran at once for one connection, want at most %d", p, h2MaxHandlers)
+	}
+	if n := started.Load(); n >= streams/2 {
+		t.Fatalf("%d of %d reset streams started a handler", n, streams)
+	}
+	// Past the handlers' bound new streams are refused, and resets of
+	// those count as a flood: either counter ends the connection.
+	if n := rejections(c, 0, "h2_rapid_reset") + rejections(c, 0, "h2_flood"); n != 1 {
+		t.Fatalf("h2_rapid_reset and h2_flood counted %d times, want 1", n)
+	}
+}
+
+// CONTINUATION flood (CVE-2024-27316 and its kin): a header block that
+// never ends, in CONTINUATION frames of junk or of nothing at all. The
+// block is bounded in bytes and empty frames count as floods: either way
+// the connection gets GOAWAY and is closed long before the client is done.
+func TestH2OwnContinuationFlood(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		frag  []byte
+		count int
+	}{
+		{"junk", bytes.Repeat([]byte{0x40}, 16<<10), 1000}, // 16 MiB
+		{"empty", nil, 100000},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ownCore(t, Text("ok"), func(o *Options) { o.MaxRequestHeaderSize = 64 << 10 })
+			addr, client := startTLS(t, c)
+			f := dialFramer(t, addr, client)
+			f.settled(t)
+			block := f.headerBlock("/")
+			f.writeRaw(func(fr *http2.Framer) error {
+				return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block, EndStream: true})
+			})
+			sent := 0
+			for ; sent < tt.count; sent++ {
+				if f.writeRaw(func(fr *http2.Framer) error { return fr.WriteContinuation(1, false, tt.frag) }) != nil {
+					break
+				}
+			}
+			code, got, ended := waitGoAway(f, 5*time.Second)
+			if !got || code != http2.ErrCodeEnhanceYourCalm || !ended {
+				t.Fatalf("GOAWAY %v (%v), ended %v; want ENHANCE_YOUR_CALM and the end", got, code, ended)
+			}
+			// 16 MiB of junk cannot all be taken: the server reads at most
+			// 1 MiB after its GOAWAY (drain). Empty frames are small enough
+			// to fit in that and the socket buffers; for them the GOAWAY
+			// above is the proof.
+			if sent == tt.count && tt.frag != nil {
+				t.Fatalf("all %d CONTINUATION frames were taken", sent)
+			}
+		})
+	}
+}
+
+// Frames that cost the server work and carry nothing, sent in a flood:
+// past a burst and a rate the connection gets GOAWAY ENHANCE_YOUR_CALM.
+func TestH2OwnControlFloods(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		setup func(f *h2Framer)
+		frame func(fr *http2.Framer, i int) error
+	}{
+		{"SETTINGS", nil, func(fr *http2.Framer, i int) error { return fr.WriteSettings() }},
+		{"PING", nil, func(fr *http2.Framer, i int) error { return fr.WritePing(false, [8]byte{byte(i)}) }},
+		{"PRIORITY", nil, func(fr *http2.Framer, i int) error {
+			return fr.WritePriority(uint32(2*i+1), http2.PriorityParam{Weight: 1})
+		}},
+		{"empty DATA", func(f *h2Framer) {
+			block := f.headerBlock("/")
+			f.writeRaw(func(fr *http2.Framer) error {
+				return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block, EndHeaders: true})
+			})
+		}, func(fr *http2.Framer, i int) error { return fr.WriteData(1, false, nil) }},
+		{"empty HEADERS", nil, func(fr *http2.Framer, i int) error {
+			return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(2*i + 1), EndHeaders: false})
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) })
+			c := ownCore(t, h, nil)
+			addr, client := startTLS(t, c)
+			f := dialFramer(t, addr, client)
+			if tt.setup != nil {
+				tt.setup(f)
+			}
+			const flood = 20000
+			sent := 0
+			for ; sent < flood; sent++ {
+				i := sent
+				if f.writeRaw(func(fr *http2.Framer) error { return tt.frame(fr, i) }) != nil {
+					break
+				}
+			}
+			code, got, ended := waitGoAway(f, 5*time.Second)
+			if tt.name == "empty HEADERS" {
+				// Each opens a header block the next frame breaks: a
+				// PROTOCOL_ERROR at the second frame already.
+				if !got || !ended {
+					t.Fatalf("GOAWAY %v (%v), ended %v", got, code, ended)
+				}
+				return
+			}
+			if !got || code != http2.ErrCodeEnhanceYourCalm || !ended {
+				t.Fatalf("%d frames sent: GOAWAY %v (%v), ended %v; want ENHANCE_YOUR_CALM and the end", sent, got, code, ended)
+			}
+			if n := rejections(c, 0, "h2_flood"); n != 1 {
+				t.Fatalf("h2_flood counted %d times, want 1", n)
+			}
+		})
+	}
+}
+
+// A header list past max_request_header_size (plus the 320 bytes x/net
+// allows, which is what MAX_HEADER_LIST_SIZE announces) gets 431 on its
+// stream; the connection goes on serving.
+func TestH2OwnHeaderListSize(t *testing.T) {
+	c := ownCore(t, Text("ok"), func(o *Options) { o.MaxRequestHeaderSize = 4 << 10 })
+	addr, client := startTLS(t, c)
+	cfg := client.Transport.(*http.Transport).TLSClientConfig.Clone()
+	cfg.NextProtos = []string{"h2"}
+	tc, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(tc, http2.ClientPreface)
+	fr := http2.NewFramer(tc, tc)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	send := func(id uint32, big bool) {
+		hb.Reset()
+		for _, kv := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "127.0.0.1"}, {":path", "/"}} {
+			enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+		}
+		if big {
+			enc.WriteField(hpack.HeaderField{Name: "x-big", Value: string(bytes.Repeat([]byte("b"), 5<<10)), Sensitive: true})
+		}
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func(id uint32) string {
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("stream %d: %v", id, err)
+			}
+			if mh, ok := f.(*http2.MetaHeadersFrame); ok && mh.StreamID == id {
+				return mh.PseudoValue("status")
+			}
+		}
+	}
+	send(1, true)
+	if st := status(1); st != "431" {
+		t.Fatalf("oversized header list got %s, want 431", st)
+	}
+	send(3, false)
+	if st := status(3); st != "200" {
+		t.Fatalf("next request on the connection got %s", st)
+	}
+	if n := rejections(c, 431, errHeadTooLarge.reason); n != 1 {
+		t.Fatalf("431 counted %d times, want 1", n)
+	}
+}
+
+// SETTINGS_MAX_CONCURRENT_STREAMS is kept: with h2MaxStreams streams open
+// (their handlers waiting), one more is refused with REFUSED_STREAM, and
+// once they end new streams are served again.
+func TestH2OwnConcurrentStreams(t *testing.T) {
+	release := make(chan struct{})
+	var entered atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/block" {
+			entered.Add(1)
+			<-release
+		}
+		io.WriteString(w, "ok")
+	})
+	c := ownCore(t, h, func(o *Options) { o.ThreadPool = h2MaxStreams + 10 })
+	addr, client := startTLS(t, c)
+	f := dialFramer(t, addr, client)
+	for i := 0; i < h2MaxStreams; i++ {
+		f.request(t, uint32(2*i+1), "GET", "/block", true)
+	}
+	if !within(5*time.Second, func() bool { return entered.Load() == h2MaxStreams }) {
+		t.Fatalf("%d of %d streams reached the handler", entered.Load(), h2MaxStreams)
+	}
+	extra := uint32(2*h2MaxStreams + 1)
+	f.request(t, extra, "GET", "/", true)
+	timeout := time.After(5 * time.Second)
+	for refused := false; !refused; {
+		select {
+		case fr, ok := <-f.frames:
+			if !ok {
+				t.Fatal("connection ended")
+			}
+			if fr.StreamID == extra {
+				if fr.Type != http2.FrameRSTStream || fr.code != http2.ErrCodeRefusedStream {
+					t.Fatalf("stream past the limit: %v %v, want RST_STREAM REFUSED_STREAM", fr.Type, fr.code)
+				}
+				refused = true
+			}
+		case <-timeout:
+			t.Fatal("the stream past the limit was not refused")
+		}
+	}
+	close(release)
+	f.request(t, extra+2, "GET", "/", true)
+	if !waitForEnd(f, extra+2, 5*time.Second) {
+		t.Fatal("a stream after the others ended was not served")
+	}
+}
+
+// Flow-control abuse: a WINDOW_UPDATE that takes a window past 2^31-1 is a
+// stream error on a stream and a connection error on the connection, and
+// DATA past the window the server gave is FLOW_CONTROL_ERROR.
+func TestH2OwnWindowOverflow(t *testing.T) {
+	blockHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+	})
+	t.Run("stream", func(t *testing.T) {
+		c := ownCore(t, blockHandler, nil)
+		addr, client := startTLS(t, c)
+		f := dialFramer(t, addr, client)
+		f.request(t, 1, "POST", "/", false)
+		f.writeRaw(func(fr *http2.Framer) error { return fr.WriteWindowUpdate(1, 1<<31-1) })
+		timeout := time.After(5 * time.Second)
+		for {
+			select {
+			case fr, ok := <-f.frames:
+				if !ok {
+					t.Fatal("connection ended; want only the stream reset")
+				}
+				if fr.Type == http2.FrameRSTStream && fr.StreamID == 1 {
+					if fr.code != http2.ErrCodeFlowControl {
+						t.Fatalf("RST_STREAM %v, want FLOW_CONTROL_ERROR", fr.code)
+					}
+					return
+				}
+			case <-timeout:
+				t.Fatal("no RST_STREAM for a stream window overflow")
+			}
+		}
+	})
+	t.Run("connection", func(t *testing.T) {
+		c := ownCore(t, blockHandler, nil)
+		addr, client := startTLS(t, c)
+		f := dialFramer(t, addr, client)
+		f.writeRaw(func(fr *http2.Framer) error { return fr.WriteWindowUpdate(0, 1<<31-1) })
+		code, got, ended := waitGoAway(f, 5*time.Second)
+		if !got || code != http2.ErrCodeFlowControl || !ended {
+			t.Fatalf("GOAWAY %v (%v), ended %v; want FLOW_CONTROL_ERROR", got, code, ended)
+		}
+	})
+	t.Run("data past the window", func(t *testing.T) {
+		c := ownCore(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			<-r.Context().Done() // never reads: the window is not given back
+		}), nil)
+		addr, client := startTLS(t, c)
+		f := dialFramer(t, addr, client)
+		f.request(t, 1, "POST", "/", false)
+		chunk := make([]byte, 16<<10)
+		for i := 0; i < 5; i++ { // 80 KiB into a window of 64 KiB
+			f.writeRaw(func(fr *http2.Framer) error { return fr.WriteData(1, false, chunk) })
+		}
+		if !waitForReset(f, 1, 5*time.Second) {
+			t.Fatal("DATA past the stream window was not reset")
+		}
+	})
+}
+
+// A connection whose streams are open but whose client has gone silent (it
+// answers no PING) is pinged after socket_timeout and closed when the ping
+// is not answered within socket_timeout; the handler's context ends.
+func TestH2OwnPingTimeout(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	gone := make(chan time.Time, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+		gone <- time.Now()
+	})
+	c := ownCore(t, h, func(o *Options) { o.SocketTimeout = idle })
+	addr, client := startTLS(t, c)
+	cfg := client.Transport.(*http.Transport).TLSClientConfig.Clone()
+	cfg.NextProtos = []string{"h2"}
+	tc, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	io.WriteString(tc, http2.ClientPreface)
+	fr := http2.NewFramer(tc, tc)
+	fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, kv := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "127.0.0.1"}, {":path", "/"}} {
+		enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+	}
+	start := time.Now()
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	// Read everything, answer nothing (not even SETTINGS).
+	pinged := make(chan struct{}, 1)
+	go func() {
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if p, ok := f.(*http2.PingFrame); ok && !p.IsAck() {
+				select {
+				case pinged <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case at := <-gone:
+		if d := at.Sub(start); d > 3*idle+time.Second {
+			t.Fatalf("silent client cut off after %v, socket_timeout %v", d, idle)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the silent client's stream was never ended")
+	}
+	select {
+	case <-pinged:
+	default:
+		t.Fatal("no PING was sent before the close")
+	}
+}
+
+// Many streams at once on one connection, through x/net's client: 10,000
+// requests, 100 in flight at a time, each with a body of its own that the
+// handler echoes with a trailer, and every response whole and its own. The
+// writer coalesces frames of many streams into one write: no response may
+// get another's bytes, lose its end or its trailer.
+func TestH2OwnManyStreams(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Errorf("read body: %v", err)
+			return
+		}
+		w.Header().Set("Trailer", "X-Len")
+		w.Write(b)
+		if len(b) > 2000 {
+			w.(http.Flusher).Flush()
+		}
+		w.Write(b)
+		w.Header().Set("X-Len", strconv.Itoa(2*len(b)))
+	})
+	c := ownCore(t, h, func(o *Options) { o.ThreadPool = 100 })
+	addr, client := startTLS(t, c)
+	tr := h2Transport(t, client)
+	const workers, each = 100, 100
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				body := strings.Repeat(fmt.Sprintf("w%d-i%d;", w, i), 1+(w*each+i)%700)
+				req, _ := http.NewRequest("POST", "https://"+addr+"/", strings.NewReader(body))
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				got, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || string(got) != body+body || resp.Trailer.Get("X-Len") != strconv.Itoa(2*len(body)) {
+					errs <- fmt.Errorf("worker %d request %d: %d bytes (want %d), trailer %q, err %v", w, i, len(got), 2*len(body), resp.Trailer.Get("X-Len"), err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.Requests != workers*each || st.H2Connections != 1 {
+		t.Fatalf("requests %d on %d h2 connections, want %d on 1", st.Requests, st.H2Connections, workers*each)
+	}
+}
