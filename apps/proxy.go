@@ -627,6 +627,13 @@ func (x *exchange) relay(h *respHead, reusable bool) {
 	if h.contentLength >= 0 && h.status != http.StatusNoContent {
 		hdr["Content-Length"] = []string{strconv.FormatInt(h.contentLength, 10)}
 	}
+	if _, ok := hdr["Content-Type"]; !ok {
+		// An answer the upstream sent without a type goes on without one,
+		// as nginx passes it: the core must not guess one from the first
+		// bytes, which would also make the answer depend on how they
+		// arrived.
+		hdr["Content-Type"] = nil
+	}
 	x.done = true
 	w.WriteHeader(h.status)
 	switch {
