@@ -1,0 +1,33 @@
+package policy
+
+
+// Rules is the policy option: the rule texts as written, parsed when set so
+// that a bad rule is an error at load naming the option, the rule and the
+// column (the loader adds the file and line).
+type Rules struct {
+	items []string
+	rules []Rule
+}
+
+// SetList implements config.ListValue.
+func (r *Rules) SetList(items []string) error {
+	rules, err := ParseRules(items)
+	if err != nil {
+		return err
+	}
+	r.items, r.rules = items, rules
+	return nil
+}
+
+// List implements config.ListValue.
+func (r *Rules) List() []string { return r.items }
+
+// WholeItems implements config.WholeItems: a rule such as
+// "allow method:GET,POST" holds commas, so a flag is one whole rule.
+func (r *Rules) WholeItems() {}
+
+// Parsed returns the parsed rules.
+func (r *Rules) Parsed() []Rule { return r.rules }
+
+// Len is the number of rules.
+func (r *Rules) Len() int { return len(r.rules) }
