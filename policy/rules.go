@@ -50,15 +50,15 @@ func (s Stage) String() string {
 // Facts are what a rule can be judged on. The server fills them in as they
 // become known; explain fills them from its flags.
 type Facts struct {
-	Src     netip.Addr      // the client's address; invalid on a UNIX socket
-	Peer    *peercred.Creds // UNIX peer credentials; nil when none were read
-	Exe     string          // the peer's executable from /proc at accept; "" when unknown
-	SNI     string          // server name the client sent in the handshake
-	Cert    *x509.Certificate
+	Src      netip.Addr      // the client's address; invalid on a UNIX socket
+	Peer     *peercred.Creds // UNIX peer credentials; nil when none were read
+	Exe      string          // the peer's executable from /proc at accept; "" when unknown
+	SNI      string          // server name the client sent in the handshake
+	Cert     *x509.Certificate
 	Verified bool // Cert chains to ssl_client_ca (VerifiedChains non-empty)
-	Host    string
-	Method  string
-	Path    string // the request's path as the core parsed it (r.URL.Path)
+	Host     string
+	Method   string
+	Path     string // the request's path as the core parsed it (r.URL.Path)
 }
 
 // SetTLS takes the SNI and client certificate facts from cs (nil for a plain

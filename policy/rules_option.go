@@ -1,6 +1,5 @@
 package policy
 
-
 // Rules is the policy option: the rule texts as written, parsed when set so
 // that a bad rule is an error at load naming the option, the rule and the
 // column (the loader adds the file and line).
