@@ -249,3 +249,30 @@ func TestRuleParseErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestAllowListIsSugar: ssl_client_allow entries are judged as cert.*
+// rules, so SPIFFE patterns and bare trust domains work there too.
+func TestAllowListIsSugar(t *testing.T) {
+	leaf := leafWith(t, func(c *x509.Certificate) {
+		c.URIs = []*url.URL{{Scheme: "spiffe", Host: "prod.example", Path: "/ns/web/sa/frontend"}}
+	})
+	for _, tt := range []struct {
+		entry string
+		ok    bool
+	}{
+		{"spiffe://prod.example/ns/web/sa/frontend", true},
+		{"spiffe://prod.example/ns/*/sa/frontend", true},
+		{"uri:spiffe://prod.example/ns/web/**", true},
+		{"spiffe://prod.example", true},
+		{"spiffe://staging.example", false},
+		{"spiffe://prod.example/ns/db/*", false},
+	} {
+		a, err := ParseAllowList([]string{tt.entry})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := a.Allows(leaf); ok != tt.ok {
+			t.Errorf("%s: allows = %v, want %v", tt.entry, ok, tt.ok)
+		}
+	}
+}
