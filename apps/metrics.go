@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
 
+	"tlsedge/policy"
 	"tlsedge/server/httpcore"
 )
 
@@ -68,6 +69,9 @@ type Sources struct {
 	// Servers lists every server of the process, for the status page's
 	// overview; nil shows only this one.
 	Servers func() []ServerSummary
+	// Policy reads the server.policy decision counters; nil or an empty
+	// answer shows none.
+	Policy func() []policy.Count
 }
 
 // ServerSummary is one server of the process, as the status page lists it.
@@ -257,6 +261,7 @@ var (
 	descHSFailures   = prometheus.NewDesc("tlsedge_tls_handshake_failures_total", "TLS handshakes that failed or were refused, by reason.", []string{"server", "reason"}, nil)
 	descPlaintext    = prometheus.NewDesc("tlsedge_tls_plaintext_requests_total", "Plain HTTP requests received on a TLS port.", []string{"server"}, nil)
 	descCertExpiry   = prometheus.NewDesc("tlsedge_certificate_expiry_timestamp_seconds", "When a certificate in service expires, as a Unix time (its NotAfter).", []string{"server", "name", "source"}, nil)
+	descPolicy       = prometheus.NewDesc("tlsedge_policy_decisions_total", "server.policy decisions by rule number (0: the default deny) and action: connections closed at accept or after the handshake, and requests.", []string{"server", "rule", "action"}, nil)
 	descACME         = prometheus.NewDesc("tlsedge_acme_events_total", "ACME events by kind.", []string{"server", "event"}, nil)
 )
 
@@ -271,7 +276,7 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuildInfo, descRequests, descAborted, descLatency,
 		descUpRequests, descUpAborted, descUpLatency, descInFlight,
 		descRejections, descAccepts, descSocketErrors, descConns, descH2, descWorkers, descQueue, descCoreRequests,
-		descBytes, descWorkSeconds, descHandshakes, descHSFailures, descPlaintext, descCertExpiry, descACME} {
+		descBytes, descWorkSeconds, descHandshakes, descHSFailures, descPlaintext, descCertExpiry, descACME, descPolicy} {
 		ch <- d
 	}
 }
@@ -288,6 +293,11 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if m.src.TLS != nil {
 		collectTLS(ch, m.server, m.src.TLS())
+	}
+	if m.src.Policy != nil {
+		for _, c := range m.src.Policy() {
+			ch <- prometheus.MustNewConstMetric(descPolicy, prometheus.CounterValue, float64(c.N), m.server, strconv.Itoa(c.Rule), c.Action.String())
+		}
 	}
 }
 

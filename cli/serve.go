@@ -24,6 +24,7 @@ import (
 	"tlsedge/apps"
 	"tlsedge/config"
 	"tlsedge/control"
+	"tlsedge/policy"
 	"tlsedge/router"
 	"tlsedge/server"
 	"tlsedge/server/httpcore"
@@ -111,6 +112,7 @@ func buildEngine(o *Options, st certmagic.Storage, log *slog.Logger, logs *acces
 			TLS:     tlsStats(func() *tlsadapter.Terminator { return s.Terminator() }),
 			Version: buildVersion,
 			Servers: e.summaries,
+			Policy:  func() []policy.Count { return s.PolicyCounts() },
 		})
 		if err := e.wire(&c, o); err != nil {
 			return nil, err

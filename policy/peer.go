@@ -231,6 +231,14 @@ func (p *PeerPolicy) needsNames() bool {
 	return false
 }
 
+// Resolver is the name resolver p uses; nil when none is needed.
+func (p *PeerPolicy) Resolver() *peercred.Resolver {
+	if p == nil {
+		return nil
+	}
+	return p.resolver
+}
+
 // Empty reports whether p admits every peer at accept (no allow-list set).
 // The caller may then skip reading credentials for the policy's sake.
 func (p *PeerPolicy) Empty() bool { return p == nil || p.accept.empty() }

@@ -158,6 +158,11 @@ func (r *Rule) Stage() Stage {
 	return s
 }
 
+// NeedsPeer reports whether r names peer credentials (peer.*).
+func (r *Rule) NeedsPeer() bool {
+	return slices.ContainsFunc(r.conds, func(c cond) bool { return c.kind >= condUID })
+}
+
 // RuleError is a problem with one rule: its index in the list (0-based, as
 // the loader counts list items) and the 1-based column in the rule's text.
 type RuleError struct {
@@ -573,6 +578,23 @@ const (
 	yes
 )
 
+// Judge is Decide without counting: for a connection-level check whose
+// allow the request stage will count again.
+func (p *Policy) Judge(f *Facts, s Stage) Decision {
+	if p == nil {
+		return Decision{Final: true, Action: Allow}
+	}
+	d, _ := p.judge(f, s, false)
+	return d
+}
+
+// Count adds d, a final decision Judge returned, to its rule's counter.
+func (p *Policy) Count(d Decision) {
+	if p != nil && d.Final {
+		p.counts[ruleIndex(d.Rule, len(p.rules))].Add(1)
+	}
+}
+
 // Decide judges f as known at stage s. A rule with a failing known condition
 // is passed over; a rule whose every condition holds decides; a rule with an
 // unknown condition (and none failing) leaves the decision to a later stage.
@@ -837,4 +859,15 @@ func (p *Policy) Counts() []Count {
 		out = append(out, Count{Rule: r.Num, Action: r.Action, Text: r.Text, N: p.counts[i].Load()})
 	}
 	return append(out, Count{Rule: 0, Action: Deny, Text: "default", N: p.counts[len(p.rules)].Load()})
+}
+
+// Paths lists the path prefixes r's path conditions name, normalised.
+func (r *Rule) Paths() []string {
+	var out []string
+	for _, c := range r.conds {
+		if c.kind == condPath {
+			out = append(out, c.strs...)
+		}
+	}
+	return out
 }

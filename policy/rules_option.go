@@ -30,3 +30,8 @@ func (r *Rules) Parsed() []Rule { return r.rules }
 
 // Len is the number of rules.
 func (r *Rules) Len() int { return len(r.rules) }
+
+// RuleOptions are the options of server.policy.
+type RuleOptions struct {
+	Policy Rules `opt:"policy" group:"Policy" help:"ordered rules \"allow|deny CONDITION...\" over host, sni, path, method, src, cert.* and peer.*; the first match decides, and once any rule is set a request no rule matches is denied (README: Policy)"`
+}

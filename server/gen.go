@@ -31,6 +31,7 @@ type gen struct {
 	handler *swapHandler       // the core's handler; a reload may swap what it serves
 	serve   http.Handler       // what handler serves in this generation
 	peers   *policy.PeerPolicy // accept-time peer-credential policy; nil allows all
+	policy  *policy.Policy     // server.policy; nil when no rule is set
 	names   *peercred.Resolver // nil unless peercreds_resolve
 	mounts  []http.Handler     // resolved mount targets, closed when retired
 }
@@ -103,6 +104,7 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 	if g.peers, err = policy.NewPeerPolicy(c.Peer, policy.PeerPolicyConfig{Resolver: g.names, Logger: s.log}); err != nil {
 		return nil, fmt.Errorf("%speercreds: %w", c.KeyPrefix(), err)
 	}
+	g.policy = policy.NewPolicy(c.Rule.Policy.Parsed(), g.peers.Resolver())
 	handler, mounts, err := buildHandler(c)
 	if err != nil {
 		return nil, err
@@ -113,7 +115,7 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 			closeMounts(g.mounts)
 		}
 	}()
-	handler = guard(handler, g.peers, c.Apps.TrustedProxies.Trust())
+	handler = guard(handler, g.peers, g.policy, c.Apps.TrustedProxies.Trust(), s.log)
 	if c.Middleware != nil {
 		handler = c.Middleware(handler)
 	}

@@ -242,6 +242,13 @@ func (s *Server) serveConn(r *run, l *listener, raw *accept.Conn) {
 			return
 		}
 		info.Peer = creds
+		if g.policy.NeedsExe() {
+			info.PeerExe = peerExe(creds.PID)
+		}
+	}
+	if !g.admitConn(s.log, info, policy.StageAccept) {
+		raw.Close()
+		return
 	}
 	conn, state, err := g.term.Wrap(r.ctx, raw)
 	if err != nil {
@@ -250,6 +257,10 @@ func (s *Server) serveConn(r *run, l *listener, raw *accept.Conn) {
 		return
 	}
 	info.TLS = state
+	if info.Policy == "" && !g.admitConn(s.log, info, policy.StageHandshake) {
+		conn.Close()
+		return
+	}
 	// Served on this goroutine: an idle keep-alive connection is parked
 	// without one (and its grown stack) after a short wait, so a fresh
 	// goroutine here would only cost a second stack growth per connection.
@@ -517,10 +528,12 @@ func (s *Server) checkACME(ctx context.Context, p tlsadapter.Params) ([]string, 
 
 // guard is what stands in front of every handler and app of a server,
 // whatever its mount: the edge-owned headers a client sent are removed (one
-// list, policy.EdgeHeaders), then the per-path peer-credential rules apply.
-func guard(next http.Handler, peers *policy.PeerPolicy, trust *policy.Trust) http.Handler {
+// list, policy.EdgeHeaders), then server.policy and the per-path
+// peer-credential rules apply.
+func guard(next http.Handler, peers *policy.PeerPolicy, pol *policy.Policy, trust *policy.Trust, log *slog.Logger) http.Handler {
 	if peers.HasMounts() {
 		next = peers.Middleware(next)
 	}
+	next = policyGuard(next, pol, log)
 	return policy.EdgeHeaders(next, trust)
 }
