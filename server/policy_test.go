@@ -55,7 +55,9 @@ func policyGet(t *testing.T, addr string, ca *testenv.CA, cert *testenv.Issued, 
 	t.Helper()
 	tc := &tls.Config{RootCAs: ca.Pool, ServerName: "localhost"}
 	if cert != nil {
-		tc.Certificates = []tls.Certificate{cert.TLS}
+		// Sent whatever CAs the server names, as curl would; Certificates
+		// would make crypto/tls keep back one no named CA signed.
+		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert.TLS, nil }
 	}
 	d := &net.Dialer{Timeout: 3 * time.Second}
 	if src != "" {
