@@ -220,6 +220,14 @@ func (s *Server) Reconfigure(ctx context.Context, c Config) error {
 		g.handler.swap(g.serve, reservedFor(c.Mount), c.Apps.TrustedProxies.Trust())
 	}
 	r.setGen(g)
+	if g.core == prev.core {
+		// Connections stay with the core; their next requests meet the new
+		// handler. Those whose identity the new policy refuses outright
+		// are closed after their current request.
+		if n := g.core.Revoke(g.revokes); n > 0 {
+			s.log.Info("reload: closing connections the new policy denies, after their current request", "connections", n)
+		}
+	}
 	r.limiter.SetMax(c.Core.MaxConnections)
 	s.cfg = c
 	var errs []error

@@ -94,6 +94,25 @@ func decisionText(d policy.Decision) string {
 	return fmt.Sprintf("%s rule %d", d.Action, d.Rule)
 }
 
+// revokes reports whether g's policy refuses a live connection on its
+// connection-level facts alone (peer allow-lists, server.policy at the
+// handshake stage): after a reload, such a connection is closed after its
+// current request.
+func (g *gen) revokes(info *conninfo.Info) bool {
+	if info.Transport == "unix" && g.cfg.Peer.Peercreds && g.peers.Allow(info.Peer) != nil {
+		return true
+	}
+	if g.policy == nil {
+		return false
+	}
+	d := g.policy.Judge(connFacts(info), policy.StageHandshake)
+	if d.Final && d.Action == policy.Deny {
+		g.policy.Count(d)
+		return true
+	}
+	return false
+}
+
 // policyRecorder is implemented by a ResponseWriter that wants the
 // request's policy decision (the access log's recorder).
 type policyRecorder interface {

@@ -108,6 +108,7 @@ type conn struct {
 	peek     [1]byte
 
 	hijacked bool
+	revoked  atomic.Bool // Revoke: close after the current response
 
 	// Set while the connection is parked (see parker); woke tells the
 	// goroutine the parker started that bytes are waiting.
@@ -366,7 +367,7 @@ func (cn *conn) serve() (parked bool) {
 		if !keep || cn.hijacked {
 			return false
 		}
-		if c.shutting.Load() {
+		if c.shutting.Load() || cn.revoked.Load() {
 			return false
 		}
 		cn.h = head{} // keep nothing of the last request while idle
@@ -387,7 +388,7 @@ func (cn *conn) waitFirstByte() (started, parked bool) {
 	if !cn.woke {
 		cn.state.Store(stateIdle)
 		c.g.connsIdle.Add(1)
-		if c.shutting.Load() {
+		if c.shutting.Load() || cn.revoked.Load() {
 			c.g.connsIdle.Add(-1)
 			return false, false
 		}
