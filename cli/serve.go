@@ -113,6 +113,7 @@ func buildEngine(o *Options, st certmagic.Storage, log *slog.Logger, logs *acces
 			Version: buildVersion,
 			Servers: e.summaries,
 			Policy:  func() []policy.Count { return s.PolicyCounts() },
+			Quota:   func() []policy.QuotaCount { return s.QuotaCounts() },
 		})
 		if err := e.wire(&c, o); err != nil {
 			return nil, err

@@ -29,6 +29,10 @@ type Info struct {
 	// accept or after the handshake, as "allow rule 3" or "allow (no
 	// policy)"; "" when the rules wait for each request.
 	Policy string
+	// Quota names the policy_quota whose connection limit this connection
+	// exceeded; its requests are answered 429 and it is closed. "" when
+	// within every quota.
+	Quota string
 }
 
 // New describes nc as accepted: its transport and addresses, and its TLS

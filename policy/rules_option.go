@@ -33,5 +33,6 @@ func (r *Rules) Len() int { return len(r.rules) }
 
 // RuleOptions are the options of server.policy.
 type RuleOptions struct {
-	Policy Rules `opt:"policy" group:"Policy" help:"ordered rules \"allow|deny CONDITION...\" over host, sni, path, method, src, cert.* and peer.*; the first match decides, and once any rule is set a request no rule matches is denied (README: Policy)"`
+	Quota  QuotaList `opt:"policy_quota" group:"Policy" help:"per-identity quotas \"KEY conns:N rps:R [burst:B]\", KEY ip, uid, cert (fingerprint) or spiffe; over a limit a request is answered 429 with Retry-After (README: Policy)"`
+	Policy Rules     `opt:"policy" group:"Policy" help:"ordered rules \"allow|deny CONDITION...\" over host, sni, path, method, src, cert.* and peer.*; the first match decides, and once any rule is set a request no rule matches is denied (README: Policy)"`
 }

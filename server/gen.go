@@ -32,6 +32,7 @@ type gen struct {
 	serve   http.Handler       // what handler serves in this generation
 	peers   *policy.PeerPolicy // accept-time peer-credential policy; nil allows all
 	policy  *policy.Policy     // server.policy; nil when no rule is set
+	quota   *policy.Limiter    // policy_quota; nil when none
 	names   *peercred.Resolver // nil unless peercreds_resolve
 	mounts  []http.Handler     // resolved mount targets, closed when retired
 }
@@ -105,6 +106,7 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 		return nil, fmt.Errorf("%speercreds: %w", c.KeyPrefix(), err)
 	}
 	g.policy = policy.NewPolicy(c.Rule.Policy.Parsed(), g.peers.Resolver())
+	g.quota = policy.NewLimiter(c.Rule.Quota.Quotas())
 	handler, mounts, err := buildHandler(c)
 	if err != nil {
 		return nil, err
@@ -115,7 +117,7 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 			closeMounts(g.mounts)
 		}
 	}()
-	handler = guard(handler, g.peers, g.policy, c.Apps.TrustedProxies.Trust(), s.log)
+	handler = guard(handler, g.peers, g.policy, g.quota, c.Apps.TrustedProxies.Trust(), s.log)
 	if c.Middleware != nil {
 		handler = c.Middleware(handler)
 	}

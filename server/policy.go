@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -8,7 +9,9 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync"
 
+	"tlsedge/accept"
 	"tlsedge/conninfo"
 	"tlsedge/policy"
 )
@@ -161,4 +164,95 @@ func (s *Server) PolicyCounts() []policy.Count {
 		return nil
 	}
 	return s.running.gen.Load().policy.Counts()
+}
+
+// quotaConn is the accepted connection with the policy_quota connection
+// slots it holds, given back when it closes. It embeds *accept.Conn, so the
+// socket stays reachable (SyscallConn, CloseWrite) as before.
+type quotaConn struct {
+	*accept.Conn
+	mu       sync.Mutex
+	releases []func()
+}
+
+func (c *quotaConn) hold(release func()) {
+	c.mu.Lock()
+	c.releases = append(c.releases, release)
+	c.mu.Unlock()
+}
+
+func (c *quotaConn) Close() error {
+	err := c.Conn.Close()
+	c.mu.Lock()
+	rs := c.releases
+	c.releases = nil
+	c.mu.Unlock()
+	for _, r := range rs {
+		r()
+	}
+	return err
+}
+
+// takeQuota takes the connection slots of the quotas keyed by facts known at
+// stage s. A connection over a limit is still served, so that it can be told
+// why: info.Quota makes every request on it a 429 and closes it.
+func (g *gen) takeQuota(qc *quotaConn, info *conninfo.Info, s policy.Stage) {
+	if g.quota == nil || info.Quota != "" {
+		return
+	}
+	release, err := g.quota.Acquire(policy.QuotaKeys(connFacts(info)), s)
+	if err != nil {
+		info.Quota = err.Error()
+		return
+	}
+	qc.hold(release)
+}
+
+// quotaGuard answers 429 with Retry-After to a request over a policy_quota:
+// one on a connection over its connection limit (closing it), or one over
+// its key's request rate.
+func quotaGuard(next http.Handler, l *policy.Limiter) http.Handler {
+	if l == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		info, _ := conninfo.FromContext(r.Context())
+		f := &policy.Facts{}
+		if info != nil {
+			f = connFacts(info)
+		}
+		retry := "1"
+		if info != nil && info.Quota != "" {
+			w.Header().Set("Connection", "close")
+		} else if err := l.Request(policy.QuotaKeys(f)); err != nil {
+			var qe *policy.QuotaError
+			if errors.As(err, &qe) {
+				retry = policy.RetryAfterSeconds(qe.RetryAfter)
+			}
+		} else {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if pr, ok := w.(policyRecorder); ok {
+			pr.SetPolicy("quota", 0)
+		}
+		h := w.Header()
+		h.Set("Retry-After", retry)
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = w.Write([]byte("429 Too Many Requests: over a quota; retry later\n"))
+	})
+}
+
+// QuotaCounts returns the refusals of each policy_quota in the configuration
+// in service; nil without quotas.
+func (s *Server) QuotaCounts() []policy.QuotaCount {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running == nil {
+		return nil
+	}
+	return s.running.gen.Load().quota.Counts()
 }

@@ -250,10 +250,12 @@ func (s *Server) serveConn(r *run, l *listener, raw *accept.Conn) {
 		raw.Close()
 		return
 	}
-	conn, state, err := g.term.Wrap(r.ctx, raw)
+	qc := &quotaConn{Conn: raw}
+	g.takeQuota(qc, info, policy.StageAccept)
+	conn, state, err := g.term.Wrap(r.ctx, qc)
 	if err != nil {
 		s.log.Debug("connection dropped before HTTP", "remote_addr", raw.RemoteAddr().String(), "err", err)
-		raw.Close()
+		qc.Close()
 		return
 	}
 	info.TLS = state
@@ -261,6 +263,7 @@ func (s *Server) serveConn(r *run, l *listener, raw *accept.Conn) {
 		conn.Close()
 		return
 	}
+	g.takeQuota(qc, info, policy.StageHandshake)
 	// Served on this goroutine: an idle keep-alive connection is parked
 	// without one (and its grown stack) after a short wait, so a fresh
 	// goroutine here would only cost a second stack growth per connection.
@@ -530,10 +533,11 @@ func (s *Server) checkACME(ctx context.Context, p tlsadapter.Params) ([]string, 
 // whatever its mount: the edge-owned headers a client sent are removed (one
 // list, policy.EdgeHeaders), then server.policy and the per-path
 // peer-credential rules apply.
-func guard(next http.Handler, peers *policy.PeerPolicy, pol *policy.Policy, trust *policy.Trust, log *slog.Logger) http.Handler {
+func guard(next http.Handler, peers *policy.PeerPolicy, pol *policy.Policy, quota *policy.Limiter, trust *policy.Trust, log *slog.Logger) http.Handler {
 	if peers.HasMounts() {
 		next = peers.Middleware(next)
 	}
+	next = quotaGuard(next, quota)
 	next = policyGuard(next, pol, log)
 	return policy.EdgeHeaders(next, trust)
 }
