@@ -15,6 +15,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -245,4 +247,101 @@ func TestCtlExplainLive(t *testing.T) {
 	if !strings.HasPrefix(live, `allow: rule 1 "allow src:127.0.0.1"`) {
 		t.Fatalf("after reload:\n%s", live)
 	}
+}
+
+// TestSIGHUPCutsRevokedConnection: after SIGHUP, a live keep-alive
+// connection whose client the new policy denies is closed, while the
+// process goes on serving others.
+func TestSIGHUPCutsRevokedConnection(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "tlsedge.ini")
+	pidfile := filepath.Join(dir, "pid")
+	write := func(rules string) {
+		t.Helper()
+		text := "[global]\nserver.socket_host = \"0.0.0.0\"\nserver.socket_port = 0\nserver.ssl_module = \"none\"\n" +
+			"server.mount = [\"/=text:ok\"]\nengine.pidfile = \"" + pidfile + "\"\nserver.policy = " + rules + "\n"
+		if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`["allow src:127.0.0.1,127.0.0.2"]`)
+	ctx, cancel := context.WithCancel(t.Context())
+	var logs syncWriter
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve", "--config", cfg, "--data-dir", t.TempDir()}, io.Discard, &logs) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	// The port is in the start-up log.
+	var port string
+	deadline := time.Now().Add(10 * time.Second)
+	for port == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no listening line in the log:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+		if _, err := os.Stat(pidfile); err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(logs.String()) {
+			if v, ok := strings.CutPrefix(f, "listen=0.0.0.0:"); ok {
+				port = strings.Trim(v, `"`)
+			}
+		}
+	}
+	conn := func(src string) (net.Conn, *bufio.Reader) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		nc, err := d.Dial("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		br := bufio.NewReader(nc)
+		fmt.Fprintf(nc, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("before the reload: %v %v", resp, err)
+		}
+		io.ReadAll(resp.Body)
+		return nc, br
+	}
+	revoked, rbr := conn("127.0.0.1")
+	kept, kbr := conn("127.0.0.2")
+	write(`["allow src:127.0.0.2"]`)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	revoked.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := rbr.ReadByte(); err == nil || isTimeoutErr(err) {
+		t.Fatalf("the revoked connection is still open after SIGHUP (%v):\n%s", err, logs.String())
+	}
+	fmt.Fprintf(kept, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	kept.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if resp, err := http.ReadResponse(kbr, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the admitted connection after SIGHUP: %v %v", resp, err)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+func isTimeoutErr(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
 }

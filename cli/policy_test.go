@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,5 +59,48 @@ func TestPolicyErrorsHaveFileLineColumn(t *testing.T) {
 	want := path + ":4:10: server.policy: rule 2, column 7: unknown condition \"pth\""
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("err = %v, want it to contain %s", err, want)
+	}
+}
+
+// TestIssueExamplePolicy: the policy as the README shows it, written over
+// several lines in a config file, loads, validates and judges as documented.
+func TestIssueExamplePolicy(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "a.sock")
+	path := writeConfig(t, "[global]\n"+
+		"server.socket_file = \""+sock+"\"\n"+
+		"server.ssl_module = \"none\"\n"+
+		"server.peercreds = True\n"+
+		"server.policy = [\n"+
+		"  \"allow peer.uid:0 path:/admin\",\n"+
+		"  \"allow cert.uri:spiffe://prod.example/ns/web/* path:/api method:GET,POST\",\n"+
+		"  \"deny path:/admin\",\n"+
+		"  \"allow src:10.0.0.0/8 host:*.internal.example\",\n"+
+		"  \"allow *\",\n"+
+		"]\n")
+	o, err := Load([]string{"--config", path}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if n := o.Main.Rule.Policy.Len(); n != 5 {
+		t.Fatalf("%d rules, want 5", n)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--uid", "0", "--path", "/admin/x"}, `allow: rule 1 "allow peer.uid:0 path:/admin"`},
+		{[]string{"--uid", "65534", "--path", "//Admin"}, `deny: rule 3 "deny path:/admin"`},
+		{[]string{"--uid", "65534", "--path", "/"}, `allow: rule 5 "allow *"`},
+	} {
+		var out strings.Builder
+		if err := run(t.Context(), append([]string{"policy", "explain", "--config", path}, tt.args...), &out, &out); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(out.String(), tt.want) {
+			t.Errorf("%q:\n%s\nwant %s", tt.args, out.String(), tt.want)
+		}
 	}
 }
