@@ -268,7 +268,9 @@ func TestSIGHUPCutsRevokedConnection(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	var logs syncWriter
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "--config", cfg, "--data-dir", t.TempDir()}, io.Discard, &logs) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", cfg, "--data-dir", t.TempDir()}, io.Discard, &logs)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		<-done
