@@ -2,12 +2,16 @@ package server
 
 import (
 	"bufio"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
+
+	"tlsedge/internal/testenv"
 )
 
 // TestQuotaTripsAndRecovers with real clients: by client IP, a request rate
@@ -86,5 +90,38 @@ func TestQuotaTripsAndRecovers(t *testing.T) {
 	q := s.QuotaCounts()
 	if len(q) != 1 || q[0].Requests < 1 || q[0].Connections < 1 {
 		t.Fatalf("counts = %+v", q)
+	}
+}
+
+// TestQuotaBySPIFFEID: a rate keyed by SPIFFE ID counts each verified
+// identity apart, though every client comes from the same address, and
+// leaves clients without one alone.
+func TestQuotaBySPIFFEID(t *testing.T) {
+	ca := testenv.NewCA(t, "q")
+	id := func(path string) *testenv.Issued {
+		return ca.Issue(t, &x509.Certificate{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			URIs: []*url.URL{{Scheme: "spiffe", Host: "prod.example", Path: path}}})
+	}
+	a, b := id("/ns/a"), id("/ns/b")
+	c := policyTLSConfig(t, ca)
+	if err := c.Rule.Quota.SetList([]string{"spiffe rps:0.1 burst:1"}); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, c)
+	addr := s.BindAddr().String()
+	for _, r := range []struct {
+		name string
+		cert *testenv.Issued
+		want int
+	}{
+		{"a first", a, 200}, {"b first", b, 200}, {"a again", a, 429}, {"b again", b, 429}, {"no certificate", nil, 200}, {"no certificate again", nil, 200},
+	} {
+		if got := policyGet(t, addr, ca, r.cert, "", "GET", "/"); got != r.want {
+			t.Errorf("%s: %d, want %d", r.name, got, r.want)
+		}
+	}
+	if q := s.QuotaCounts(); q[0].Requests != 2 {
+		t.Errorf("counts = %+v", q)
 	}
 }
