@@ -154,18 +154,22 @@ func Parse(path string, data []byte) (*File, error) {
 		if opensList(text) {
 			// A list over several lines, closed by a line starting with "]".
 			closed := false
+			var b strings.Builder
+			b.WriteString(text)
 			for sc.Scan() {
 				n++
 				next := sc.Text()
 				if t := strings.TrimSpace(next); t != "" && (t[0] == '#' || t[0] == ';') {
 					next = "" // a comment line inside the list
 				}
-				text += "\n" + next
+				b.WriteByte('\n')
+				b.WriteString(next)
 				if strings.HasPrefix(strings.TrimSpace(next), "]") {
 					closed = true
 					break
 				}
 			}
+			text = b.String()
 			if !closed {
 				errs = append(errs, &Error{Path: path, Line: first, Key: key, Msg: "list has no closing ]: end a list written over several lines with a line starting with ]"})
 				continue
@@ -176,10 +180,7 @@ func Parse(path string, data []byte) (*File, error) {
 			errs = append(errs, &Error{Path: path, Line: first, Key: key, Msg: err.Error()})
 			continue
 		}
-		e := Entry{Section: section, Key: key, Value: v, Line: first}
-		for _, off := range offs {
-			e.Items = append(e.Items, posOf(text, off, first, start+1))
-		}
+		e := Entry{Section: section, Key: key, Value: v, Line: first, Items: itemPos(text, offs, first, start+1)}
 		f.Entries = append(f.Entries, e)
 	}
 	if err := sc.Err(); err != nil {
@@ -202,13 +203,25 @@ func opensList(text string) bool {
 	return rest == "" || rest[0] == '#' || rest[0] == ';' || strings.HasSuffix(rest, ",") && !strings.Contains(rest, "]")
 }
 
-// posOf turns an offset into text, which starts at line, col, into a Pos.
-func posOf(text string, off, line, col int) Pos {
-	before := text[:off]
-	if nl := strings.LastIndexByte(before, '\n'); nl >= 0 {
-		return Pos{Line: line + strings.Count(before, "\n"), Col: off - nl}
+// itemPos turns offsets into text (ascending), which starts at line, col,
+// into places, in one pass over text.
+func itemPos(text string, offs []int, line, col int) []Pos {
+	var out []Pos
+	at, lastNL := 0, -1
+	for _, off := range offs {
+		for ; at < off; at++ {
+			if text[at] == '\n' {
+				line++
+				lastNL = at
+			}
+		}
+		if lastNL < 0 {
+			out = append(out, Pos{Line: line, Col: col + off})
+		} else {
+			out = append(out, Pos{Line: line, Col: off - lastNL})
+		}
 	}
-	return Pos{Line: line, Col: col + off}
+	return out
 }
 
 // ParseValue parses one value as written after "=". A comment may follow it

@@ -46,3 +46,15 @@ func TestMultiLineList(t *testing.T) {
 		t.Errorf("unclosed: %v", err)
 	}
 }
+
+// TestMultiLineListLinear: lists over many lines, and many lines opening
+// lists, parse in linear time (each line once).
+func TestMultiLineListLinear(t *testing.T) {
+	for name, src := range map[string]string{
+		"many items":    "[global]\nk = [\n" + strings.Repeat("\"a\",\n", 50000) + "]\n",
+		"many openings": "[global]\n" + strings.Repeat("k = [\n", 50000),
+		"comments":      "[global]\nk = [\n" + strings.Repeat("\"a\" # x\n", 50000) + "]\n",
+	} {
+		t.Run(name, func(t *testing.T) { parseWithin(t, name, src) })
+	}
+}
