@@ -476,25 +476,51 @@ func uriMatch(pat, uri string) bool {
 }
 
 // globMatch matches s against pat where * stands for any run of characters
-// other than sep (no sep when sep is 0).
+// other than sep (no sep when sep is 0). With a sep, pattern and name are
+// compared segment by segment.
 func globMatch(pat, s string, sep byte) bool {
 	if !strings.Contains(pat, "*") {
 		return pat == s
 	}
-	before, after, _ := strings.Cut(pat, "*")
-	if !strings.HasPrefix(s, before) {
+	if sep == 0 {
+		return wildMatch(pat, s)
+	}
+	ps, ss := strings.Split(pat, string(sep)), strings.Split(s, string(sep))
+	if len(ps) != len(ss) {
 		return false
 	}
-	s = s[len(before):]
-	for i := 0; i <= len(s); i++ {
-		if globMatch(after, s[i:], sep) {
-			return true
-		}
-		if i < len(s) && sep != 0 && s[i] == sep {
+	for i := range ps {
+		if !wildMatch(ps[i], ss[i]) {
 			return false
 		}
 	}
-	return false
+	return true
+}
+
+// wildMatch is the classic iterative wildcard match with one backtracking
+// point (the last *): O(len(pat)*len(s)) at worst, whatever the input, so a
+// long name (a peer's executable path) cannot make matching slow.
+func wildMatch(pat, s string) bool {
+	pi, si, star, mark := 0, 0, -1, 0
+	for si < len(s) {
+		switch {
+		case pi < len(pat) && pat[pi] == '*':
+			star, mark = pi, si
+			pi++
+		case pi < len(pat) && pat[pi] == s[si]:
+			pi++
+			si++
+		case star >= 0:
+			pi, mark = star+1, mark+1
+			si = mark
+		default:
+			return false
+		}
+	}
+	for pi < len(pat) && pat[pi] == '*' {
+		pi++
+	}
+	return pi == len(pat)
 }
 
 // Policy is a compiled rule list: immutable rules and a decision counter per

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"tlsedge/peercred"
 )
@@ -274,5 +275,38 @@ func TestAllowListIsSugar(t *testing.T) {
 		if _, ok := a.Allows(leaf); ok != tt.ok {
 			t.Errorf("%s: allows = %v, want %v", tt.entry, ok, tt.ok)
 		}
+	}
+}
+
+// TestGlobMatch: * within a segment for paths, anywhere for names, and a
+// long name is matched quickly.
+func TestGlobMatch(t *testing.T) {
+	for _, tt := range []struct {
+		pat, s string
+		sep    byte
+		want   bool
+	}{
+		{"/usr/bin/*", "/usr/bin/curl", '/', true},
+		{"/usr/*", "/usr/bin/curl", '/', false},
+		{"/usr/*/curl", "/usr/bin/curl", '/', true},
+		{"/opt/*-agent", "/opt/x-agent", '/', true},
+		{"/opt/*-agent", "/opt/x-agent2", '/', false},
+		{"ops-*", "ops-1", 0, true},
+		{"*ops*", "devops-team", 0, true},
+		{"a*b*c", "axxbyyc", 0, true},
+		{"a*b*c", "axxbyy", 0, false},
+		{"*", "", 0, true},
+	} {
+		if got := globMatch(tt.pat, tt.s, tt.sep); got != tt.want {
+			t.Errorf("globMatch(%q, %q) = %v", tt.pat, tt.s, got)
+		}
+	}
+	long := "/tmp/" + strings.Repeat("a", 1<<16)
+	start := time.Now()
+	if globMatch("/tmp/*a*a*b", long, '/') {
+		t.Error("matched")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("a 64 KiB name took %v", d)
 	}
 }
