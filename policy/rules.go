@@ -59,6 +59,16 @@ type Facts struct {
 	Host     string
 	Method   string
 	Path     string // the request's path as the core parsed it (r.URL.Path)
+
+	norm, normOf string // NormalizePath(Path), computed once per Path
+}
+
+// normPath is NormalizePath(f.Path), computed once however many rules ask.
+func (f *Facts) normPath() string {
+	if f.norm == "" || f.normOf != f.Path {
+		f.norm, f.normOf = NormalizePath(f.Path), f.Path
+	}
+	return f.norm
 }
 
 // SetTLS takes the SNI and client certificate facts from cs (nil for a plain
@@ -706,7 +716,7 @@ func (p *Policy) condHolds(c *cond, f *Facts) bool {
 		n := strings.TrimSuffix(strings.ToLower(f.SNI), ".")
 		return slices.ContainsFunc(c.strs, func(pat string) bool { return hostMatch(pat, n) })
 	case condPath:
-		np := NormalizePath(f.Path)
+		np := f.normPath()
 		return slices.ContainsFunc(c.strs, func(pre string) bool { return underPrefix(np, pre) })
 	case condMethod:
 		return slices.Contains(c.strs, strings.ToUpper(f.Method))

@@ -310,3 +310,26 @@ func TestGlobMatch(t *testing.T) {
 		t.Errorf("a 64 KiB name took %v", d)
 	}
 }
+
+// BenchmarkDecide is one request judged by the README's five rules, falling
+// through to the last.
+func BenchmarkDecide(b *testing.B) {
+	rules, err := ParseRules([]string{
+		"allow peer.uid:0 path:/admin",
+		"allow cert.uri:spiffe://prod.example/ns/web/* path:/api method:GET,POST",
+		"deny path:/admin",
+		"allow src:10.0.0.0/8 host:*.internal.example",
+		"allow *",
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := NewPolicy(rules, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		f := Facts{Src: netip.MustParseAddr("192.0.2.1"), Host: "www.example.org", Method: "GET", Path: "/static/app.js"}
+		if d := p.Decide(&f, StageRequest); d.Rule != 5 {
+			b.Fatal(d)
+		}
+	}
+}
