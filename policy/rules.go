@@ -680,10 +680,40 @@ func (p *Policy) judge(f *Facts, s Stage, explain bool) (Decision, []Step) {
 		case yes:
 			return Decision{Final: true, Action: r.Action, Rule: r.Num, Text: r.Text}, steps
 		case unknown:
+			if !explain {
+				if possible, by := p.allowPossible(f, s, r.Num); !possible {
+					// Whatever the later facts, no allow can match: deny
+					// now, under the deny that matches already, or as the
+					// default.
+					d := Decision{Final: true, Action: Deny}
+					if by != nil {
+						d.Rule, d.Text = by.Num, by.Text
+					}
+					return d, steps
+				}
+			}
 			return Decision{}, steps
 		}
 	}
 	return Decision{Final: true, Action: Deny}, steps
+}
+
+// allowPossible reports whether some allow rule from number from on could
+// still match f once later facts are known, before a deny surely matches;
+// if not, by is that deny (nil when the default would decide).
+func (p *Policy) allowPossible(f *Facts, s Stage, from int) (possible bool, by *Rule) {
+	for i := from - 1; i < len(p.rules); i++ {
+		r := &p.rules[i]
+		t, _ := p.ruleHolds(r, f, s, false)
+		switch {
+		case t == no:
+		case r.Action == Allow:
+			return true, nil
+		case t == yes: // a deny that matches now: nothing after it counts
+			return false, r
+		}
+	}
+	return false, nil
 }
 
 func (p *Policy) ruleHolds(r *Rule, f *Facts, s Stage, explain bool) (tri, string) {

@@ -20,8 +20,10 @@ func FuzzRules(f *testing.F) {
 	f.Add("allow src:10.0.0.0/8 host:*.internal.example", "/")
 	f.Add(`allow cert.issuer:"Example CA" cert.spki:sha256:AAAA`, "/x;y")
 	f.Add("allow *", "%zz")
+	f.Add("allow peer.uid:0 path:/admin|deny path:/admin|allow peer.uid:1", "/x")
+	f.Add("deny host:a.internal.example|allow src:10.0.0.0/8", "/")
 	f.Fuzz(func(t *testing.T, rule, path string) {
-		rules, err := ParseRules([]string{rule})
+		rules, err := ParseRules(strings.Split(rule, "|"))
 		if err != nil {
 			var re *RuleError
 			if !errors.As(err, &re) {
@@ -34,8 +36,13 @@ func FuzzRules(f *testing.F) {
 		}
 		p := NewPolicy(rules, peercred.NewResolver(peercred.ResolverConfig{}))
 		facts := &Facts{Src: netip.MustParseAddr("10.0.0.1"), Peer: &peercred.Creds{UID: 1, GID: 1}, Host: "a.internal.example", Method: "GET", Path: path}
-		for s := StageAccept; s <= StageRequest; s++ {
-			_ = p.Decide(facts, s)
+		// A decision made early never differs from the one all the facts
+		// give: the server closes connections on it.
+		full := p.Judge(facts, StageRequest)
+		for s := StageAccept; s < StageRequest; s++ {
+			if d := p.Judge(facts, s); d.Final && d.Action != full.Action {
+				t.Fatalf("%q on %q: %v at %v, %v with every fact", rule, path, d, s, full)
+			}
 		}
 		if d := p.Decide(facts, StageRequest); !d.Final {
 			t.Fatalf("%q: not final at the request stage", rule)

@@ -205,6 +205,22 @@ func TestFirstMatchAndStages(t *testing.T) {
 	if d := early.Decide(&Facts{Peer: root}, StageAccept); !d.Final || d.Action != Allow || d.Rule != 2 {
 		t.Errorf("allow * at accept = %v", d)
 	}
+	// A peer no allow rule can admit, whatever path it asks for, is denied
+	// at accept, as the default; or under a deny that matches already.
+	noPath := mustRules(t, "allow peer.uid:0 path:/admin", "deny path:/admin", "allow peer.uid:1000", "allow src:10.0.0.0/8")
+	if d := noPath.Decide(&Facts{Peer: nobody}, StageAccept); !d.Final || d.Action != Deny || d.Rule != 0 {
+		t.Errorf("a peer no rule admits, at accept = %v", d)
+	}
+	laterDeny := mustRules(t, "allow peer.uid:0 path:/admin", "deny path:/x", "deny peer.uid:65534", "allow *")
+	if d := laterDeny.Decide(&Facts{Peer: nobody}, StageAccept); !d.Final || d.Action != Deny || d.Rule != 3 {
+		t.Errorf("a deny matching at accept after an undecided deny = %v", d)
+	}
+	if d := noPath.Decide(&Facts{Peer: root}, StageAccept); d.Final {
+		t.Errorf("root, who rule 1 may admit, decided at accept: %v", d)
+	}
+	if d := noPath.Decide(&Facts{Peer: &peercred.Creds{UID: 1000}}, StageAccept); d.Final {
+		t.Errorf("uid 1000 is admitted by rule 3 unless rule 2 matches: decided at accept: %v", d)
+	}
 	var none *Policy
 	if d := none.Decide(&Facts{}, StageAccept); !d.Final || d.Action != Allow {
 		t.Errorf("no policy = %v", d)

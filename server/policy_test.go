@@ -133,9 +133,9 @@ func TestPolicyTLSEndToEnd(t *testing.T) {
 		{"spiffe client on /admin;x", web, "", "GET", "/admin;x", 403},
 		{"spiffe client on /%2fadmin", web, "", "GET", "/%2fadmin", 400}, // the core refuses an encoded slash
 		{"ops client on /admin", ops, "", "GET", "/admin/users", 200},
-		{"no certificate on /api", nil, "", "GET", "/api", 403},
+		{"no certificate on /api", nil, "", "GET", "/api", 0}, // no rule can admit it: closed after the handshake
 		{"no certificate from 127.0.0.2 on /public", nil, "127.0.0.2", "GET", "/public/a", 200},
-		{"no certificate from 127.0.0.1 on /public", nil, "", "GET", "/public/a", 403},
+		{"no certificate from 127.0.0.1 on /public", nil, "", "GET", "/public/a", 0},
 		{"127.0.0.3 closed at accept", web, "127.0.0.3", "GET", "/api", 0},
 	}
 	for _, r := range rows {
@@ -156,7 +156,7 @@ func TestPolicyTLSEndToEnd(t *testing.T) {
 		})
 	}
 	log := logBuf.String()
-	for _, w := range []string{`"GET /api/items HTTP/1.1" 200`, " policy=allow/4\n", `"GET /admin HTTP/1.1" 403`, " policy=deny/3\n", " policy=deny/0\n"} {
+	for _, w := range []string{`"GET /api/items HTTP/1.1" 200`, " policy=allow/4\n", `"GET /admin HTTP/1.1" 403`, " policy=deny/3\n"} {
 		if !strings.Contains(log, w) {
 			t.Errorf("access log lacks %q:\n%s", w, log)
 		}
@@ -272,6 +272,14 @@ func TestPolicyPeerCredentials(t *testing.T) {
 	}
 	if got := asRoot(closed, "/"); got != "200" {
 		t.Errorf("root: %q", got)
+	}
+	// No path is open to uid 65534 here: closed at accept, before a byte.
+	nowhere := start(t, "allow peer.uid:0 path:/admin", "deny path:/admin", "allow peer.uid:0")
+	if got := asNobody(nowhere, "/x"); got != "000" {
+		t.Errorf("nobody, whom no rule can admit: %q, want the connection closed at accept (000)", got)
+	}
+	if got := asRoot(nowhere, "/x"); got != "200" {
+		t.Errorf("root on /x: %q", got)
 	}
 	exe := start(t, "allow peer.exe:"+curl, "deny *")
 	if got := asRoot(exe, "/"); got != "200" {
