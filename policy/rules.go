@@ -47,6 +47,20 @@ func (s Stage) String() string {
 	return "request"
 }
 
+// MarshalText implements encoding.TextMarshaler: accept, handshake or request.
+func (s Stage) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Stage) UnmarshalText(b []byte) error {
+	for x := StageAccept; x <= StageRequest; x++ {
+		if x.String() == string(b) {
+			*s = x
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not a stage (accept, handshake or request)", b)
+}
+
 // Facts are what a rule can be judged on. The server fills them in as they
 // become known; explain fills them from its flags.
 type Facts struct {

@@ -34,10 +34,10 @@ type ExplainQuery struct {
 // Explanation is a server's decision on an ExplainQuery, the way the server
 // would reach it, with every rule looked at.
 type Explanation struct {
-	Server string
-	Allow  bool
-	Stage  policy.Stage // when the server decides: accept and handshake close the connection
-	Lines  []string     // the decision first, then the rules and notes
+	Server string       `json:"server"`
+	Allow  bool         `json:"allow"`
+	Stage  policy.Stage `json:"stage"` // when the server decides: accept and handshake close the connection
+	Lines  []string     `json:"lines"` // the decision first, then the rules and notes
 }
 
 func (e *Explanation) String() string { return strings.Join(e.Lines, "\n") + "\n" }
