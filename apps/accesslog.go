@@ -147,6 +147,8 @@ type entry struct {
 	SNI        string  `json:"sni,omitempty"`
 	PeerUID    *uint32 `json:"peer_uid,omitempty"`
 	PeerPID    int32   `json:"peer_pid,omitempty"`
+	Policy     string  `json:"policy,omitempty"`      // server.policy decision: allow or deny
+	PolicyRule *int    `json:"policy_rule,omitempty"` // its rule's number, 0 for the default deny
 }
 
 func (a *AccessLog) line(r *http.Request, rec *recorder, start time.Time, d time.Duration) []byte {
@@ -154,6 +156,7 @@ func (a *AccessLog) line(r *http.Request, rec *recorder, start time.Time, d time
 		RequestID:  RequestID(r),
 		Route:      rec.route,
 		Upstream:   rec.upstream,
+		Policy:     rec.policy,
 		RemoteAddr: remoteHost(r),
 		Method:     r.Method,
 		URI:        r.RequestURI,
@@ -186,6 +189,10 @@ func (a *AccessLog) line(r *http.Request, rec *recorder, start time.Time, d time
 			e.User = ci.Peer.User
 		}
 	}
+	if rec.policy != "" {
+		n := rec.policyRule
+		e.PolicyRule = &n
+	}
 	if a.format == "json" {
 		e.Time = start.UTC().Format(time.RFC3339Nano)
 		b, _ := json.Marshal(e)
@@ -212,6 +219,9 @@ func (a *AccessLog) line(r *http.Request, rec *recorder, start time.Time, d time
 		}
 		if e.PeerUID != nil {
 			fmt.Fprintf(&b, " uid=%d pid=%d", *e.PeerUID, e.PeerPID)
+		}
+		if e.Policy != "" {
+			fmt.Fprintf(&b, " policy=%s/%d", e.Policy, *e.PolicyRule)
 		}
 	}
 	b.WriteByte('\n')

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
 
+	"tlsedge/policy"
 	"tlsedge/server/httpcore"
 )
 
@@ -74,6 +75,11 @@ type Sources struct {
 	Cluster func() ClusterStatus
 	// ProxyProtocol, when set, reads the server's PROXY protocol counts.
 	ProxyProtocol func() ProxyProtocolCounts
+	// Policy reads the server.policy decision counters; nil or an empty
+	// answer shows none.
+	Policy func() []policy.Count
+	// Quota reads the policy_quota refusal counters; nil shows none.
+	Quota func() []policy.QuotaCount
 }
 
 // ServerSummary is one server of the process, as the status page lists it.
@@ -264,6 +270,8 @@ var (
 	descHSFailures   = prometheus.NewDesc("tlsedge_tls_handshake_failures_total", "TLS handshakes that failed or were refused, by reason.", []string{"server", "reason"}, nil)
 	descPlaintext    = prometheus.NewDesc("tlsedge_tls_plaintext_requests_total", "Plain HTTP requests received on a TLS port.", []string{"server"}, nil)
 	descCertExpiry   = prometheus.NewDesc("tlsedge_certificate_expiry_timestamp_seconds", "When a certificate in service expires, as a Unix time (its NotAfter).", []string{"server", "name", "source"}, nil)
+	descPolicy       = prometheus.NewDesc("tlsedge_policy_decisions_total", "server.policy decisions by rule number (0: the default deny) and action: connections closed at accept or after the handshake, and requests.", []string{"server", "rule", "action"}, nil)
+	descQuota        = prometheus.NewDesc("tlsedge_policy_quota_refusals_total", "Refusals by policy_quota entry: connections over their limit and requests over their rate, each answered 429.", []string{"server", "quota", "kind"}, nil)
 	descACME         = prometheus.NewDesc("tlsedge_acme_events_total", "ACME events by kind.", []string{"server", "event"}, nil)
 )
 
@@ -278,7 +286,7 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuildInfo, descRequests, descAborted, descLatency,
 		descUpRequests, descUpAborted, descUpLatency, descInFlight,
 		descRejections, descAccepts, descSocketErrors, descConns, descH2, descWorkers, descQueue, descCoreRequests,
-		descBytes, descWorkSeconds, descHandshakes, descHSFailures, descPlaintext, descCertExpiry, descACME} {
+		descBytes, descWorkSeconds, descHandshakes, descHSFailures, descPlaintext, descCertExpiry, descACME, descPolicy, descQuota} {
 		ch <- d
 	}
 	for _, d := range clusterDescs {
@@ -301,6 +309,17 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if m.src.Cluster != nil {
 		collectCluster(ch, m.server, m.src.Cluster())
+	}
+	if m.src.Policy != nil {
+		for _, c := range m.src.Policy() {
+			ch <- prometheus.MustNewConstMetric(descPolicy, prometheus.CounterValue, float64(c.N), m.server, strconv.Itoa(c.Rule), c.Action.String())
+		}
+	}
+	if m.src.Quota != nil {
+		for _, c := range m.src.Quota() {
+			ch <- prometheus.MustNewConstMetric(descQuota, prometheus.CounterValue, float64(c.Connections), m.server, c.Quota, "connections")
+			ch <- prometheus.MustNewConstMetric(descQuota, prometheus.CounterValue, float64(c.Requests), m.server, c.Quota, "requests")
+		}
 	}
 }
 

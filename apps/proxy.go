@@ -53,6 +53,7 @@ type proxy struct {
 	log             *slog.Logger
 	limit           *logLimiter    // for the per-request failure lines
 	ppPools         bool           // pool upstream connections per PROXY header
+	ppTLV           bool           // the header carries TLVs (proxy_protocol_tlv)
 	buffer          *requestBuffer // nil: request bodies stream
 	up              *upstream
 	responseTimeout time.Duration
@@ -78,6 +79,7 @@ func newProxy(target string, u *url.URL, network, addr string, env Env) (*proxy,
 		log:             log,
 		limit:           newLogLimiter(5, 20),
 		ppPools:         o.ProxyProtocol,
+		ppTLV:           o.ProxyProtocolTLV,
 		responseTimeout: o.ResponseTimeout(),
 		up: &upstream{
 			network:        network,
@@ -189,6 +191,9 @@ func (p *proxy) serve(w http.ResponseWriter, r *http.Request, alt *poolTry) {
 		// A header speaks for a connection's whole life: a pool per
 		// client address.
 		ppHeader = proxyV2Header(pe)
+		if p.ppTLV {
+			ppHeader = proxyV2HeaderTLV(pe, r)
+		}
 		key = string(ppHeader)
 	}
 	bp := copyPool.Get().(*[]byte)

@@ -23,7 +23,15 @@ type recorder struct {
 	// upstream is the address of the upstream that answered, for the access
 	// log; the proxy tells it through upstreamRecorder.
 	upstream string
+	// policy is the server.policy decision for the request ("allow" or
+	// "deny") and the deciding rule's number (0: the default); the server's
+	// guard tells it through SetPolicy.
+	policy     string
+	policyRule int
 }
+
+// SetPolicy records the request's server.policy decision for the access log.
+func (w *recorder) SetPolicy(action string, rule int) { w.policy, w.policyRule = action, rule }
 
 // upstreamRecorder is the hook through which the proxy names the upstream
 // address that answered a request (e.g. from httptrace's GotConn), for the

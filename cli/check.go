@@ -12,6 +12,7 @@ import (
 
 	"tlsedge/apps"
 	"tlsedge/config"
+	"tlsedge/server"
 	"tlsedge/storage"
 )
 
@@ -87,6 +88,9 @@ func checkConfig(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
+	}
+	for _, w := range server.PolicyWarnings(o.Servers()) {
+		fmt.Fprintln(stdout, w)
 	}
 	fmt.Fprintf(stdout, "configuration OK: %d server(s)\n", len(e.Servers()))
 	return nil

@@ -275,6 +275,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return check(ctx, args, stdout)
 	case "ctl":
 		return ctl(ctx, args, stdout)
+	case "policy":
+		return policyCmd(ctx, args, stdout)
 	case "version":
 		fmt.Fprintln(stdout, Version())
 		return nil
@@ -298,7 +300,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stdout, script)
 		return nil
 	}
-	return fmt.Errorf("unknown command %q: use serve (the default), check, ctl, version, man, completion or help", cmd)
+	return fmt.Errorf("unknown command %q: use serve (the default), check, ctl, policy, version, man, completion or help", cmd)
 }
 
 // buildVersion is the version `make build` stamps in with

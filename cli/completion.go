@@ -30,6 +30,7 @@ func ctlCommands() []command {
 		{"reload", "", "re-read the config file and apply it, as SIGHUP does"},
 		{"stop", "", "stop gracefully, as SIGTERM does"},
 		{"config", "", "print the effective configuration, secrets redacted"},
+		{"explain", "", "explain a server.policy decision against the live configuration (flags as in tlsedge policy explain)"},
 	}
 }
 

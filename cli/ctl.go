@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -38,6 +40,16 @@ func startControl(o *Options, e *server.Engine, log *slog.Logger, stop chan<- st
 				mu.Lock()
 				defer mu.Unlock()
 				return effectiveConfig(o)
+			},
+			Explain: func(v url.Values) (any, error) {
+				q, err := explainQueryOf(v)
+				if err != nil {
+					return nil, err
+				}
+				mu.Lock()
+				cfgs := o.Servers()
+				mu.Unlock()
+				return server.Explain(cfgs, *q)
 			},
 		},
 	})
@@ -128,6 +140,10 @@ func ctl(ctx context.Context, args []string, stdout io.Writer) error {
 	path := fs.String("control-socket", "", "the control socket")
 	conf := fs.String("config", "", "config file naming engine.control_socket")
 	help := fs.BoolP("help", "h", false, "show this help")
+	var explainArgs []string
+	if i := slices.Index(args, "explain"); i >= 0 {
+		args, explainArgs = slices.Clone(args[:i+1]), args[i+1:]
+	}
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("ctl: %w (tlsedge ctl --help)", err)
 	}
@@ -148,6 +164,9 @@ func ctl(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if *path == "" {
 		return errors.New("ctl: name the control socket with --control-socket PATH or --config FILE (engine.control_socket)")
+	}
+	if fs.NArg() == 1 && fs.Arg(0) == "explain" {
+		return ctlExplain(ctx, *path, explainArgs, stdout)
 	}
 	return control.Ctl(ctx, *path, fs.Args(), stdout)
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // groupOrder is the order --help lists option groups in.
-var groupOrder = []string{"Process", "Logging", "Listener", "Apps", "TLS", "ACME", "Peer credentials", "Control socket", "Pool", "Timeouts", "Limits", "HTTP"}
+var groupOrder = []string{"Process", "Logging", "Listener", "Apps", "TLS", "ACME", "Peer credentials", "Policy", "Control socket", "Pool", "Timeouts", "Limits", "HTTP"}
 
 func printHelp(w io.Writer, fs *pflag.FlagSet) {
 	width := terminalWidth(w)

@@ -25,6 +25,7 @@ import (
 	"tlsedge/apps"
 	"tlsedge/config"
 	"tlsedge/control"
+	"tlsedge/policy"
 	"tlsedge/router"
 	"tlsedge/server"
 	"tlsedge/server/httpcore"
@@ -124,6 +125,8 @@ func buildEngine(o *Options, cl *clusterState, log *slog.Logger, logs *accessLog
 				st := s.ProxyProtocolStats()
 				return apps.ProxyProtocolCounts{Accepted: st.Accepted, Untrusted: st.Untrusted, Bad: st.Bad}
 			},
+			Policy: func() []policy.Count { return s.PolicyCounts() },
+			Quota:  func() []policy.QuotaCount { return s.QuotaCounts() },
 		})
 		if err := e.wire(&c, o); err != nil {
 			return nil, err

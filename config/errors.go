@@ -101,3 +101,40 @@ func SuggestValue(word string, allowed []string) string {
 	}
 	return ""
 }
+
+// ItemError is a problem inside one item of a list option (a rule of a
+// policy): the item's 0-based index and the 1-based column within the item's
+// text. LocateItems turns it into a file, line and column.
+type ItemError interface {
+	error
+	ItemPos() (item, col int)
+}
+
+// LocateItems returns err from setting entry e (of the file path) with each
+// ItemError in it (through errors.Join) placed at its item's line and
+// column: the item's opening quote plus the column inside it. Other errors
+// get the entry's line.
+func LocateItems(err error, path string, e Entry) error {
+	if err == nil {
+		return nil
+	}
+	var ie ItemError
+	if !errors.As(err, &ie) {
+		return &Error{Path: path, Line: e.Line, Key: e.Key, Msg: err.Error(), Err: ErrBadValue}
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, x := range j.Unwrap() {
+			out = append(out, LocateItems(x, path, e))
+		}
+		return errors.Join(out...)
+	}
+	out := &Error{Path: path, Line: e.Line, Key: e.Key, Msg: err.Error(), Err: ErrBadValue}
+	if errors.As(err, &ie) {
+		item, col := ie.ItemPos()
+		if item >= 0 && item < len(e.Items) {
+			out.Line, out.Col = e.Items[item].Line, e.Items[item].Col+col
+		}
+	}
+	return out
+}

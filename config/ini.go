@@ -31,13 +31,18 @@ type Value struct {
 	List []string // List: each element as Text would hold it
 }
 
-// Entry is one key = value line.
+// Entry is one key = value line (or lines: a list may run over several,
+// one item a line, up to a line starting with "]").
 type Entry struct {
 	Section string
 	Key     string
 	Value   Value
 	Line    int
+	Items   []Pos // where each list item starts; nil for other values
 }
+
+// Pos is a place in a file: 1-based line and column.
+type Pos struct{ Line, Col int }
 
 // File is a parsed config file.
 type File struct {
@@ -52,6 +57,7 @@ type File struct {
 type Error struct {
 	Path string // the config file, or "--flag-name" for a flag; "" until located
 	Line int    // the line in Path; 0 for a flag or when unknown
+	Col  int    // the column on Line, when known (a rule in a list); else 0
 	Key  string // may be empty
 	Msg  string
 	Err  error // ErrUnknownOption, ErrBadValue, or nil for a syntax error
@@ -61,6 +67,9 @@ func (e *Error) Error() string {
 	loc := e.Path
 	if e.Line > 0 {
 		loc = fmt.Sprintf("%s:%d", e.Path, e.Line)
+		if e.Col > 0 {
+			loc += fmt.Sprintf(":%d", e.Col)
+		}
 	}
 	switch {
 	case loc == "" && e.Key != "":
@@ -106,7 +115,8 @@ func Parse(path string, data []byte) (*File, error) {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 4096), MaxFileSize)
 	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
+		full := sc.Text()
+		line := strings.TrimSpace(full)
 		if n == 1 {
 			line = strings.TrimPrefix(line, "\ufeff")
 		}
@@ -124,7 +134,7 @@ func Parse(path string, data []byte) (*File, error) {
 			}
 			continue
 		}
-		key, raw, ok := strings.Cut(line, "=")
+		key, _, ok := strings.Cut(line, "=")
 		key = strings.TrimSpace(key)
 		if !ok || key == "" {
 			errs = append(errs, &Error{Path: path, Line: n, Msg: fmt.Sprintf("expected key = value, got %q", line)})
@@ -137,12 +147,41 @@ func Parse(path string, data []byte) (*File, error) {
 		if section != "global" {
 			continue // already reported at the section header
 		}
-		v, err := ParseValue(strings.TrimSpace(raw))
+		// The value's text from its first character, and where that is.
+		start := strings.Index(full, "=") + 1
+		start += len(full[start:]) - len(strings.TrimLeft(full[start:], " \t"))
+		text, first := strings.TrimRight(full[start:], " \t"), n
+		if opensList(text) {
+			// A list over several lines, closed by a line starting with "]".
+			closed := false
+			var b strings.Builder
+			b.WriteString(text)
+			for sc.Scan() {
+				n++
+				next := sc.Text()
+				if t := strings.TrimSpace(next); t != "" && (t[0] == '#' || t[0] == ';') {
+					next = "" // a comment line inside the list
+				}
+				b.WriteByte('\n')
+				b.WriteString(next)
+				if strings.HasPrefix(strings.TrimSpace(next), "]") {
+					closed = true
+					break
+				}
+			}
+			text = b.String()
+			if !closed {
+				errs = append(errs, &Error{Path: path, Line: first, Key: key, Msg: "list has no closing ]: end a list written over several lines with a line starting with ]"})
+				continue
+			}
+		}
+		v, offs, err := parseValueAt(text)
 		if err != nil {
-			errs = append(errs, &Error{Path: path, Line: n, Key: key, Msg: err.Error()})
+			errs = append(errs, &Error{Path: path, Line: first, Key: key, Msg: err.Error()})
 			continue
 		}
-		f.Entries = append(f.Entries, Entry{Section: section, Key: key, Value: v, Line: n})
+		e := Entry{Section: section, Key: key, Value: v, Line: first, Items: itemPos(text, offs, first, start+1)}
+		f.Entries = append(f.Entries, e)
 	}
 	if err := sc.Err(); err != nil {
 		errs = append(errs, &Error{Path: path, Msg: err.Error()})
@@ -152,9 +191,57 @@ func Parse(path string, data []byte) (*File, error) {
 
 const valueHelp = `use a number (8443), a quoted string ("text"), True, False, None or a list (["a", "b"])`
 
+// opensList reports whether a value's first line opens a list continued on
+// the next lines: "[" alone (or with a comment), or items ending in a comma
+// with no "]".
+func opensList(text string) bool {
+	rest, ok := strings.CutPrefix(text, "[")
+	if !ok {
+		return false
+	}
+	rest = strings.TrimSpace(rest)
+	return rest == "" || rest[0] == '#' || rest[0] == ';' || strings.HasSuffix(rest, ",") && !strings.Contains(rest, "]")
+}
+
+// itemPos turns offsets into text (ascending), which starts at line, col,
+// into places, in one pass over text.
+func itemPos(text string, offs []int, line, col int) []Pos {
+	var out []Pos
+	at, lastNL := 0, -1
+	for _, off := range offs {
+		for ; at < off; at++ {
+			if text[at] == '\n' {
+				line++
+				lastNL = at
+			}
+		}
+		if lastNL < 0 {
+			out = append(out, Pos{Line: line, Col: col + off})
+		} else {
+			out = append(out, Pos{Line: line, Col: off - lastNL})
+		}
+	}
+	return out
+}
+
 // ParseValue parses one value as written after "=". A comment may follow it
 // (" # why" or " ; why").
 func ParseValue(s string) (Value, error) {
+	v, _, err := parseValueAt(strings.TrimSpace(s))
+	return v, err
+}
+
+// parseValueAt is ParseValue on s as it starts in the file, also returning
+// the offset in s of each list item.
+func parseValueAt(s string) (Value, []int, error) {
+	if strings.HasPrefix(s, "[") {
+		return parseList(s)
+	}
+	v, err := parseScalar(s)
+	return v, nil, err
+}
+
+func parseScalar(s string) (Value, error) {
 	s = strings.TrimSpace(s)
 	if s != "" && s[0] != '"' && s[0] != '\'' && s[0] != '[' {
 		// Numbers and words hold no '#' or ';', so a comment starts at the first.
@@ -173,7 +260,8 @@ func ParseValue(s string) (Value, error) {
 		return Value{Kind: None}, nil
 	}
 	if s[0] == '[' {
-		return parseList(s)
+		v, _, err := parseList(s)
+		return v, err
 	}
 	if s[0] == '"' || s[0] == '\'' {
 		str, rest, err := parseString(s)
@@ -216,6 +304,8 @@ func parseString(s string) (string, string, error) {
 		switch {
 		case c == q:
 			return b.String(), s[i+1:], nil
+		case c == '\n':
+			return "", "", fmt.Errorf("string %s has no closing %c on its line", s[:i], q)
 		case c == '\\' && i+1 < len(s):
 			i++
 			switch s[i] {
@@ -235,24 +325,27 @@ func parseString(s string) (string, string, error) {
 	return "", "", fmt.Errorf("string %s has no closing %c", s, q)
 }
 
-func parseList(s string) (Value, error) {
+func parseList(s string) (Value, []int, error) {
 	v := Value{Kind: List, List: []string{}}
+	var offs []int
 	rest := strings.TrimSpace(s[1:])
 	for {
+		rest = skipComment(rest)
 		if rest == "" {
-			return Value{}, errors.New("list has no closing ]")
+			return Value{}, nil, errors.New("list has no closing ]")
 		}
 		if rest[0] == ']' {
 			if !isComment(rest[1:]) {
-				return Value{}, fmt.Errorf("unexpected %q after the closing ]", rest[1:])
+				return Value{}, nil, fmt.Errorf("unexpected %q after the closing ]", rest[1:])
 			}
-			return v, nil
+			return v, offs, nil
 		}
+		offs = append(offs, len(s)-len(rest))
 		var item string
 		if rest[0] == '"' || rest[0] == '\'' {
 			str, r, err := parseString(rest)
 			if err != nil {
-				return Value{}, err
+				return Value{}, nil, err
 			}
 			item, rest = str, r
 		} else {
@@ -260,28 +353,43 @@ func parseList(s string) (Value, error) {
 			// item's end, keeps parsing linear: handing "[[[[..." to ParseValue
 			// would scan the rest of the line once for every bracket.
 			if rest[0] == '[' {
-				return Value{}, errors.New("list items cannot be lists: use numbers, quoted strings, True or False")
+				return Value{}, nil, errors.New("list items cannot be lists: use numbers, quoted strings, True or False")
 			}
-			end := strings.IndexAny(rest, ",]")
+			end := strings.IndexAny(rest, ",]\n")
 			if end < 0 {
 				end = len(rest)
 			}
 			item, rest = strings.TrimSpace(rest[:end]), rest[end:]
 			elem, err := ParseValue(item)
 			if err != nil || elem.Kind == List || elem.Kind == None {
-				return Value{}, fmt.Errorf("list item %q: use numbers, quoted strings, True or False", item)
+				return Value{}, nil, fmt.Errorf("list item %q: use numbers, quoted strings, True or False", item)
 			}
 			item = elem.Text
 		}
 		v.List = append(v.List, item)
 		rest = strings.TrimSpace(rest)
 		if rest == "" {
-			return Value{}, errors.New("list has no closing ]")
+			return Value{}, nil, errors.New("list has no closing ]")
 		}
 		if strings.HasPrefix(rest, ",") {
 			rest = strings.TrimSpace(rest[1:])
-		} else if !strings.HasPrefix(rest, "]") {
-			return Value{}, fmt.Errorf("list items must be separated by commas near %q", rest)
+		} else if r := skipComment(rest); strings.HasPrefix(r, "]") {
+			rest = r
+		} else {
+			return Value{}, nil, fmt.Errorf("list items must be separated by commas near %q", rest)
 		}
 	}
+}
+
+// skipComment drops a comment running to the end of its line from the start
+// of rest, in a list written over several lines ("a", # why).
+func skipComment(rest string) string {
+	for rest != "" && (rest[0] == '#' || rest[0] == ';') {
+		nl := strings.IndexByte(rest, '\n')
+		if nl < 0 {
+			return rest // on the list's last line: not a comment but an error
+		}
+		rest = strings.TrimSpace(rest[nl+1:])
+	}
+	return rest
 }

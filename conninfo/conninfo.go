@@ -24,6 +24,15 @@ type Info struct {
 	RemoteAddr net.Addr             // the client's address
 	TLS        *tls.ConnectionState // nil on plain connections
 	Peer       *peercred.Creds      // nil unless a UNIX socket with peercreds enabled
+	PeerExe    string               // the peer's executable from /proc at accept, when a peer.exe rule needs it
+	// Policy is the server.policy decision made for the whole connection at
+	// accept or after the handshake, as "allow rule 3" or "allow (no
+	// policy)"; "" when the rules wait for each request.
+	Policy string
+	// Quota names the policy_quota whose connection limit this connection
+	// exceeded; its requests are answered 429 and it is closed. "" when
+	// within every quota.
+	Quota string
 }
 
 // New describes nc as accepted: its transport and addresses, and its TLS

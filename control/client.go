@@ -16,7 +16,7 @@ import (
 )
 
 // ErrUsage is wrapped by Ctl's error for a bad command line.
-var ErrUsage = errors.New("usage: tlsedge ctl [--control-socket PATH] stats|reload|stop|config")
+var ErrUsage = errors.New("usage: tlsedge ctl [--control-socket PATH] stats|reload|stop|config|explain")
 
 // Client talks to a control Server over its UNIX socket, one connection per
 // request. It speaks HTTP/1.1 directly on the connection instead of going
@@ -139,6 +139,8 @@ func command(name string) (method, endpoint string, ok bool) {
 		return http.MethodPost, "/reload", true
 	case "stop":
 		return http.MethodPost, "/stop", true
+	case "explain": // GET / on the main server; tlsedge ctl explain adds the client's facts
+		return http.MethodGet, "/policy/explain", true
 	}
 	return "", "", false
 }

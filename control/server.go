@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -41,6 +42,11 @@ type Callbacks struct {
 	// Config returns the effective configuration for GET /config; Redact
 	// is applied to it before it is sent.
 	Config func() any
+	// Explain judges the client described by the query parameters of GET
+	// /policy/explain (server, sni, host, method, path, src, cert as PEM,
+	// uid, gid, exe) against the live configuration, as
+	// `tlsedge policy explain` does against a file.
+	Explain func(q url.Values) (any, error)
 }
 
 // Config configures a Server. Options and Callbacks are required; the rest
@@ -101,6 +107,7 @@ func New(cfg Config) (*Server, error) {
 	mux.HandleFunc("/config", only(http.MethodGet, s.handleConfig))
 	mux.HandleFunc("/reload", only(http.MethodPost, s.handleReload))
 	mux.HandleFunc("/stop", only(http.MethodPost, s.handleStop))
+	mux.HandleFunc("/policy/explain", only(http.MethodGet, s.handleExplain))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{"no such endpoint; try GET /stats, GET /config, POST /reload, POST /stop"})
 	})
@@ -228,6 +235,19 @@ func (s *Server) handleConfig(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.log.Error("control: config", "err", err)
 		writeJSON(w, http.StatusInternalServerError, errorBody{err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) handleExplain(w http.ResponseWriter, r *http.Request) {
+	if s.cb.Explain == nil {
+		writeJSON(w, http.StatusNotImplemented, errorBody{"explain not available"})
+		return
+	}
+	v, err := s.cb.Explain(r.URL.Query())
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{err.Error()})
 		return
 	}
 	writeJSON(w, http.StatusOK, v)

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"tlsedge/config"
@@ -75,11 +74,13 @@ func (c ClientAuth) Verifies() bool {
 	return c == ClientAuthVerifyIfGiven || c == ClientAuthRequireAndVerify
 }
 
-// allowRule is one allow-list entry.
+// allowRule is one allow-list entry: sugar for the rule
+// "allow cert.KIND:VALUE", judged by the same matching (sugar.go).
 type allowRule struct {
 	kind  string // cn, ou, dns, uri, spki
 	value string // spki: raw SHA-256 digest
 	text  string // as written
+	cond  cond
 }
 
 // AllowList admits client certificates by identity. A nil *AllowList admits
@@ -94,7 +95,9 @@ type AllowList struct {
 //	cn:NAME          subject common name
 //	ou:UNIT          one of the subject's organizational units
 //	dns:NAME         a DNS SAN
-//	uri:URI          a URI SAN, e.g. uri:spiffe://example.org/ns/prod/sa/web
+//	uri:URI          a URI SAN, e.g. uri:spiffe://example.org/ns/prod/sa/web;
+//	                 * stands for one path segment, ** at the end for the
+//	                 rest, and a bare spiffe://TRUST.DOMAIN for any ID in it
 //	spiffe://...     shorthand for uri:spiffe://...
 //	spki:sha256:B64  a pin of the SHA-256 of the SubjectPublicKeyInfo,
 //	                 base64 (as HPKP and curl --pinnedpubkey write it) or hex
@@ -105,6 +108,9 @@ func ParseAllowList(entries []string) (*AllowList, error) {
 	var errs []error
 	for _, e := range entries {
 		r, err := parseRule(strings.TrimSpace(e))
+		if err == nil {
+			r.cond, err = allowCond(r)
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%q: %w", e, err))
 			continue
@@ -152,26 +158,34 @@ func (a *AllowList) Allows(leaf *x509.Certificate) (rule string, ok bool) {
 	if leaf == nil {
 		return "", false
 	}
+	f := &Facts{Cert: leaf, Verified: true}
+	var p Policy
 	for _, r := range a.rules {
-		var hit bool
-		switch r.kind {
-		case "cn":
-			hit = leaf.Subject.CommonName == r.value
-		case "ou":
-			hit = slices.Contains(leaf.Subject.OrganizationalUnit, r.value)
-		case "dns":
-			hit = slices.ContainsFunc(leaf.DNSNames, func(n string) bool { return strings.EqualFold(n, r.value) })
-		case "uri":
-			hit = slices.ContainsFunc(leaf.URIs, func(u *url.URL) bool { return u.String() == r.value })
-		case "spki":
-			sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
-			hit = string(sum[:]) == r.value
-		}
-		if hit {
+		if p.condHolds(&r.cond, f) {
 			return r.text, true
 		}
 	}
 	return "", false
+}
+
+// allowCond is the condition an entry stands for.
+func allowCond(r allowRule) (cond, error) {
+	c := cond{text: "cert." + r.kind + ":" + r.value}
+	switch r.kind {
+	case "cn":
+		c.kind = condCN
+	case "ou":
+		c.kind = condOU
+	case "dns":
+		c.kind = condDNS
+	case "uri":
+		c.kind = condURI
+	case "spki":
+		c.kind, c.text = condSPKI, "cert.spki:sha256:"+base64.StdEncoding.EncodeToString([]byte(r.value))
+		c.sums = [][]byte{[]byte(r.value)}
+		return c, nil
+	}
+	return c, c.add(r.value)
 }
 
 // DenyError is returned from VerifyConnection when the allow-list refuses a

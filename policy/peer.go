@@ -52,10 +52,12 @@ type PeerPolicyConfig struct {
 // the per-mount rules. It is immutable and safe for concurrent use; a reload
 // compiles a new one and swaps it in. A nil *PeerPolicy allows everything.
 type PeerPolicy struct {
-	accept   rule
-	mounts   []mountRule // longest prefix first
-	resolver *peercred.Resolver
-	logger   *slog.Logger
+	accept    rule
+	mounts    []mountRule // longest prefix first
+	resolver  *peercred.Resolver
+	logger    *slog.Logger
+	acceptPol *Policy // the accept lists as rules (sugar.go)
+	mountPol  *Policy // the mount rules as rules
 }
 
 // rule is one allow-list set; empty admits everyone.
@@ -99,6 +101,7 @@ func NewPeerPolicy(o PeerOptions, cfg PeerPolicyConfig) (*PeerPolicy, error) {
 	if p.resolver == nil && p.needsNames() {
 		p.resolver = peercred.NewResolver(peercred.ResolverConfig{Logger: cfg.Logger})
 	}
+	p.compileRules(p.resolver)
 	return p, nil
 }
 
@@ -228,6 +231,14 @@ func (p *PeerPolicy) needsNames() bool {
 	return false
 }
 
+// Resolver is the name resolver p uses; nil when none is needed.
+func (p *PeerPolicy) Resolver() *peercred.Resolver {
+	if p == nil {
+		return nil
+	}
+	return p.resolver
+}
+
 // Empty reports whether p admits every peer at accept (no allow-list set).
 // The caller may then skip reading credentials for the policy's sake.
 func (p *PeerPolicy) Empty() bool { return p == nil || p.accept.empty() }
@@ -240,57 +251,30 @@ func (p *PeerPolicy) HasMounts() bool { return p != nil && len(p.mounts) > 0 }
 // the connection was accepted (nil if they could not be read). It returns nil
 // or a *PeerDenyError; the caller closes a denied connection before reading.
 func (p *PeerPolicy) Allow(c *peercred.Creds) error {
-	if p == nil {
+	if p == nil || p.acceptPol == nil {
 		return nil
 	}
-	return p.check(&p.accept, c)
-}
-
-// AllowPath applies the per-mount rule whose prefix is the longest match for
-// the URL path urlPath, if any, to c.
-func (p *PeerPolicy) AllowPath(urlPath string, c *peercred.Creds) error {
-	if p == nil || len(p.mounts) == 0 {
-		return nil
-	}
-	clean := cleanPath(urlPath)
-	for i := range p.mounts {
-		m := &p.mounts[i]
-		if m.prefix == "/" || clean == m.prefix || strings.HasPrefix(clean, m.prefix+"/") {
-			return p.check(&m.rule, c)
-		}
+	if _, denied := deniedBy(p.acceptPol, &Facts{Peer: c}, p.accept.name); denied {
+		return p.denyErr(p.accept.name, c)
 	}
 	return nil
 }
 
-func (p *PeerPolicy) check(r *rule, c *peercred.Creds) error {
-	if r.empty() {
+// AllowPath applies the per-mount rule whose prefix is the longest match for
+// the URL path urlPath, if any, to c. Paths are compared as server.policy
+// compares them (NormalizePath).
+func (p *PeerPolicy) AllowPath(urlPath string, c *peercred.Creds) error {
+	if p == nil || p.mountPol == nil {
 		return nil
 	}
-	if c == nil {
-		return &PeerDenyError{Rule: r.name}
+	if name, denied := deniedBy(p.mountPol, &Facts{Peer: c, Path: urlPath}, "peercreds_mount_allow"); denied {
+		return p.denyErr(name, c)
 	}
-	if slices.Contains(r.uids, c.UID) || slices.Contains(r.gids, c.GID) {
-		return nil
-	}
-	if r.needsNames() {
-		named := c
-		if c.User == "" && c.Group == "" && len(c.Groups) == 0 && p.resolver != nil {
-			// Resolve a copy: the caller's creds stay as configured
-			// (peercreds_resolve decides what reaches handlers).
-			cp := *c
-			p.resolver.Resolve(&cp)
-			named = &cp
-		}
-		if named.User != "" && slices.Contains(r.users, named.User) {
-			return nil
-		}
-		for _, g := range r.groups {
-			if g == named.Group || slices.Contains(named.Groups, g) {
-				return nil
-			}
-		}
-	}
-	return &PeerDenyError{Rule: r.name, Peer: c}
+	return nil
+}
+
+func (p *PeerPolicy) denyErr(name string, c *peercred.Creds) error {
+	return &PeerDenyError{Rule: name, Peer: c}
 }
 
 // Middleware enforces p's per-mount rules on each request, reading the peer

@@ -52,6 +52,7 @@ type Config struct {
 	Core     httpcore.Options    // pool, timeouts, limits, statistics
 	TLS      tlsadapter.Options  // ssl_* and acme_*
 	Peer     policy.PeerOptions  // peercreds*
+	Rule     policy.RuleOptions  // policy
 	Apps     appopt.Options      // proxy, static files, access log
 	Compress compression.Options // compress_*: response compression, off by default
 
@@ -154,6 +155,14 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		add("shutdown_timeout", "must be above 0 (seconds, or a duration like 5s)")
+	}
+	if !c.Peer.Peercreds {
+		for _, r := range c.Rule.Policy.Parsed() {
+			if r.NeedsPeer() {
+				add("policy", "rule %d (%s) names peer credentials, which need peercreds = True on a UNIX socket (socket_file)", r.Num, r.Text)
+				break
+			}
+		}
 	}
 	for _, v := range []any{&c.Core, &c.TLS, &c.TLS.ACME, &c.Peer, &c.Apps, &c.Compress} {
 		if v, ok := v.(interface{ Validate() error }); ok {

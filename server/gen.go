@@ -31,6 +31,8 @@ type gen struct {
 	handler *swapHandler       // the core's handler; a reload may swap what it serves
 	serve   http.Handler       // what handler serves in this generation
 	peers   *policy.PeerPolicy // accept-time peer-credential policy; nil allows all
+	policy  *policy.Policy     // server.policy; nil when no rule is set
+	quota   *policy.Limiter    // policy_quota; nil when none
 	names   *peercred.Resolver // nil unless peercreds_resolve
 	mounts  []http.Handler     // resolved mount targets, closed when retired
 }
@@ -103,6 +105,8 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 	if g.peers, err = policy.NewPeerPolicy(c.Peer, policy.PeerPolicyConfig{Resolver: g.names, Logger: s.log}); err != nil {
 		return nil, fmt.Errorf("%speercreds: %w", c.KeyPrefix(), err)
 	}
+	g.policy = policy.NewPolicy(c.Rule.Policy.Parsed(), g.peers.Resolver())
+	g.quota = policy.NewLimiter(c.Rule.Quota.Quotas())
 	handler, mounts, err := buildHandler(c)
 	if err != nil {
 		return nil, err
@@ -114,7 +118,7 @@ func (s *Server) newGen(ctx context.Context, c *Config, lns []*listener, prev *g
 		}
 	}()
 	mis := &misdirect{}
-	handler = guard(handler, g.peers, c.Apps.TrustedProxies.Trust(), mis)
+	handler = guard(handler, g.peers, g.policy, g.quota, c.Apps.TrustedProxies.Trust(), s.log, mis)
 	if c.Middleware != nil {
 		handler = c.Middleware(handler)
 	}
@@ -223,6 +227,14 @@ func (s *Server) Reconfigure(ctx context.Context, c Config) error {
 		g.handler.swap(g.serve, reservedFor(c.Mount), c.Apps.TrustedProxies.Trust())
 	}
 	r.setGen(g)
+	if g.core == prev.core {
+		// Connections stay with the core; their next requests meet the new
+		// handler. Those whose identity the new policy refuses outright
+		// are closed after their current request.
+		if n := g.core.Revoke(g.revokes); n > 0 {
+			s.log.Info("reload: closing connections the new policy denies, after their current request", "connections", n)
+		}
+	}
 	r.limiter.SetMax(c.Core.MaxConnections)
 	s.cfg = c
 	var errs []error

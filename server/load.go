@@ -88,7 +88,7 @@ func Apply(c *Config, path string, entries []config.Entry) error {
 			continue
 		}
 		if err := f.SetValue(e.Value); err != nil {
-			errs = append(errs, &config.Error{Path: path, Line: e.Line, Key: e.Key, Msg: err.Error(), Err: config.ErrBadValue})
+			errs = append(errs, config.LocateItems(err, path, e))
 		}
 	}
 	return errors.Join(errs...)

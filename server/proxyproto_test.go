@@ -266,3 +266,52 @@ func TestProxyProtocolJudgedWhenRead(t *testing.T) {
 		t.Fatalf("a trusted peer's header: remote %v", raw.RemoteAddr())
 	}
 }
+
+// A src: rule judges the client a trusted load balancer's PROXY header
+// names, not the balancer: with the balancer on loopback, "allow
+// src:10.0.0.0/8" admits a client from 10.1.2.3 and refuses one from
+// 192.0.2.7 at accept, before any request is read; the balancer's own
+// address is never what the rule sees.
+func TestPolicySrcBehindProxyProtocol(t *testing.T) {
+	c := plainConfig(t, addrEcho)
+	c.ProxyProtocolAccept = true
+	c.ProxyProtocolTimeout = 300 * time.Millisecond
+	var err error
+	if c.ProxyProtocolTrusted, err = policy.NewTrustedProxies("127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rule.Policy.SetList([]string{"deny src:192.0.2.0/24", "allow src:10.0.0.0/8"}); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, c)
+	addr := s.BindAddr().String()
+
+	for _, tc := range []struct {
+		name, header string
+		admitted     bool
+	}{
+		{"v1 from 10/8", "PROXY TCP4 10.1.2.3 198.51.100.1 5555 443\r\n", true},
+		{"v1 from a denied network", "PROXY TCP4 192.0.2.7 198.51.100.1 5555 443\r\n", false},
+		{"v1 from no rule's network", "PROXY TCP4 203.0.113.9 198.51.100.1 5555 443\r\n", false},
+	} {
+		got := rawRequest(t, addr, []byte(tc.header), "/")
+		if tc.admitted != strings.HasPrefix(got, "conninfo=10.1.2.3:5555 ") {
+			t.Errorf("%s: answered %q, admitted want %v", tc.name, got, tc.admitted)
+		}
+	}
+	v2 := proxyproto.AppendV2(nil, netip.MustParseAddrPort("10.9.8.7:40000"), netip.MustParseAddrPort("198.51.100.1:443"))
+	if got := rawRequest(t, addr, v2, "/"); !strings.HasPrefix(got, "conninfo=10.9.8.7:40000 ") {
+		t.Errorf("v2 from 10/8: %q", got)
+	}
+	// The balancer's own health check (LOCAL) is judged by its own
+	// address, which no rule admits.
+	if got := rawRequest(t, addr, proxyproto.AppendV2(nil, netip.AddrPort{}, netip.AddrPort{}), "/"); got != "" {
+		t.Errorf("LOCAL from the balancer answered %q, want refused", got)
+	}
+	if _, err := exec.LookPath("curl"); err == nil {
+		// curl's header names the loopback address it connected from.
+		if out, err := exec.Command("curl", "-sS", "--max-time", "10", "--haproxy-protocol", "http://"+addr+"/").CombinedOutput(); err == nil {
+			t.Errorf("curl --haproxy-protocol from 127.0.0.1 got %q, want refused", out)
+		}
+	}
+}

@@ -248,14 +248,28 @@ func (s *Server) serveConn(r *run, l *listener, raw *accept.Conn) {
 			return
 		}
 		info.Peer = creds
+		if g.policy.NeedsExe() {
+			info.PeerExe = peerExe(creds.PID)
+		}
 	}
-	conn, state, err := g.term.Wrap(r.ctx, raw)
-	if err != nil {
-		s.log.Debug("connection dropped before HTTP", "remote_addr", raw.RemoteAddr().String(), "err", err)
+	if !g.admitConn(s.log, info, policy.StageAccept) {
 		raw.Close()
 		return
 	}
+	qc := &quotaConn{Conn: raw}
+	g.takeQuota(qc, info, policy.StageAccept)
+	conn, state, err := g.term.Wrap(r.ctx, qc)
+	if err != nil {
+		s.log.Debug("connection dropped before HTTP", "remote_addr", raw.RemoteAddr().String(), "err", err)
+		qc.Close()
+		return
+	}
 	info.TLS = state
+	if info.Policy == "" && !g.admitConn(s.log, info, policy.StageHandshake) {
+		conn.Close()
+		return
+	}
+	g.takeQuota(qc, info, policy.StageHandshake)
 	// Served on this goroutine: an idle keep-alive connection is parked
 	// without one (and its grown stack) after a short wait, so a fresh
 	// goroutine here would only cost a second stack growth per connection.
@@ -524,13 +538,15 @@ func (s *Server) checkACME(ctx context.Context, p tlsadapter.Params) ([]string, 
 
 // guard is what stands in front of every handler and app of a server,
 // whatever its mount: the edge-owned headers a client sent are removed (one
-// list, policy.EdgeHeaders), then the per-path peer-credential rules apply.
-// Before both, on TLS, a request whose Host belongs on another connection
-// is answered 421 (misdirect).
-func guard(next http.Handler, peers *policy.PeerPolicy, trust *policy.Trust, mis *misdirect) http.Handler {
+// list, policy.EdgeHeaders), then server.policy and the per-path
+// peer-credential rules apply. Before all of them, on TLS, a request whose
+// Host belongs on another connection is answered 421 (misdirect).
+func guard(next http.Handler, peers *policy.PeerPolicy, pol *policy.Policy, quota *policy.Limiter, trust *policy.Trust, log *slog.Logger, mis *misdirect) http.Handler {
 	if peers.HasMounts() {
 		next = peers.Middleware(next)
 	}
+	next = quotaGuard(next, quota)
+	next = policyGuard(next, pol, log)
 	next = policy.EdgeHeaders(next, trust)
 	if mis != nil {
 		next = mis.wrap(next)

@@ -76,6 +76,12 @@ type Options struct {
 	// be the same.
 	ProxyProtocol bool `opt:"proxy_protocol" default:"false" group:"Apps" help:"send a PROXY protocol v2 header to upstreams (upstream connections then pooled per client)"`
 
+	// ProxyProtocolTLV adds to that header what the edge verified about the
+	// client as TLVs (haproxy's PP2_TYPE_SSL, AUTHORITY and ALPN, and
+	// tlsedge's own 0xE0-0xE3 for the SPIFFE ID and the UNIX peer's uid, gid
+	// and pid), so an upstream can trust them without trusting headers.
+	ProxyProtocolTLV bool `opt:"proxy_protocol_tlv" default:"false" group:"Apps" help:"add TLVs to the PROXY v2 header: TLS version, cipher, SNI, ALPN, the verified client certificate's CN and SPIFFE ID, the UNIX peer's uid, gid and pid (needs proxy_protocol)"`
+
 	// ProxyMaxFails is how many failures (connection refused, reset or
 	// closed before an answer, timed out) within ProxyFailTimeout mark an
 	// upstream down, as nginx's max_fails: while down, requests to it are
@@ -251,6 +257,9 @@ func (o *Options) HealthFall() int { return positiveOr(o.ProxyHealthFall, defaul
 // Validate reports every problem in o, each naming its config key.
 func (o *Options) Validate() error {
 	var errs []error
+	if o.ProxyProtocolTLV && !o.ProxyProtocol {
+		errs = append(errs, bad("proxy_protocol_tlv", "needs proxy_protocol = True: the TLVs travel in its header"))
+	}
 	if o.MaxRanges < 0 {
 		errs = append(errs, bad("max_ranges", "%d is negative (0 means %d)", o.MaxRanges, defaults.MaxRanges))
 	}

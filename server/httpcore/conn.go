@@ -108,6 +108,7 @@ type conn struct {
 	peek     [1]byte
 
 	hijacked bool
+	revoked  atomic.Bool // Revoke: close after the current response
 
 	h2 atomic.Pointer[h2sconn] // the h2 engine's connection, while it serves
 
@@ -368,7 +369,7 @@ func (cn *conn) serve() (parked bool) {
 		if !keep || cn.hijacked {
 			return false
 		}
-		if c.shutting.Load() {
+		if c.shutting.Load() || cn.revoked.Load() {
 			return false
 		}
 		cn.h = head{} // keep nothing of the last request while idle
@@ -389,7 +390,7 @@ func (cn *conn) waitFirstByte() (started, parked bool) {
 	if !cn.woke {
 		cn.state.Store(stateIdle)
 		c.g.connsIdle.Add(1)
-		if c.shutting.Load() {
+		if c.shutting.Load() || cn.revoked.Load() {
 			c.g.connsIdle.Add(-1)
 			return false, false
 		}

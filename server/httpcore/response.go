@@ -237,7 +237,7 @@ func (w *response) commit(final bool) {
 		}
 		delete(hdr, "Connection")
 	}
-	if c.shutting.Load() {
+	if c.shutting.Load() || w.cn.revoked.Load() {
 		w.closeAfter = true
 	}
 	if b := w.bd; b != nil {
