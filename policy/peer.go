@@ -329,10 +329,5 @@ func (p *PeerPolicy) deny(w http.ResponseWriter, r *http.Request, err error) {
 	if p.logger != nil {
 		p.logger.Info("peer denied", "rule", rule, "peer", peerFrom(r), "path", r.URL.Path, "remote_addr", r.RemoteAddr)
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusForbidden)
-	_, _ = w.Write([]byte("403 Forbidden: peer not allowed\n"))
+	Refuse(w, http.StatusForbidden, "403 Forbidden: peer not allowed")
 }

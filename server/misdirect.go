@@ -1,10 +1,10 @@
 package server
 
 import (
-	"io"
 	"net/http"
 
 	"tlsedge/conninfo"
+	"tlsedge/policy"
 	"tlsedge/router"
 	"tlsedge/server/httpcore"
 	"tlsedge/tlsadapter"
@@ -34,11 +34,7 @@ func (m *misdirect) wrap(next http.Handler) http.Handler {
 				if m.core != nil {
 					m.core.CountRejection(http.StatusMisdirectedRequest, reasonMisdirected)
 				}
-				h := w.Header()
-				h.Set("Content-Type", "text/plain; charset=utf-8")
-				h.Set("X-Content-Type-Options", "nosniff")
-				w.WriteHeader(http.StatusMisdirectedRequest)
-				io.WriteString(w, "misdirected request: this connection was made for another host; connect to this one by its name\n")
+				policy.Refuse(w, http.StatusMisdirectedRequest, "misdirected request: this connection was made for another host; connect to this one by its name")
 				return
 			}
 		}

@@ -145,12 +145,7 @@ func policyGuard(next http.Handler, pol *policy.Policy, log *slog.Logger) http.H
 		}
 		log.Info("request denied by policy", "rule", d.Rule, "text", d.Text, "method", r.Method, "path", r.URL.Path,
 			"remote_addr", r.RemoteAddr, "request_id", policy.RequestID(r))
-		h := w.Header()
-		h.Set("Content-Type", "text/plain; charset=utf-8")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusForbidden)
-		_, _ = w.Write([]byte("403 Forbidden: not allowed by policy\n"))
+		policy.Refuse(w, http.StatusForbidden, "403 Forbidden: not allowed by policy")
 	})
 }
 
@@ -236,13 +231,8 @@ func quotaGuard(next http.Handler, l *policy.Limiter) http.Handler {
 		if pr, ok := w.(policyRecorder); ok {
 			pr.SetPolicy("quota", 0)
 		}
-		h := w.Header()
-		h.Set("Retry-After", retry)
-		h.Set("Content-Type", "text/plain; charset=utf-8")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusTooManyRequests)
-		_, _ = w.Write([]byte("429 Too Many Requests: over a quota; retry later\n"))
+		w.Header().Set("Retry-After", retry)
+		policy.Refuse(w, http.StatusTooManyRequests, "429 Too Many Requests: over a quota; retry later")
 	})
 }
 
