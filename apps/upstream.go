@@ -54,6 +54,72 @@ type upConn struct {
 	reused   bool
 	timer    *time.Timer // closes it once idle too long
 	u        *upstream
+	addr     string    // the address dialled, for the access log
+	idleAt   time.Time // when it last went back to the pool
+
+	// The request's context is watched only once an exchange has run for
+	// watchDelay (see watch).
+	watchTimer *time.Timer
+	wmu        sync.Mutex
+	wctx       context.Context
+	wstop      func() bool // of the context.AfterFunc, once registered
+	wended     bool
+}
+
+// watchDelay is how long an exchange runs before its request's context is
+// watched. Watching costs more than most exchanges last: the request core
+// answers the first Done or AfterFunc with a goroutine that reads the
+// client's connection to see it go away, and a system call or two to stop
+// it. A client that goes away is still noticed within watchDelay of the
+// start, and at once when the edge writes to it.
+const watchDelay = 10 * time.Millisecond
+
+// quietCheckAfter is how long a connection must have been idle before
+// get peeks at its socket for a close or stray bytes. A connection back
+// in the pool for less than that was read to the end of an answer
+// moments ago; an upstream that closes it within a millisecond races the
+// peek anyway, and an idempotent request that finds it closed is retried
+// on a fresh connection. The peek is a system call saved on nearly every
+// request under load, where the newest idle connection is reused at once.
+const quietCheckAfter = time.Millisecond
+
+// watch starts the delayed watch of ctx for one exchange on c: if the
+// exchange is still running after watchDelay, a canceled ctx sets a
+// deadline in the past on the connection, ending any blocked read or write.
+func (c *upConn) watch(ctx context.Context) {
+	c.wmu.Lock()
+	c.wctx, c.wended = ctx, false
+	c.wmu.Unlock()
+	if c.watchTimer == nil {
+		c.watchTimer = time.AfterFunc(watchDelay, c.startWatch)
+	} else {
+		c.watchTimer.Reset(watchDelay)
+	}
+}
+
+func (c *upConn) startWatch() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.wended || c.wstop != nil || c.wctx == nil || c.wctx.Done() == nil {
+		return
+	}
+	c.wstop = context.AfterFunc(c.wctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
+}
+
+// unwatch ends the watch of the exchange. It reports false when the
+// context's cancellation already reached the connection: its deadline is
+// spoiled, and it cannot be pooled.
+func (c *upConn) unwatch() bool {
+	// Whether or not the timer fired for this exchange, a startWatch of an
+	// earlier one may have run late and registered on this one's context:
+	// whatever is registered goes.
+	c.watchTimer.Stop()
+	c.wmu.Lock()
+	c.wended, c.wctx = true, nil
+	stop := c.wstop
+	c.wstop = nil
+	c.wmu.Unlock()
+	return stop == nil || stop()
 }
 
 // get returns a pooled connection for key (the PROXY header, or "") that is
@@ -65,7 +131,7 @@ func (u *upstream) get(ctx context.Context, key string, ppHeader []byte, fresh b
 			if c == nil {
 				break
 			}
-			if c.br.Buffered() == 0 && connQuiet(c.nc) {
+			if c.br.Buffered() == 0 && (time.Since(c.idleAt) < quietCheckAfter || connQuiet(c.nc)) {
 				c.reused = true
 				return c, nil
 			}
@@ -112,6 +178,7 @@ func (u *upstream) put(c *upConn) {
 	}
 	u.idle[c.key] = append(u.idle[c.key], c)
 	u.nidle++
+	c.idleAt = time.Now()
 	if c.timer == nil {
 		c.timer = time.AfterFunc(u.idleTimeout, func() { u.expire(c) })
 	} else {
@@ -187,7 +254,7 @@ func (u *upstream) dial(ctx context.Context, key string, ppHeader []byte) (*upCo
 		}
 		nc = tc
 	}
-	return &upConn{nc: nc, br: bufio.NewReaderSize(nc, 4096), key: key, u: u}, nil
+	return &upConn{nc: nc, br: bufio.NewReaderSize(nc, 4096), key: key, u: u, addr: nc.RemoteAddr().String()}, nil
 }
 
 // down reports whether the upstream is marked down, and the failure that
