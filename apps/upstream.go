@@ -54,8 +54,7 @@ type upConn struct {
 	reused   bool
 	timer    *time.Timer // closes it once idle too long
 	u        *upstream
-	addr     string    // the address dialled, for the access log
-	idleAt   time.Time // when it last went back to the pool
+	addr     string // the address dialled, for the access log
 
 	// The request's context is watched only once an exchange has run for
 	// watchDelay (see watch).
@@ -73,15 +72,6 @@ type upConn struct {
 // it. A client that goes away is still noticed within watchDelay of the
 // start, and at once when the edge writes to it.
 const watchDelay = 10 * time.Millisecond
-
-// quietCheckAfter is how long a connection must have been idle before
-// get peeks at its socket for a close or stray bytes. A connection back
-// in the pool for less than that was read to the end of an answer
-// moments ago; an upstream that closes it within a millisecond races the
-// peek anyway, and an idempotent request that finds it closed is retried
-// on a fresh connection. The peek is a system call saved on nearly every
-// request under load, where the newest idle connection is reused at once.
-const quietCheckAfter = time.Millisecond
 
 // watch starts the delayed watch of ctx for one exchange on c: if the
 // exchange is still running after watchDelay, a canceled ctx sets a
@@ -131,7 +121,7 @@ func (u *upstream) get(ctx context.Context, key string, ppHeader []byte, fresh b
 			if c == nil {
 				break
 			}
-			if c.br.Buffered() == 0 && (time.Since(c.idleAt) < quietCheckAfter || connQuiet(c.nc)) {
+			if c.br.Buffered() == 0 && connQuiet(c.nc) {
 				c.reused = true
 				return c, nil
 			}
@@ -178,7 +168,6 @@ func (u *upstream) put(c *upConn) {
 	}
 	u.idle[c.key] = append(u.idle[c.key], c)
 	u.nidle++
-	c.idleAt = time.Now()
 	if c.timer == nil {
 		c.timer = time.AfterFunc(u.idleTimeout, func() { u.expire(c) })
 	} else {
