@@ -91,16 +91,6 @@ func sslHeaderValue(v string) string {
 	return v
 }
 
-// sslVarNamed reports whether the header name k carries one of vars.
-func sslVarNamed(vars []policy.Var, k string) bool {
-	for _, v := range vars {
-		if n := sslHeaderName(v.Name); n != "" && strings.EqualFold(n, k) {
-			return true
-		}
-	}
-	return false
-}
-
 // plainHeaderValue reports whether v can be a header value as it is: no
 // control characters, no leading or trailing space.
 func plainHeaderValue(v string) bool {

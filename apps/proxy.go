@@ -49,7 +49,8 @@ type proxy struct {
 	base            string   // the escaped base path, without a trailing slash
 	trust           *policy.Trust
 	identity        HeaderHook // nil: PeerHeaders
-	tlsHook         HeaderHook // nil: SSLHeaders
+	tlsHook         HeaderHook // nil: SSLHeaders, through ssl
+	ssl             sslCache
 	log             *slog.Logger
 	limit           *logLimiter    // for the per-request failure lines
 	ppPools         bool           // pool upstream connections per PROXY header
@@ -331,8 +332,9 @@ func (p *proxy) appendHead(b []byte, r *http.Request, pe peer, upType string) []
 		p.tlsHook(r, hooked)
 	}
 	var ssl []policy.Var
+	var sslNames []string
 	if p.tlsHook == nil {
-		ssl = sslVars(r)
+		ssl, sslNames = p.ssl.get(r)
 	}
 
 	conn := ""
@@ -350,7 +352,7 @@ func (p *proxy) appendHead(b []byte, r *http.Request, pe peer, upType string) []
 				continue
 			}
 		}
-		if ssl != nil && len(k) > 6 && strings.EqualFold(k[:6], "X-Ssl-") && sslVarNamed(ssl, k) {
+		if ssl != nil && len(k) > 6 && strings.EqualFold(k[:6], "X-Ssl-") && namedIn(sslNames, k) {
 			continue
 		}
 		b = appendFields(b, k, vs)
@@ -359,8 +361,8 @@ func (p *proxy) appendHead(b []byte, r *http.Request, pe peer, upType string) []
 	for k, vs := range hooked {
 		b = appendFields(b, k, vs)
 	}
-	for _, v := range ssl {
-		if name := sslHeaderName(v.Name); name != "" {
+	for i, v := range ssl {
+		if name := sslNames[i]; name != "" {
 			b = appendField(b, name, sslHeaderValue(v.Value))
 		}
 	}
@@ -529,7 +531,14 @@ func (x *exchange) run(head []byte, body io.Reader) {
 		x.splice(&h)
 		return
 	}
-	c.nc.SetReadDeadline(time.Time{})
+	if !h.bodyless(x.r.Method) && (h.contentLength < 0 || int64(c.br.Buffered()) < h.contentLength) {
+		// The body is still to come, for as long as it takes. A body that
+		// is all in the buffer reads nothing more from the socket: the
+		// deadline stays until the next exchange sets its own (an idle
+		// connection's peek does not look at deadlines), a timer change
+		// saved per request.
+		c.nc.SetReadDeadline(time.Time{})
+	}
 	x.relay(&h, sendErr == nil)
 }
 
@@ -953,6 +962,16 @@ func (p *proxy) appendForwarded(b []byte, r *http.Request, pe peer) []byte {
 	b = append(b, ";proto="...)
 	b = append(b, proto...)
 	return append(b, "\r\n"...)
+}
+
+// namedIn reports whether the header name k is among names.
+func namedIn(names []string, k string) bool {
+	for _, n := range names {
+		if n != "" && strings.EqualFold(n, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // allValid reports whether every value can be sent as a field value.

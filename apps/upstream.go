@@ -56,6 +56,12 @@ type upConn struct {
 	u        *upstream
 	addr     string // the address dialled, for the access log
 
+	// For the peek at an idle connection (quiet).
+	rc        syscall.RawConn
+	peekFn    func(fd uintptr)
+	peekBuf   [1]byte
+	peekQuiet bool
+
 	// The request's context is watched only once an exchange has run for
 	// watchDelay (see watch).
 	watchTimer *time.Timer
@@ -71,7 +77,7 @@ type upConn struct {
 // client's connection to see it go away, and a system call or two to stop
 // it. A client that goes away is still noticed within watchDelay of the
 // start, and at once when the edge writes to it.
-const watchDelay = 10 * time.Millisecond
+const watchDelay = 100 * time.Millisecond
 
 // watch starts the delayed watch of ctx for one exchange on c: if the
 // exchange is still running after watchDelay, a canceled ctx sets a
@@ -121,7 +127,7 @@ func (u *upstream) get(ctx context.Context, key string, ppHeader []byte, fresh b
 			if c == nil {
 				break
 			}
-			if c.br.Buffered() == 0 && connQuiet(c.nc) {
+			if c.br.Buffered() == 0 && c.quiet() {
 				c.reused = true
 				return c, nil
 			}
@@ -294,20 +300,29 @@ func (u *upstream) succeeded() {
 // is marked down.
 var errUpstreamDown = errors.New("apps: upstream marked down after failures (proxy_max_fails, proxy_fail_timeout)")
 
-// connQuiet reports whether an idle connection has nothing to read: no
-// bytes the upstream was not asked for, no close. It peeks without
-// blocking, on the socket under any TLS layer.
-func connQuiet(nc net.Conn) bool {
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
+// quiet reports whether an idle connection has nothing to read: no bytes
+// the upstream was not asked for, no close. It peeks without blocking, on
+// the socket under any TLS layer, through the raw connection and the
+// function kept since the dial, so that the check allocates nothing.
+func (c *upConn) quiet() bool {
+	if c.rc == nil {
+		nc := c.nc
+		if tc, ok := nc.(*tls.Conn); ok {
+			nc = tc.NetConn()
+		}
+		sc, ok := nc.(syscall.Conn)
+		if !ok {
+			return true
+		}
+		rc, err := sc.SyscallConn()
+		if err != nil {
+			return false
+		}
+		c.rc, c.peekFn = rc, c.peek
 	}
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return true
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	c.peekQuiet = false
+	if err := c.rc.Control(c.peekFn); err != nil {
 		return false
 	}
-	return peekQuiet(rc)
+	return c.peekQuiet
 }

@@ -320,9 +320,11 @@ ratios() { # subject kind: subject / nginx per round, one per line
 		END {for (i in r) if (v["nginx", i] > 0) printf "%.3f\n", v[m, i] / v["nginx", i]}' "$results"
 }
 echo
-printf '%-8s %14s %14s %16s %26s\n' edge "hello us/req" "1 MiB us/MiB" "in flight B/req" "upstream conns per run"
+printf '%-8s %14s %14s %16s   %s\n' edge "hello us/req" "1 MiB us/MiB" "in flight B/req" "upstream connections in the hello runs"
 for s in $SUBJECTS; do
-	printf '%-8s %14s %14s %16s   accepted max %s, established %s, TIME_WAIT added max %s\n' "$s" "$(col $s hello)" "$(col $s big)" "$(col $s stall)" \
+	printf '%-8s %14s %14s %16s   opened per 1000 requests %s (max %s in a run), established %s, TIME_WAIT added max %s\n' \
+		"$s" "$(col $s hello)" "$(col $s big)" "$(col $s stall)" \
+		"$(awk -v m="$s" '$1 == m && $2 == "hello" && $5 > 0 {printf "%.2f\n", $6 * 1000 / $5}' "$results" | median)" \
 		"$(maxcol $s hello 6)" "$(col $s hello 7)" "$(maxcol $s hello 8)"
 done
 echo "ratios to nginx (medians of per-round ratios):"

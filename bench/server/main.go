@@ -198,7 +198,9 @@ func idle(addr string, n int) error {
 func stall(addr, path string, n int) error {
 	cfg := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}
 	conns := make([]net.Conn, 0, n)
-	req := []byte("GET " + path + " HTTP/1.1\r\nHost: bench\r\n\r\n")
+	// The Host is the address: Caddy answers a name its site does not
+	// match with an empty 200 instead of proxying.
+	req := []byte("GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\n\r\n")
 	for i := 0; i < n; i++ {
 		c, err := tls.Dial("tcp", addr, cfg)
 		if err != nil {
