@@ -482,7 +482,11 @@ func (x *exchange) run(head []byte, body io.Reader) {
 	// a redirect) may have closed its side: its answer still counts.
 	sendErr := x.err
 	c.nc.SetReadDeadline(time.Now().Add(x.p.responseTimeout))
-	var h respHead
+	// The fields' slice is the connection's: the values in it point into
+	// the head's string, which the client's header map keeps alive, not
+	// into the slice.
+	h := respHead{fields: c.fields[:0]}
+	defer func() { c.fields = h.fields[:0] }()
 	hb := headPool.Get().(*[]byte)
 	defer func() { putHead(hb, *hb) }()
 	for interim := 0; ; interim++ {
@@ -677,7 +681,7 @@ func (x *exchange) relay(h *respHead, reusable bool) {
 		x.keep = reusable && !h.close && c.br.Buffered() == 0
 		return
 	case h.contentLength >= 0:
-		err := x.copyBody(io.LimitReader(c.br, h.contentLength), h.contentLength)
+		err := x.copyBody(nil, h.contentLength)
 		if err != nil {
 			x.abort(err)
 		}
@@ -710,12 +714,28 @@ func (x *exchange) relay(h *respHead, reusable bool) {
 
 // copyBody copies a response body to the client with the pooled buffer,
 // flushing whenever the upstream has nothing more at hand so that a
-// streamed answer is not held back. n is the length when known.
+// streamed answer is not held back. n is the length when known; src nil
+// means the n bytes that follow on the connection.
 func (x *exchange) copyBody(src io.Reader, n int64) error {
 	buf, br, w := x.buf, x.c.br, x.w
 	var written int64
 	for {
-		m, rerr := src.Read(buf)
+		var m int
+		var rerr error
+		if src != nil {
+			m, rerr = src.Read(buf)
+		} else if left := n - written; left == 0 {
+			rerr = io.EOF
+		} else {
+			p := buf
+			if int64(len(p)) > left {
+				p = p[:left]
+			}
+			m, rerr = br.Read(p)
+			if rerr == io.EOF {
+				rerr = io.ErrUnexpectedEOF
+			}
+		}
 		if m > 0 {
 			if _, err := w.Write(buf[:m]); err != nil {
 				return clientWriteErr{err}

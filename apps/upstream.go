@@ -62,6 +62,8 @@ type upConn struct {
 	peekBuf   [1]byte
 	peekQuiet bool
 
+	fields []hfield // the response head's, reused from exchange to exchange
+
 	// The request's context is watched only once an exchange has run for
 	// watchDelay (see watch).
 	watchTimer *time.Timer
@@ -146,7 +148,10 @@ func (u *upstream) takeIdle(key string) *upConn {
 	}
 	c := l[len(l)-1]
 	l[len(l)-1] = nil
-	if len(l) == 1 {
+	if len(l) == 1 && key != "" {
+		// A pool per PROXY header goes with its last connection; the
+		// one pool without keeps its slice, so put does not make one
+		// per request.
 		delete(u.idle, key)
 	} else {
 		u.idle[key] = l[:len(l)-1]
@@ -191,7 +196,7 @@ func (u *upstream) expire(c *upConn) {
 		if x == c {
 			copy(l[i:], l[i+1:])
 			l[len(l)-1] = nil
-			if len(l) == 1 {
+			if len(l) == 1 && c.key != "" {
 				delete(u.idle, c.key)
 			} else {
 				u.idle[c.key] = l[:len(l)-1]
