@@ -201,3 +201,50 @@ func TestProxyMarksRefusingUpstreamDown(t *testing.T) {
 		t.Errorf("upstream not tried again after proxy_fail_timeout")
 	}
 }
+
+// A client that goes away while the upstream is still thinking is noticed
+// (the request core watches the connection once the exchange has run for
+// watchDelay): the upstream connection is closed, long before
+// proxy_response_timeout, so the upstream can stop working for no one.
+func TestProxyClientGoneClosesUpstream(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	gone := make(chan time.Time, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		// No answer: wait for the edge to give up on the request.
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		br.ReadByte()
+		gone <- time.Now()
+	}()
+	front, _ := serveCore(t, map[string]http.Handler{"/": mustNew(t, "http://"+ln.Addr().String(), Env{Options: Options{
+		ProxyResponseTimeout: 5 * time.Second,
+	}})}, nil)
+	c, err := net.Dial("tcp", strings.TrimPrefix(front, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(50 * time.Millisecond)
+	c.Close()
+	closed := time.Now()
+	select {
+	case at := <-gone:
+		if d := at.Sub(closed); d > 2*time.Second {
+			t.Errorf("upstream connection closed %v after the client left", d)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("upstream connection still open 4s after the client left")
+	}
+}
