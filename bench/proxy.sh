@@ -28,7 +28,8 @@
 #
 # As in core.sh, this machine class is noisy: every edge runs at once, the
 # load runs are short and alternate between edges round by round, and each
-# ratio (to nginx) is the median of the per-round ratios.
+# ratio (to nginx) is the median of the per-round ratios. A run that
+# completed no request (a stall of the shared machine) is left out.
 #
 # Environment: DUR (seconds per run, 3), ROUNDS (5), CONNS (64), BIG_CONNS
 # (16), STALL_N (200), SERVER_CPU (0), CLIENT_CPU (1), SUBJECTS ("nginx
@@ -313,11 +314,11 @@ for round in $(seq "$ROUNDS"); do
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2] + a[NR/2+1]) / 2}'; }
-col() { awk -v m="$1" -v k="$2" -v f="${3:-3}" '$1 == m && $2 == k {print $f}' "$results" | median; }
+col() { awk -v m="$1" -v k="$2" -v f="${3:-3}" '$1 == m && $2 == k && ($2 == "stall" || $3 > 0) {print $f}' "$results" | median; }
 maxcol() { awk -v m="$1" -v k="$2" -v f="$3" '$1 == m && $2 == k && $f > x {x = $f} END {print x + 0}' "$results"; }
 ratios() { # subject kind: subject / nginx per round, one per line
 	awk -v m="$1" -v k="$2" '$2 == k {v[$1, $4] = $3; r[$4] = 1}
-		END {for (i in r) if (v["nginx", i] > 0) printf "%.3f\n", v[m, i] / v["nginx", i]}' "$results"
+		END {for (i in r) if (v["nginx", i] > 0 && v[m, i] > 0) printf "%.3f\n", v[m, i] / v["nginx", i]}' "$results"
 }
 echo
 printf '%-8s %14s %14s %16s   %s\n' edge "hello us/req" "1 MiB us/MiB" "in flight B/req" "upstream connections in the hello runs"
