@@ -40,24 +40,55 @@ func PeerHeaders(r *http.Request, h http.Header) {
 // nginx's $ssl_client_escaped_cert. HTTPS itself is X-Forwarded-Proto's job;
 // plain connections get nothing.
 func SSLHeaders(r *http.Request, h http.Header) {
+	for _, v := range sslVars(r) {
+		if name := sslHeaderName(v.Name); name != "" {
+			h.Set(name, sslHeaderValue(v.Value))
+		}
+	}
+}
+
+// sslVars are the mod_ssl variables of the request's TLS connection, or
+// none for a plain one.
+func sslVars(r *http.Request) []policy.Var {
 	cs := r.TLS
 	if ci, ok := conninfo.FromContext(r.Context()); ok && cs == nil {
 		cs = ci.TLS
 	}
 	if cs == nil {
-		return
+		return nil
 	}
-	for _, v := range policy.SSLVars(cs, time.Now()) {
-		name, ok := strings.CutPrefix(v.Name, "SSL_")
-		if !ok {
-			continue
-		}
-		val := v.Value
-		if !plainHeaderValue(val) {
-			val = url.PathEscape(val)
-		}
-		h.Set("X-SSL-"+strings.ReplaceAll(name, "_", "-"), val)
+	return policy.SSLVars(cs, time.Now())
+}
+
+// sslHeaderName is the header that carries the variable name (SSL_NAME as
+// X-Ssl-Name, underscores as dashes, in canonical form), or "" for one
+// that is not sent (HTTPS). The names every TLS request has are constants,
+// so that the proxy's hot path builds none.
+func sslHeaderName(name string) string {
+	switch name {
+	case "SSL_PROTOCOL":
+		return "X-Ssl-Protocol"
+	case "SSL_CIPHER":
+		return "X-Ssl-Cipher"
+	case "SSL_TLS_SNI":
+		return "X-Ssl-Tls-Sni"
+	case "SSL_CLIENT_VERIFY":
+		return "X-Ssl-Client-Verify"
 	}
+	rest, ok := strings.CutPrefix(name, "SSL_")
+	if !ok {
+		return ""
+	}
+	return http.CanonicalHeaderKey("X-SSL-" + strings.ReplaceAll(rest, "_", "-"))
+}
+
+// sslHeaderValue is v as it can travel in a header: percent-encoded when
+// it holds control characters or surrounding space.
+func sslHeaderValue(v string) string {
+	if !plainHeaderValue(v) {
+		return url.PathEscape(v)
+	}
+	return v
 }
 
 // plainHeaderValue reports whether v can be a header value as it is: no

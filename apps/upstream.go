@@ -54,6 +54,70 @@ type upConn struct {
 	reused   bool
 	timer    *time.Timer // closes it once idle too long
 	u        *upstream
+	addr     string // the address dialled, for the access log
+
+	// For the peek at an idle connection (quiet).
+	rc        syscall.RawConn
+	peekFn    func(fd uintptr)
+	peekBuf   [1]byte
+	peekQuiet bool
+
+	fields []hfield // the response head's, reused from exchange to exchange
+
+	// The request's context is watched only once an exchange has run for
+	// watchDelay (see watch).
+	watchTimer *time.Timer
+	wmu        sync.Mutex
+	wctx       context.Context
+	wstop      func() bool // of the context.AfterFunc, once registered
+	wended     bool
+}
+
+// watchDelay is how long an exchange runs before its request's context is
+// watched. Watching costs more than most exchanges last: the request core
+// answers the first Done or AfterFunc with a goroutine that reads the
+// client's connection to see it go away, and a system call or two to stop
+// it. A client that goes away is still noticed within watchDelay of the
+// start, and at once when the edge writes to it.
+const watchDelay = 100 * time.Millisecond
+
+// watch starts the delayed watch of ctx for one exchange on c: if the
+// exchange is still running after watchDelay, a canceled ctx sets a
+// deadline in the past on the connection, ending any blocked read or write.
+func (c *upConn) watch(ctx context.Context) {
+	c.wmu.Lock()
+	c.wctx, c.wended = ctx, false
+	c.wmu.Unlock()
+	if c.watchTimer == nil {
+		c.watchTimer = time.AfterFunc(watchDelay, c.startWatch)
+	} else {
+		c.watchTimer.Reset(watchDelay)
+	}
+}
+
+func (c *upConn) startWatch() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.wended || c.wstop != nil || c.wctx == nil || c.wctx.Done() == nil {
+		return
+	}
+	c.wstop = context.AfterFunc(c.wctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
+}
+
+// unwatch ends the watch of the exchange. It reports false when the
+// context's cancellation already reached the connection: its deadline is
+// spoiled, and it cannot be pooled.
+func (c *upConn) unwatch() bool {
+	// Whether or not the timer fired for this exchange, a startWatch of an
+	// earlier one may have run late and registered on this one's context:
+	// whatever is registered goes.
+	c.watchTimer.Stop()
+	c.wmu.Lock()
+	c.wended, c.wctx = true, nil
+	stop := c.wstop
+	c.wstop = nil
+	c.wmu.Unlock()
+	return stop == nil || stop()
 }
 
 // get returns a pooled connection for key (the PROXY header, or "") that is
@@ -65,7 +129,7 @@ func (u *upstream) get(ctx context.Context, key string, ppHeader []byte, fresh b
 			if c == nil {
 				break
 			}
-			if c.br.Buffered() == 0 && connQuiet(c.nc) {
+			if c.br.Buffered() == 0 && c.quiet() {
 				c.reused = true
 				return c, nil
 			}
@@ -84,7 +148,10 @@ func (u *upstream) takeIdle(key string) *upConn {
 	}
 	c := l[len(l)-1]
 	l[len(l)-1] = nil
-	if len(l) == 1 {
+	if len(l) == 1 && key != "" {
+		// A pool per PROXY header goes with its last connection; the
+		// one pool without keeps its slice, so put does not make one
+		// per request.
 		delete(u.idle, key)
 	} else {
 		u.idle[key] = l[:len(l)-1]
@@ -129,7 +196,7 @@ func (u *upstream) expire(c *upConn) {
 		if x == c {
 			copy(l[i:], l[i+1:])
 			l[len(l)-1] = nil
-			if len(l) == 1 {
+			if len(l) == 1 && c.key != "" {
 				delete(u.idle, c.key)
 			} else {
 				u.idle[c.key] = l[:len(l)-1]
@@ -187,7 +254,7 @@ func (u *upstream) dial(ctx context.Context, key string, ppHeader []byte) (*upCo
 		}
 		nc = tc
 	}
-	return &upConn{nc: nc, br: bufio.NewReaderSize(nc, 4096), key: key, u: u}, nil
+	return &upConn{nc: nc, br: bufio.NewReaderSize(nc, 4096), key: key, u: u, addr: nc.RemoteAddr().String()}, nil
 }
 
 // down reports whether the upstream is marked down, and the failure that
@@ -238,20 +305,29 @@ func (u *upstream) succeeded() {
 // is marked down.
 var errUpstreamDown = errors.New("apps: upstream marked down after failures (proxy_max_fails, proxy_fail_timeout)")
 
-// connQuiet reports whether an idle connection has nothing to read: no
-// bytes the upstream was not asked for, no close. It peeks without
-// blocking, on the socket under any TLS layer.
-func connQuiet(nc net.Conn) bool {
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
+// quiet reports whether an idle connection has nothing to read: no bytes
+// the upstream was not asked for, no close. It peeks without blocking, on
+// the socket under any TLS layer, through the raw connection and the
+// function kept since the dial, so that the check allocates nothing.
+func (c *upConn) quiet() bool {
+	if c.rc == nil {
+		nc := c.nc
+		if tc, ok := nc.(*tls.Conn); ok {
+			nc = tc.NetConn()
+		}
+		sc, ok := nc.(syscall.Conn)
+		if !ok {
+			return true
+		}
+		rc, err := sc.SyscallConn()
+		if err != nil {
+			return false
+		}
+		c.rc, c.peekFn = rc, c.peek
 	}
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return true
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	c.peekQuiet = false
+	if err := c.rc.Control(c.peekFn); err != nil {
 		return false
 	}
-	return peekQuiet(rc)
+	return c.peekQuiet
 }

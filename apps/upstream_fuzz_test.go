@@ -2,6 +2,7 @@ package apps
 
 import (
 	"bufio"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -40,6 +41,10 @@ func FuzzParseRespHead(f *testing.F) {
 		}
 		if h.status < 100 || h.status > 599 {
 			t.Fatalf("status %d", h.status)
+		}
+		if h.clText != "" && h.clText != strconv.FormatInt(h.contentLength, 10) {
+			// The proxy passes this text on as the client's Content-Length.
+			t.Fatalf("Content-Length text %q for length %d", h.clText, h.contentLength)
 		}
 		var b strings.Builder
 		if h.proto10 {

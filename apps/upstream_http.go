@@ -42,7 +42,8 @@ type respHead struct {
 	status        int
 	proto10       bool
 	fields        []hfield
-	contentLength int64 // -1: none given
+	contentLength int64  // -1: none given
+	clText        string // contentLength as the upstream wrote it, when in canonical form
 	chunked       bool
 	close         bool   // the upstream will not take another request
 	upgrade       string // the Upgrade field, for a 101
@@ -168,6 +169,9 @@ func parseRespHead(head string, h *respHead) error {
 			return badResponse("Content-Lengths %d and %d", h.contentLength, n)
 		}
 		h.contentLength = n
+		if v[0] != '0' || len(v) == 1 {
+			h.clText = v
+		}
 	}
 	h.close = h.proto10 && !hasToken(h.connTokens, "keep-alive") || hasToken(h.connTokens, "close")
 	return nil

@@ -96,6 +96,12 @@ func (u *rawUpstream) serve(c net.Conn, id int) {
 			io.WriteString(c, a)
 			return
 		}
+		if a, ok := strings.CutSuffix(a, rstAfter); ok {
+			io.WriteString(c, a)
+			time.Sleep(20 * time.Millisecond) // read by the edge before the reset
+			c.(*net.TCPConn).SetLinger(0)
+			return
+		}
 		switch a {
 		case "":
 			return
@@ -131,6 +137,10 @@ func (u *rawUpstream) log() (conns int, heads []string, connOf []int, bodies []s
 // closeAfter, at the end of an answer, closes the connection once it is
 // written.
 const closeAfter = "|CLOSE"
+
+// rstAfter, at the end of an answer, resets the connection once it is
+// written.
+const rstAfter = "|RST"
 
 const okAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 

@@ -8,7 +8,13 @@
 //	server -gencert DIR                     write DIR/cert.pem and DIR/key.pem
 //	server -mode httpcore|nethttp -cert F -key F -addr 127.0.0.1:8443
 //	server -mode idle -addr HOST:PORT -n 1000
+//	server -mode revproxy -upstream http://127.0.0.1:PORT -cert F -key F
+//	server -mode stall -addr HOST:PORT -n 200 -path /huge
 //
+// revproxy is net/http's httputil.ReverseProxy (MaxIdleConnsPerHost 256)
+// over TLS, the reference proxy of bench/proxy.sh; stall opens n TLS
+// connections, sends one GET for path on each and never reads the answer,
+// so that each request stays in flight, held by back-pressure.
 // The serving modes print "ready ADDR" once listening. SIGUSR1 runs a GC and
 // returns freed memory to the OS, so the script reads a comparable VmRSS.
 package main
@@ -25,9 +31,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -56,7 +65,9 @@ func run(args []string) error {
 	certFile := fs.String("cert", "", "PEM certificate")
 	keyFile := fs.String("key", "", "PEM private key")
 	gencert := fs.String("gencert", "", "write a self-signed cert.pem and key.pem into this directory and exit")
-	n := fs.Int("n", 1000, "idle: connections to open")
+	n := fs.Int("n", 1000, "idle, stall: connections to open")
+	upstream := fs.String("upstream", "", "revproxy: the upstream URL")
+	path := fs.String("path", "/", "stall: the path to ask for")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,6 +76,9 @@ func run(args []string) error {
 	}
 	if *mode == "idle" {
 		return idle(*addr, *n)
+	}
+	if *mode == "stall" {
+		return stall(*addr, *path, *n)
 	}
 	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
 	if err != nil {
@@ -82,6 +96,16 @@ func run(args []string) error {
 	handler := httpcore.Text("hello")
 	fmt.Printf("ready %s\n", ln.Addr())
 	switch *mode {
+	case "revproxy":
+		u, err := url.Parse(*upstream)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("-upstream %q: want http://HOST:PORT", *upstream)
+		}
+		rp := httputil.NewSingleHostReverseProxy(u)
+		rp.Transport = &http.Transport{MaxIdleConnsPerHost: 256, MaxIdleConns: 256, IdleConnTimeout: 120 * time.Second}
+		rp.ErrorLog = log.New(io.Discard, "", 0)
+		srv := &http.Server{Handler: rp, TLSConfig: cfg, IdleTimeout: 120 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+		return srv.ServeTLS(ln, "", "")
 	case "nethttp":
 		srv := &http.Server{Handler: handler, TLSConfig: cfg, IdleTimeout: 120 * time.Second}
 		return srv.ServeTLS(ln, "", "")
@@ -165,6 +189,29 @@ func idle(addr string, n int) error {
 		conns = append(conns, c)
 	}
 	fmt.Printf("idle %d\n", len(conns))
+	select {}
+}
+
+// stall opens n TLS connections, sends one GET for path on each and then
+// reads nothing, until killed: n requests in flight, each held by
+// back-pressure somewhere between the upstream and this client.
+func stall(addr, path string, n int) error {
+	cfg := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}
+	conns := make([]net.Conn, 0, n)
+	// The Host is the address: Caddy answers a name its site does not
+	// match with an empty 200 instead of proxying.
+	req := []byte("GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\n\r\n")
+	for i := 0; i < n; i++ {
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			return fmt.Errorf("connection %d: %w", i, err)
+		}
+		if _, err := c.Write(req); err != nil {
+			return err
+		}
+		conns = append(conns, c)
+	}
+	fmt.Printf("stalled %d\n", len(conns))
 	select {}
 }
 
