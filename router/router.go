@@ -157,7 +157,7 @@ func cleanKey(key string) (host, prefix string, err error) {
 	i := strings.IndexByte(key, '/')
 	if i < 0 {
 		if key != "" && !strings.ContainsAny(key, "=") {
-			return "", "", fmt.Errorf("router: mount %q: a host needs a path after it, like %q", key, key+"/")
+			return "", "", fmt.Errorf("router: mount %q must start with \"/\" (a path, like %q) or be a host name followed by a path (like %q)", key, "/"+key, key+"/")
 		}
 		return "", "", fmt.Errorf("router: mount prefix %q must start with \"/\" or a host name", key)
 	}
