@@ -15,6 +15,9 @@
 #   - edge CPU time (utime+stime from /proc/PID/stat) per proxied request
 #     under wrk with CONNS (64) keep-alive connections, "hello" answers,
 #   - edge CPU time per MiB with 1 MiB answers (wrk, BIG_CONNS connections),
+#   - edge CPU time per proxied request from h2 clients (h2load, H2_CONNS
+#     connections of H2_STREAMS streams each, "hello" answers): the edge's
+#     h2 engine in front of the same HTTP/1.1 upstream,
 #   - memory per request in flight: VmRSS growth with STALL_N clients that
 #     each ask for 64 MiB and read nothing (every edge then holds its
 #     requests under back-pressure), divided by STALL_N; measured first, on
@@ -32,11 +35,12 @@
 # completed no request (a stall of the shared machine) is left out.
 #
 # Environment: DUR (seconds per run, 3), ROUNDS (5), CONNS (64), BIG_CONNS
-# (16), STALL_N (200), SERVER_CPU (0), CLIENT_CPU (1), SUBJECTS ("nginx
+# (16), H2_CONNS (16), H2_STREAMS (10), STALL_N (200), SERVER_CPU (0), CLIENT_CPU (1), SUBJECTS ("nginx
 # nethttp caddy tlsedge"; nginx must be among them), BASE_PORT (18440),
 # TLSEDGE0 (a tlsedge binary built from another commit: it joins as the
 # subject tlsedge0, for a before/after comparison in the same run).
-# Needs wrk, nginx (with stub_status), caddy, ss and taskset.
+# Needs wrk, h2load, nginx (with stub_status and http2), caddy, ss and
+# taskset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +48,8 @@ DUR=${DUR:-3}
 ROUNDS=${ROUNDS:-5}
 CONNS=${CONNS:-64}
 BIG_CONNS=${BIG_CONNS:-16}
+H2_CONNS=${H2_CONNS:-16}
+H2_STREAMS=${H2_STREAMS:-10}
 STALL_N=${STALL_N:-200}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
@@ -56,8 +62,8 @@ if [ -n "${TLSEDGE0:-}" ]; then
 	SUBJECTS="$SUBJECTS tlsedge0"
 fi
 
-for tool in wrk nginx ss taskset; do
-	command -v "$tool" >/dev/null || { echo "proxy.sh: $tool not found (Debian: wrk, nginx, iproute2, util-linux)" >&2; exit 1; }
+for tool in wrk h2load nginx ss taskset; do
+	command -v "$tool" >/dev/null || { echo "proxy.sh: $tool not found (Debian: wrk, nghttp2-client, nginx, iproute2, util-linux)" >&2; exit 1; }
 done
 case " $SUBJECTS " in *" caddy "*) command -v caddy >/dev/null || { echo "proxy.sh: caddy not found (Debian: caddy; or leave it out of SUBJECTS)" >&2; exit 1; } ;; esac
 case " $SUBJECTS " in *" nginx "*) ;; *) echo "proxy.sh: nginx must be among SUBJECTS: the ratios are against it" >&2; exit 1 ;; esac
@@ -161,7 +167,7 @@ start_nginx() {
 		keepalive 64;
 	}
 	server {
-		listen 127.0.0.1:${PORTS[nginx]} ssl;
+		listen 127.0.0.1:${PORTS[nginx]} ssl http2;
 		location / {
 			proxy_pass http://up;
 			proxy_http_version 1.1;
@@ -239,6 +245,15 @@ run_wrk() { # subject path conns seconds; prints requests
 	awk '/requests in/ {print $1}' "$work/wrk.out"
 }
 
+run_h2load() { # subject seconds; prints requests answered 2xx
+	taskset -c "$CLIENT_CPU" h2load -c"$H2_CONNS" -m"$H2_STREAMS" -D "$2" "https://127.0.0.1:${PORTS[$1]}/" >"$work/h2load.out" 2>&1 || true
+	if ! grep -q 'status codes: [0-9]* 2xx, 0 3xx, 0 4xx, 0 5xx' "$work/h2load.out"; then
+		echo "proxy.sh: $1 h2: errors under load" >&2
+		grep -E 'requests:|status codes:' "$work/h2load.out" >&2 || cat "$work/h2load.out" >&2
+	fi
+	awk '/^requests:/ {print $8}' "$work/h2load.out"
+}
+
 # measure SUBJECT KIND: prints "us-per-unit requests [accepted established timewait]"
 measure() {
 	local t0 t1 n a0 a1 est tw
@@ -257,6 +272,12 @@ measure() {
 		[ "$tw" -lt 0 ] && tw=0
 		awk -v d=$((t1 - t0)) -v clk="$CLK" -v n="$n" -v a=$((a1 - a0 - 1)) -v e="$est" -v tw="$tw" \
 			'BEGIN {printf "%.2f %d %d %d %d\n", (n > 0 ? d * 1e6 / clk / n : 0), n, a, e, tw}'
+		;;
+	h2)
+		t0=$(cpu_ticks "$1")
+		n=$(run_h2load "$1" "$DUR")
+		t1=$(cpu_ticks "$1")
+		awk -v d=$((t1 - t0)) -v clk="$CLK" -v n="${n:-0}" 'BEGIN {printf "%.2f %d\n", (n > 0 ? d * 1e6 / clk / n : 0), n}'
 		;;
 	big)
 		t0=$(cpu_ticks "$1")
@@ -298,12 +319,13 @@ for s in $SUBJECTS; do
 	printf 'in flight %-8s %8s B/request (%d upstream connections held)\n' "$s" "$b" "$est"
 	run_wrk "$s" / "$CONNS" 1 >/dev/null # warm-up: pools filled, heap grown
 	run_wrk "$s" /big "$BIG_CONNS" 1 >/dev/null
+	run_h2load "$s" 1 >/dev/null
 done
 for round in $(seq "$ROUNDS"); do
 	order=$SUBJECTS
 	[ $((round % 2)) -eq 0 ] && order=$(echo "$SUBJECTS" | tr ' ' '\n' | tac | paste -sd' ')
 	line="round $round"
-	for kind in hello big; do
+	for kind in hello big h2; do
 		for s in $order; do
 			read -r us n rest < <(measure "$s" "$kind")
 			echo "$s $kind $us $round $n $rest" >>"$results"
@@ -321,17 +343,18 @@ ratios() { # subject kind: subject / nginx per round, one per line
 		END {for (i in r) if (v["nginx", i] > 0 && v[m, i] > 0) printf "%.3f\n", v[m, i] / v["nginx", i]}' "$results"
 }
 echo
-printf '%-8s %14s %14s %16s   %s\n' edge "hello us/req" "1 MiB us/MiB" "in flight B/req" "upstream connections in the hello runs"
+printf '%-8s %14s %14s %14s %16s   %s\n' edge "hello us/req" "1 MiB us/MiB" "h2 us/req" "in flight B/req" "upstream connections in the hello runs"
 for s in $SUBJECTS; do
-	printf '%-8s %14s %14s %16s   opened per 1000 requests %s (max %s in a run), established %s, TIME_WAIT added max %s\n' \
-		"$s" "$(col $s hello)" "$(col $s big)" "$(col $s stall)" \
+	printf '%-8s %14s %14s %14s %16s   opened per 1000 requests %s (max %s in a run), established %s, TIME_WAIT added max %s\n' \
+		"$s" "$(col $s hello)" "$(col $s big)" "$(col $s h2)" "$(col $s stall)" \
 		"$(awk -v m="$s" '$1 == m && $2 == "hello" && $5 > 0 {printf "%.2f\n", $6 * 1000 / $5}' "$results" | median)" \
 		"$(maxcol $s hello 6)" "$(col $s hello 7)" "$(maxcol $s hello 8)"
 done
 echo "ratios to nginx (medians of per-round ratios):"
 for s in $SUBJECTS; do
 	[ "$s" = nginx ] && continue
-	printf '%-8s hello %.2fx  1 MiB %.2fx\n' "$s" "$(ratios $s hello | median)" "$(ratios $s big | median)"
+	printf '%-8s hello %.2fx  1 MiB %.2fx  h2 %.2fx\n' "$s" "$(ratios $s hello | median)" "$(ratios $s big | median)" "$(ratios $s h2 | median)"
 	echo "  per-round hello: $(ratios $s hello | sort -n | paste -sd' ')"
 	echo "  per-round 1 MiB: $(ratios $s big | sort -n | paste -sd' ')"
+	echo "  per-round h2:    $(ratios $s h2 | sort -n | paste -sd' ')"
 done
