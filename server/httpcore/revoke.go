@@ -2,13 +2,13 @@ package httpcore
 
 import "tlsedge/conninfo"
 
-// Revoke ends the HTTP/1 connections whose facts deny picks, for a reload
-// that takes an identity's access away: an idle keep-alive connection is
-// closed at once (as Shutdown closes idle ones), a busy one finishes its
-// current response, sent with Connection: close, and is then closed. It
-// returns how many connections were picked. An h2 connection is not closed
-// (its streams are independent requests); each new stream on it meets the
-// handler, and so the new policy, afresh.
+// Revoke ends the connections whose facts deny picks, for a reload that
+// takes an identity's access away: an idle keep-alive connection is closed
+// at once (as Shutdown closes idle ones), a busy one finishes its current
+// response, sent with Connection: close, and is then closed. An h2
+// connection gets GOAWAY, as at Shutdown: its streams in progress finish,
+// no new one is taken, and it closes when they are done. It returns how
+// many connections were picked.
 //
 // deny runs outside the core's lock: it may consult the user database.
 func (c *Core) Revoke(deny func(*conninfo.Info) bool) int {
@@ -26,6 +26,11 @@ func (c *Core) Revoke(deny func(*conninfo.Info) bool) int {
 		}
 	}
 	var idle []*conn
+	for _, cn := range picked {
+		if sc := cn.h2.Load(); sc != nil {
+			sc.shutdown()
+		}
+	}
 	c.mu.Lock()
 	for _, cn := range picked {
 		if _, open := c.conns[cn]; open && cn.state.CompareAndSwap(stateIdle, stateClosing) {
