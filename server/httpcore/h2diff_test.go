@@ -1,0 +1,459 @@
+package httpcore
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"log"
+	"net/http"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"tlsedge/conninfo"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// FuzzH2Differential sends the same client frames (after the preface) to the
+// core's h2 engine and to x/net's http2.Server, both with the same echo
+// handler, and compares what came out at the level of streams: for each
+// stream the client finished, the response (status, the echoed method, path
+// and body) or that it was reset; and whether the connection ended with a
+// GOAWAY carrying an error. x/net is here only as a reference: it is the
+// server the engine replaced.
+//
+// The input is not raw bytes but a program of frames (h2prog): HEADERS with
+// fields chosen from lists of good and bad values, CONTINUATION, DATA,
+// RST_STREAM, WINDOW_UPDATE, SETTINGS, PING, PRIORITY, GOAWAY and an unknown
+// frame type, so that most inputs are well-framed and reach the streams.
+// The differences that are intended are the narrow exceptions of
+// h2DiffExcused.
+func FuzzH2Differential(f *testing.F) {
+	for _, seed := range h2DiffSeeds() {
+		f.Add(seed)
+	}
+	ours := newCore(f, echoHandler(), func(o *Options) {
+		o.ThreadPool = 300
+		o.MaxRequestBodySize = 1 << 20
+	})
+	ref := &http2.Server{MaxConcurrentStreams: h2MaxStreams}
+	f.Fuzz(func(t *testing.T, prog []byte) {
+		in, sent := h2prog(prog)
+		a := h2Run(in, sent, func(nc net.Conn) {
+			info := &conninfo.Info{Transport: "tcp", TLS: &tls.ConnectionState{NegotiatedProtocol: "h2", HandshakeComplete: true}}
+			ours.ServeConn(nc, info)
+		})
+		b := h2Run(in, sent, func(nc net.Conn) {
+			ref.ServeConn(nc, &http2.ServeConnOpts{Handler: echoHandler(), BaseConfig: &http.Server{ErrorLog: log.New(io.Discard, "", 0)}})
+		})
+		if testing.Verbose() && os.Getenv("H2DIFF_SHOW") != "" {
+			t.Logf("engine: %s\nx/net:  %s", a, b)
+		}
+		if d := h2Compare(a, b); d != "" {
+			t.Fatalf("the engine and x/net differ: %s\nengine: %s\nx/net:  %s", d, a, b)
+		}
+	})
+}
+
+// h2sent is what the client did to a stream: sent a whole request
+// (HEADERS and END_STREAM) and did not reset it.
+type h2sent map[uint32]bool
+
+// h2prog turns the fuzzer's bytes into client frames. It returns the
+// frames and the streams the client finished (sent END_STREAM on and did
+// not reset), the ones whose outcome is compared.
+func h2prog(p []byte) ([]byte, h2sent) {
+	var b, hb bytes.Buffer
+	fr := http2.NewFramer(&b, nil)
+	fr.AllowIllegalWrites = true
+	he := hpack.NewEncoder(&hb)
+	next := func() byte {
+		if len(p) == 0 {
+			return 0
+		}
+		c := p[0]
+		p = p[1:]
+		return c
+	}
+	// Streams are mostly the next odd ids in order; sometimes an old one,
+	// 0, an even one or one far ahead.
+	var last uint32
+	stream := func() uint32 {
+		c := next()
+		switch c % 8 {
+		case 0, 1, 2, 3:
+			if last += 2; last%2 == 0 {
+				last--
+			}
+			return last
+		case 4:
+			return max(last, 1)
+		case 5:
+			return uint32(c/8) | 1
+		case 6:
+			return 0
+		default:
+			return uint32(c/8) * 2
+		}
+	}
+	opened := map[uint32]bool{}
+	sent := h2sent{}
+	ended := map[uint32]bool{}
+	fr.WriteSettings()
+	for n := 0; len(p) > 0 && n < 64; n++ {
+		switch op := next(); op % 12 {
+		case 0, 1, 2: // HEADERS
+			id := stream()
+			fl := next()
+			if fl&0x40 != 0 && opened[id] {
+				// trailers
+				hb.Reset()
+				he.WriteField(hpack.HeaderField{Name: h2DiffRegular[int(next())%len(h2DiffRegular)][0], Value: "t"})
+			} else {
+				hb.Reset()
+				h2fields(he, next)
+			}
+			block := bytes.Clone(hb.Bytes())
+			endStream := fl&1 == 0
+			if fl&2 != 0 && len(block) > 1 { // split into HEADERS and CONTINUATION
+				cut := int(next()) % len(block)
+				fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block[:cut], EndStream: endStream})
+				if fl&4 != 0 { // something else between: a connection error
+					fr.WritePing(false, [8]byte{})
+				}
+				fr.WriteContinuation(id, true, block[cut:])
+			} else {
+				var pad uint8
+				if fl&8 != 0 {
+					pad = next() % 8
+				}
+				fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block, EndStream: endStream, EndHeaders: fl&16 == 0, PadLength: pad, Priority: http2.PriorityParam{StreamDep: uint32(fl>>5) & 3, Weight: fl}})
+			}
+			opened[id] = true
+			if endStream && !ended[id] {
+				ended[id] = true
+				sent[id] = true
+			}
+		case 3, 4: // DATA
+			id := stream()
+			if id != 0 && !opened[id] && next()&1 == 0 {
+				id = last
+			}
+			fl := next()
+			n := int(next())
+			if fl&4 != 0 {
+				n *= 64
+			}
+			endStream := fl&1 == 0
+			if fl&2 != 0 {
+				fr.WriteDataPadded(id, endStream, make([]byte, n), make([]byte, fl>>5))
+			} else {
+				fr.WriteData(id, endStream, bytes.Repeat([]byte{'d'}, n))
+			}
+			if endStream && opened[id] && !ended[id] {
+				ended[id] = true
+				sent[id] = true
+			}
+		case 5: // RST_STREAM
+			id := stream()
+			fr.WriteRSTStream(id, http2.ErrCode(next()%14))
+			delete(sent, id)
+			ended[id] = true
+		case 6: // WINDOW_UPDATE
+			id := uint32(0)
+			if next()&1 != 0 {
+				id = stream()
+			}
+			incs := []uint32{1, 100, 65535, 1 << 20, 1<<31 - 1, 0}
+			fr.WriteWindowUpdate(id, incs[int(next())%len(incs)])
+		case 7: // SETTINGS
+			var ss []http2.Setting
+			for range next() % 4 {
+				c := next()
+				vals := []uint32{0, 1, 100, 4096, 16384, 65535, 1 << 20, 1<<31 - 1, 1 << 31, 1<<24 - 1, 1 << 24}
+				ss = append(ss, http2.Setting{ID: http2.SettingID(c%8 + 1), Val: vals[int(next())%len(vals)]})
+			}
+			if len(ss) > 0 && next()&7 == 0 {
+				fr.WriteSettingsAck() // an ACK with a payload is written below as raw
+				ss = nil
+			}
+			fr.WriteSettings(ss...)
+		case 8: // PING
+			c := next()
+			fr.WritePing(c&1 != 0, [8]byte{c})
+		case 9: // PRIORITY
+			id := stream()
+			c := next()
+			fr.WritePriority(id, http2.PriorityParam{StreamDep: uint32(c>>4) | 1, Weight: c})
+		case 10: // GOAWAY from the client
+			fr.WriteGoAway(last, http2.ErrCode(next()%3), nil)
+		default: // a frame of unknown type, or a frame of a wrong length
+			c := next()
+			if c&1 == 0 {
+				fr.WriteRawFrame(0x20+http2.FrameType(c>>4), 0, uint32(next()), []byte("x"))
+			} else {
+				kinds := []http2.FrameType{http2.FramePing, http2.FrameRSTStream, http2.FrameWindowUpdate, http2.FrameSettings, http2.FramePriority}
+				fr.WriteRawFrame(kinds[int(c>>1)%len(kinds)], 0, uint32(next()%4), make([]byte, int(next()%10)))
+			}
+		}
+	}
+	return b.Bytes(), sent
+}
+
+// The header fields of a request: each pseudo-header from a list with good
+// and bad values, sometimes left out, then regular fields.
+var (
+	h2DiffMethods = []string{"GET", "POST", "HEAD", "PUT", "OPTIONS", "CONNECT", "", "get", "G T", "DELETE"}
+	h2DiffPaths   = []string{"/", "/a/b?c=d", "", "*", "x", "//a", "/a b", "/%zz", "http://h/p", "/\x7f"}
+	h2DiffSchemes = []string{"https", "http", "", "ftp"}
+	h2DiffAuths   = []string{"a", "example.com:443", "", "a b", "[::1]:8", "a@b", "a/b"}
+	h2DiffRegular = [][2]string{
+		{"content-length", "0"}, {"content-length", "3"}, {"content-length", "-1"}, {"content-length", "x"},
+		{"content-length", "100"}, {"connection", "close"}, {"te", "trailers"}, {"te", "gzip"},
+		{"keep-alive", "1"}, {"transfer-encoding", "chunked"}, {"upgrade", "h2c"}, {"host", "b"},
+		{"X-Upper", "v"}, {"x-a", "v\x00"}, {"x-a", " v"}, {"x-a", ""}, {"", "v"}, {"x y", "v"},
+		{":path", "/again"}, {":method", "GET"}, {":protocol", "websocket"}, {":unknown", "v"},
+		{"cookie", "a=1"}, {"cookie", "b=2"}, {"x-a", "v\r\n"}, {"proxy-connection", "x"},
+		{"content-type", "text/plain"}, {"accept", "*/*"},
+	}
+)
+
+func h2fields(he *hpack.Encoder, next func() byte) {
+	pseudo := []struct {
+		name string
+		vals []string
+	}{{":method", h2DiffMethods}, {":scheme", h2DiffSchemes}, {":authority", h2DiffAuths}, {":path", h2DiffPaths}}
+	var late []hpack.HeaderField
+	for _, ps := range pseudo {
+		c := next()
+		switch {
+		case c&0xe0 == 0xe0: // left out
+		case c&0xe0 == 0xc0: // after a regular field
+			late = append(late, hpack.HeaderField{Name: ps.name, Value: ps.vals[int(c)%len(ps.vals)]})
+		default:
+			he.WriteField(hpack.HeaderField{Name: ps.name, Value: ps.vals[int(c)%len(ps.vals)]})
+		}
+	}
+	for range next() % 4 {
+		kv := h2DiffRegular[int(next())%len(h2DiffRegular)]
+		he.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+	}
+	for _, hf := range late {
+		he.WriteField(hf)
+	}
+}
+
+// h2outcome is what a server did with one connection.
+type h2outcome struct {
+	streams map[uint32]string // per finished stream: "status method path len" or "reset CODE"
+	goaway  string            // "" (none), "NO_ERROR" or the error
+	hung    bool              // a finished stream got no answer in time
+	bad     string            // the server wrote something that is not h2
+}
+
+func (o h2outcome) String() string {
+	ids := make([]uint32, 0, len(o.streams))
+	for id := range o.streams {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	var b strings.Builder
+	for _, id := range ids {
+		fmt.Fprintf(&b, "[%d: %s] ", id, o.streams[id])
+	}
+	fmt.Fprintf(&b, "goaway=%q hung=%v bad=%q", o.goaway, o.hung, o.bad)
+	return b.String()
+}
+
+// h2Run serves one connection with serve and sends it the preface and in,
+// then a PING of its own, and collects the outcome: it waits for the PING's
+// acknowledgement and then for every stream of sent to end (or the
+// connection to), a second at most.
+func h2Run(in []byte, sent h2sent, serve func(net.Conn)) h2outcome {
+	cc, sc := net.Pipe()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		defer sc.Close()
+		serve(sc)
+	}()
+	go func() {
+		cc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		cc.Write([]byte(http2.ClientPreface))
+		cc.Write(in)
+		fr := http2.NewFramer(cc, nil)
+		fr.WritePing(false, [8]byte{'d', 'i', 'f', 'f'})
+	}()
+	out := h2outcome{streams: map[uint32]string{}}
+	type stream struct {
+		status, method, path, xlen string
+		body                       int
+		done                       bool
+	}
+	streams := map[uint32]*stream{}
+	get := func(id uint32) *stream {
+		if streams[id] == nil {
+			streams[id] = &stream{}
+		}
+		return streams[id]
+	}
+	pinged := false
+	settled := func() bool {
+		if !pinged {
+			return false
+		}
+		for id := range sent {
+			if s := streams[id]; s == nil || !s.done {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(time.Second)
+	cc.SetReadDeadline(deadline)
+	fr := http2.NewFramer(io.Discard, cc)
+	fr.ReadMetaHeaders = hpack.NewDecoder(65536, nil)
+	fr.MaxHeaderListSize = 1 << 20
+	for !settled() {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				out.hung = true
+			} else if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrClosedPipe) {
+				out.bad = err.Error()
+			}
+			break
+		}
+		switch f := f.(type) {
+		case *http2.PingFrame:
+			if f.IsAck() && f.Data == [8]byte{'d', 'i', 'f', 'f'} {
+				pinged = true
+			}
+		case *http2.GoAwayFrame:
+			out.goaway = f.ErrCode.String()
+			if f.ErrCode != http2.ErrCodeNo {
+				// A closing connection may be read on for a while (the
+				// engine drains), but nothing more comes.
+				pinged, sent = true, nil
+			}
+		case *http2.RSTStreamFrame:
+			s := get(f.StreamID)
+			if !s.done {
+				s.status, s.done = "reset "+f.ErrCode.String(), true
+			}
+		case *http2.MetaHeadersFrame:
+			s := get(f.StreamID)
+			if s.status == "" {
+				s.status = f.PseudoValue("status")
+				for _, hf := range f.RegularFields() {
+					switch hf.Name {
+					case "x-method":
+						s.method = hf.Value
+					case "x-path":
+						s.path = hf.Value
+					case "x-len":
+						s.xlen = hf.Value
+					}
+				}
+			}
+			if f.StreamEnded() {
+				s.done = true
+			}
+		case *http2.DataFrame:
+			s := get(f.StreamID)
+			s.body += len(f.Data())
+			if f.StreamEnded() {
+				s.done = true
+			}
+		}
+	}
+	cc.Close()
+	select {
+	case <-served:
+	case <-time.After(5 * time.Second):
+		out.bad = "the server did not return after its connection closed"
+	}
+	for id := range sent {
+		s := streams[id]
+		switch {
+		case s == nil:
+			out.streams[id] = "none"
+		case !s.done:
+			out.streams[id] = "unfinished " + s.status
+		case strings.HasPrefix(s.status, "reset"):
+			out.streams[id] = s.status
+		default:
+			out.streams[id] = fmt.Sprintf("%s %s %s %s/%d", s.status, s.method, s.path, s.xlen, s.body)
+		}
+	}
+	return out
+}
+
+// h2Compare says how a (the engine) and b (x/net) differ, "" if they do not
+// or only as h2DiffExcused allows.
+func h2Compare(a, b h2outcome) string {
+	if a.bad != "" {
+		return "the engine: " + a.bad
+	}
+	if a.hung && !b.hung {
+		return "a finished stream of the engine got no answer"
+	}
+	aerr := a.goaway != "" && a.goaway != "NO_ERROR"
+	berr := b.goaway != "" && b.goaway != "NO_ERROR"
+	if aerr != berr {
+		if why := h2DiffExcusedConn(a, b); why != "" {
+			return ""
+		}
+		return fmt.Sprintf("connection error %q vs %q", a.goaway, b.goaway)
+	}
+	if aerr || a.hung || b.hung {
+		// The connection failed on both sides: which streams completed
+		// before it did is a matter of timing.
+		return ""
+	}
+	var diffs []string
+	for id := range a.streams {
+		sa, sb := a.streams[id], b.streams[id]
+		if sa != sb && !h2DiffExcused(sa, sb) {
+			diffs = append(diffs, fmt.Sprintf("stream %d: %q vs %q", id, sa, sb))
+		}
+	}
+	sort.Strings(diffs)
+	return strings.Join(diffs, "; ")
+}
+
+// h2DiffExcused is the list of intended differences on one stream.
+func h2DiffExcused(a, b string) bool {
+	return false
+}
+
+// h2DiffExcusedConn is the list of intended differences in how a
+// connection ends; it returns why one is excused.
+func h2DiffExcusedConn(a, b h2outcome) string {
+	return ""
+}
+
+// h2DiffSeeds are programs for h2prog: a GET, a POST with a body, trailers,
+// a split header block, and control frames.
+func h2DiffSeeds() [][]byte {
+	get := []byte{0, 0, 0, 0, 0, 0, 0, 0}
+	return [][]byte{
+		get,
+		slices.Concat(get, get, get, get, get),
+		{0, 0, 1, 1, 0, 0, 0, 1, 1, 3, 4, 0, 3},
+		{0, 0, 1, 1, 0, 0, 0, 0, 3, 4, 1, 2, 0, 4, 0x40, 6},
+		{0, 0, 2, 0, 0, 0, 0, 0, 3},
+		slices.Concat([]byte{7, 2, 3, 6, 0, 0, 1}, get),
+		slices.Concat([]byte{8, 0, 6, 0, 2, 9, 0, 5}, get),
+		slices.Concat(get, []byte{5, 4, 8}, get),
+	}
+}
