@@ -154,6 +154,7 @@ type h2sconn struct {
 	hstream  uint32
 	hend     bool
 	hprio    bool
+	hselfdep bool // the HEADERS made its stream depend on itself
 	fields   []hpack.HeaderField
 	fsize    int64
 	tooBig   bool
@@ -759,9 +760,11 @@ func (sc *h2sconn) onHeaders(f *http2.HeadersFrame, now time.Time) error {
 	if id%2 == 0 {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
-	if f.HasPriority() && f.Priority.StreamDep == id {
-		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
-	}
+	// A stream that depends on itself is the stream's error, but its header
+	// block is decoded all the same (endBlock): the HPACK table is the
+	// connection's, and skipping a block would decode the next requests
+	// against a table the client does not have.
+	sc.hselfdep = f.HasPriority() && f.Priority.StreamDep == id
 	if len(f.HeaderBlockFragment()) == 0 {
 		if err := sc.cheap(now); err != nil {
 			return err
@@ -809,6 +812,11 @@ func (sc *h2sconn) endBlock() error {
 	id := sc.hstream
 	sc.mu.Lock()
 	st := sc.streams[id]
+	if sc.hselfdep {
+		sc.maxID = max(sc.maxID, id)
+		sc.mu.Unlock()
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
+	}
 	if id <= sc.maxID {
 		defer sc.mu.Unlock()
 		if st == nil {

@@ -527,3 +527,50 @@ func TestH2OwnManyStreams(t *testing.T) {
 		t.Fatalf("requests %d on %d h2 connections, want %d on 1", st.Requests, st.H2Connections, workers*each)
 	}
 }
+
+// A HEADERS whose stream depends on itself is that stream's error
+// (PROTOCOL_ERROR), but its header block still goes through the
+// connection's HPACK decoder: the client's encoder has added its fields to
+// the dynamic table, and the next request refers to them. Found by
+// FuzzH2Differential: the engine skipped the block and failed the next
+// request with COMPRESSION_ERROR, where x/net answers it.
+func TestH2OwnSelfDependentHeadersKeepHPACK(t *testing.T) {
+	c := ownCore(t, echoHandler(), nil)
+	addr, client := startTLS(t, c)
+	f := dialFramer(t, addr, client)
+	f.settled(t)
+	block := f.headerBlock("/self") // indexes :authority and :path
+	f.writeRaw(func(fr *http2.Framer) error {
+		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block, EndStream: true, EndHeaders: true,
+			Priority: http2.PriorityParam{StreamDep: 1, Weight: 15}})
+	})
+	block = f.headerBlock("/self") // now all from the dynamic table
+	f.writeRaw(func(fr *http2.Framer) error {
+		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: block, EndStream: true, EndHeaders: true})
+	})
+	var reset, answered bool
+	timeout := time.After(5 * time.Second)
+	for !reset || !answered {
+		select {
+		case ev, ok := <-f.frames:
+			if !ok {
+				t.Fatalf("connection ended: reset of stream 1 %v, answer on stream 3 %v", reset, answered)
+			}
+			switch {
+			case ev.Type == http2.FrameGoAway:
+				t.Fatalf("GOAWAY %v: the connection's HPACK state was lost", ev.code)
+			case ev.Type == http2.FrameRSTStream && ev.StreamID == 1:
+				if ev.code != http2.ErrCodeProtocol {
+					t.Fatalf("stream 1 reset with %v, want PROTOCOL_ERROR", ev.code)
+				}
+				reset = true
+			case ev.Type == http2.FrameHeaders && ev.StreamID == 3:
+				answered = true
+			case ev.StreamID == 1 && ev.Type != http2.FrameRSTStream:
+				t.Fatalf("stream 1 got %v, want only its reset", ev.Type)
+			}
+		case <-timeout:
+			t.Fatalf("reset of stream 1 %v, answer on stream 3 %v", reset, answered)
+		}
+	}
+}
