@@ -462,6 +462,9 @@ var h2DiffExcused = map[string]string{
 	// any token, and resets a method that is not one).
 	`501 "method not implemented"`: "",
 	`400 "malformed method"`:       "",
+	// :authority is checked as HTTP/1.1's Host (validHost, stricter than
+	// x/net's check).
+	`400 "malformed Host header"`: "",
 	// canonical.go: the target and path checks, as for HTTP/1.1.
 	`400 "h2 :path must be origin-form or *"`: "",
 	`400 "encoded slash in path"`:             "",

@@ -874,6 +874,14 @@ func (sc *h2sconn) endBlock() error {
 		sc.respondReject(st, errHeadTooLarge)
 		return nil
 	}
+	// :authority (or Host) is checked as HTTP/1.1 checks Host: routing
+	// by host and the upstream's Host must not see a value HTTP/1.1 would
+	// have refused.
+	if req.Host != "" && !validHost(req.Host) {
+		sc.mu.Unlock()
+		sc.respondReject(st, errBadHost)
+		return nil
+	}
 	sc.running++
 	st.handler = true
 	sc.mu.Unlock()

@@ -574,3 +574,75 @@ func TestH2OwnSelfDependentHeadersKeepHPACK(t *testing.T) {
 		}
 	}
 }
+
+// h2Status sends one GET with the given pseudo-header and regular fields
+// on a new connection and returns the response's :status, or "reset CODE"
+// or "goaway CODE".
+func h2Status(t *testing.T, addr string, client *http.Client, fields ...string) string {
+	t.Helper()
+	cfg := client.Transport.(*http.Transport).TLSClientConfig.Clone()
+	cfg.NextProtos = []string{"h2"}
+	cfg.ServerName = "127.0.0.1"
+	tc, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(tc, http2.ClientPreface)
+	fr := http2.NewFramer(tc, tc)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for i := 0; i+1 < len(fields); i += 2 {
+		enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+	}
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			return f.PseudoValue("status")
+		case *http2.RSTStreamFrame:
+			return "reset " + f.ErrCode.String()
+		case *http2.GoAwayFrame:
+			return "goaway " + f.ErrCode.String()
+		}
+	}
+}
+
+// :authority is checked as HTTP/1.1 checks Host (400 "malformed Host
+// header"), and so is a Host field standing in for an absent :authority.
+// Found by FuzzH2Differential: the engine passed "a/b" to the handler as
+// the request's Host, where HTTP/1.1 refuses it and x/net resets the
+// stream.
+func TestH2OwnAuthorityChecked(t *testing.T) {
+	c := ownCore(t, echoHandler(), nil)
+	addr, client := startTLS(t, c)
+	for _, tc := range []struct {
+		fields []string
+		want   string
+	}{
+		{[]string{":authority", "example.com:443"}, "200"},
+		{[]string{":authority", "[::1]:8443"}, "200"},
+		{[]string{":authority", "a/b"}, "400"},
+		{[]string{":authority", "a@b"}, "400"},
+		{[]string{":authority", "a:b"}, "400"},
+		{[]string{":authority", "[::1"}, "400"},
+		{[]string{"host", "a/b"}, "400"},
+	} {
+		fields := []string{":method", "GET", ":scheme", "https", ":path", "/"}
+		if tc.fields[0] == "host" {
+			fields = append(fields, tc.fields...)
+		} else {
+			fields = append(tc.fields, fields...)
+		}
+		if got := h2Status(t, addr, client, fields...); got != tc.want {
+			t.Errorf("%q: got %s, want %s", tc.fields, got, tc.want)
+		}
+	}
+}
