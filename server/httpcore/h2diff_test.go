@@ -524,14 +524,6 @@ func h2DiffExcusedConn(a, b h2outcome) string {
 	if strings.Contains(a.sent[0], "goaway\n") && !a.hung && a.bad == "" {
 		return "the client sent GOAWAY first"
 	}
-	// A request's HEADERS on a stream the server has reset (a stream
-	// error in its first HEADERS): the stream was opened and is closed,
-	// and the engine answers STREAM_CLOSED on the connection (RFC 9113
-	// section 5.1, as h2spec checks); x/net counts such a stream as never
-	// opened.
-	if strings.Contains(a.sent[0], "reopened\n") && a.goaway == "STREAM_CLOSED" && b.goaway == "" {
-		return "a stream reopened"
-	}
 	return ""
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -187,6 +188,8 @@ type h2sconn struct {
 	pingAt      time.Time
 	idleTimer   *time.Timer
 	flood       h2bucket
+	resetIDs    [16]uint32 // streams this end reset lately (noteResetLocked)
+	resetNext   int
 	resets      h2bucket
 	tableSize   uint32
 	tableChange bool
@@ -380,6 +383,7 @@ func (sc *h2sconn) frameError(err error) {
 			sc.resetLocked(st, se.Code, true)
 		} else {
 			sc.queueCtrlLocked(h2ctrl{typ: http2.FrameRSTStream, id: se.StreamID, code: se.Code})
+			sc.noteResetLocked(se.StreamID)
 		}
 		sc.mu.Unlock()
 	}
@@ -820,6 +824,12 @@ func (sc *h2sconn) endBlock() error {
 	if id <= sc.maxID {
 		defer sc.mu.Unlock()
 		if st == nil {
+			if sc.resetByUsLocked(id) {
+				// RFC 9113 section 5.1: frames on a stream this end
+				// has reset are ignored (the client may have sent them
+				// before the reset reached it); its block is decoded.
+				return nil
+			}
 			return http2.ConnectionError(http2.ErrCodeStreamClosed)
 		}
 		if st.remoteDone {
@@ -1117,11 +1127,24 @@ func (sc *h2sconn) resetLocked(st *h2stream, code http2.ErrCode, send bool) {
 	st.hdr = nil
 	if send {
 		sc.queueCtrlLocked(h2ctrl{typ: http2.FrameRSTStream, id: st.id, code: code})
+		sc.noteResetLocked(st.id)
 	}
 	st.cancel()
 	signal(st.inWake)
 	signal(st.room)
 	sc.closeStreamLocked(st)
+}
+
+// noteResetLocked remembers that this end reset stream id, among the last
+// len(resetIDs) such streams: a HEADERS the client sent on it before the
+// reset reached it is ignored rather than a connection error.
+func (sc *h2sconn) noteResetLocked(id uint32) {
+	sc.resetIDs[sc.resetNext%len(sc.resetIDs)] = id
+	sc.resetNext++
+}
+
+func (sc *h2sconn) resetByUsLocked(id uint32) bool {
+	return id != 0 && slices.Contains(sc.resetIDs[:], id)
 }
 
 func (sc *h2sconn) closeStreamLocked(st *h2stream) {

@@ -646,3 +646,65 @@ func TestH2OwnAuthorityChecked(t *testing.T) {
 		}
 	}
 }
+
+// A client's trailers on a stream the server has just reset (here for a
+// request without :path) are ignored, as RFC 9113 section 5.1 wants of
+// frames on a stream this end reset: the client may have sent them before
+// the reset reached it. Found by FuzzH2Differential: the engine ended the
+// whole connection with STREAM_CLOSED, its other streams with it.
+func TestH2OwnHeadersAfterOurResetIgnored(t *testing.T) {
+	c := ownCore(t, echoHandler(), nil)
+	addr, client := startTLS(t, c)
+	f := dialFramer(t, addr, client)
+	f.settled(t)
+	block := func(kv ...string) []byte {
+		f.wmu.Lock()
+		defer f.wmu.Unlock()
+		f.hb.Reset()
+		for i := 0; i+1 < len(kv); i += 2 {
+			f.enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+		}
+		return bytes.Clone(f.hb.Bytes())
+	}
+	bad := block(":method", "POST", ":scheme", "https", ":authority", "127.0.0.1") // no :path
+	f.writeRaw(func(fr *http2.Framer) error {
+		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: bad, EndHeaders: true})
+	})
+	reset := false
+	timeout := time.After(5 * time.Second)
+	for !reset {
+		select {
+		case ev, ok := <-f.frames:
+			if !ok {
+				t.Fatal("connection ended")
+			}
+			reset = ev.Type == http2.FrameRSTStream && ev.StreamID == 1
+		case <-timeout:
+			t.Fatal("stream 1 not reset")
+		}
+	}
+	trailers := block("x-t", "v")
+	f.writeRaw(func(fr *http2.Framer) error {
+		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: trailers, EndStream: true, EndHeaders: true})
+	})
+	get := f.headerBlock("/after")
+	f.writeRaw(func(fr *http2.Framer) error {
+		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: get, EndStream: true, EndHeaders: true})
+	})
+	for {
+		select {
+		case ev, ok := <-f.frames:
+			if !ok {
+				t.Fatal("connection ended")
+			}
+			if ev.Type == http2.FrameGoAway {
+				t.Fatalf("GOAWAY %v for trailers on a stream the server reset", ev.code)
+			}
+			if ev.Type == http2.FrameHeaders && ev.StreamID == 3 {
+				return
+			}
+		case <-timeout:
+			t.Fatal("no answer on stream 3")
+		}
+	}
+}
