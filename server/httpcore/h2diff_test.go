@@ -294,7 +294,7 @@ func (o h2outcome) String() string {
 // h2Run serves one connection with serve and sends it the preface and in,
 // then a PING of its own, and collects the outcome: it waits for the PING's
 // acknowledgement and then for every stream of sent to end (or the
-// connection to), a second at most.
+// connection to), 3 seconds at most.
 func h2Run(in []byte, sent h2sent, serve func(net.Conn)) h2outcome {
 	cc, sc := net.Pipe()
 	served := make(chan struct{})
@@ -336,7 +336,7 @@ func h2Run(in []byte, sent h2sent, serve func(net.Conn)) h2outcome {
 		}
 		return true
 	}
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(3 * time.Second)
 	cc.SetReadDeadline(deadline)
 	fr := http2.NewFramer(io.Discard, cc)
 	fr.ReadMetaHeaders = hpack.NewDecoder(65536, nil)
@@ -353,6 +353,9 @@ func h2Run(in []byte, sent h2sent, serve func(net.Conn)) h2outcome {
 					if s := streams[id]; id != 0 && (s == nil || !s.done) {
 						out.hung = true
 					}
+				}
+				if !pinged && out.goaway == "" {
+					out.hung = true // neither the PING answered nor the connection ended
 				}
 			} else if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrClosedPipe) {
 				out.bad = err.Error()
