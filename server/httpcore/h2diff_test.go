@@ -527,6 +527,16 @@ func h2DiffExcusedConn(a, b h2outcome) string {
 	if strings.Contains(a.sent[0], "goaway\n") && !a.hung && a.bad == "" {
 		return "the client sent GOAWAY first"
 	}
+	// A new request's HEADERS on a stream the engine has reset: the
+	// engine ignores it, as frames on a stream it reset (RFC 9113 section
+	// 5.1, noteResetLocked); x/net ends the connection.
+	if strings.Contains(a.sent[0], "reopened\n") && a.goaway == "" && !a.hung && b.goaway != "" {
+		for id, o := range a.streams {
+			if id != 0 && strings.HasPrefix(o, "reset ") {
+				return "a request on a stream the engine reset"
+			}
+		}
+	}
 	return ""
 }
 
