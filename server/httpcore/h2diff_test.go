@@ -324,9 +324,11 @@ func h2Run(in []byte, sent h2sent, serve func(net.Conn)) h2outcome {
 		}
 		return streams[id]
 	}
-	pinged := false
+	// Past a GOAWAY (either side's) nothing more than the streams' ends
+	// is waited for: a closing server may read on for a while.
+	pinged, goaway := false, strings.Contains(sent[0], "goaway\n")
 	settled := func() bool {
-		if !pinged {
+		if !pinged && !goaway {
 			return false
 		}
 		for id := range sent {
@@ -368,7 +370,7 @@ func h2Run(in []byte, sent h2sent, serve func(net.Conn)) h2outcome {
 				pinged = true
 			}
 		case *http2.GoAwayFrame:
-			out.goaway = f.ErrCode.String()
+			out.goaway, goaway = f.ErrCode.String(), true
 			if f.ErrCode != http2.ErrCodeNo {
 				// A closing connection may be read on for a while (the
 				// engine drains), but nothing more comes.
