@@ -67,8 +67,8 @@ func FuzzH2Differential(f *testing.F) {
 // h2sent are the streams the client finished (sent a whole request,
 // HEADERS to END_STREAM, and did not reset), each with the fields of its
 // request, one "name: value" a line. Stream 0 has notes on the
-// connection, one a line: "goaway" (the client sent GOAWAY), "reopened" (a
-// request's HEADERS on a stream already used).
+// connection, one a line: "goaway" (the client sent GOAWAY), "again N" (a
+// HEADERS, trailers or a new request, on stream N already used).
 type h2sent map[uint32]string
 
 // h2prog turns the fuzzer's bytes into client frames. It returns the
@@ -118,6 +118,9 @@ func h2prog(p []byte) ([]byte, h2sent) {
 		case 0, 1, 2: // HEADERS
 			id := stream()
 			fl := next()
+			if opened[id] {
+				sent[0] += fmt.Sprintf("again %d\n", id)
+			}
 			if fl&0x40 != 0 && opened[id] {
 				// trailers
 				hb.Reset()
@@ -125,9 +128,6 @@ func h2prog(p []byte) ([]byte, h2sent) {
 			} else {
 				hb.Reset()
 				reqs[id] = h2fields(he, next)
-				if opened[id] {
-					sent[0] += "reopened\n"
-				}
 			}
 			block := bytes.Clone(hb.Bytes())
 			endStream := fl&1 == 0
@@ -529,12 +529,13 @@ func h2DiffExcusedConn(a, b h2outcome) string {
 	if strings.Contains(a.sent[0], "goaway\n") && !a.hung && a.bad == "" {
 		return "the client sent GOAWAY first"
 	}
-	// A new request's HEADERS on a stream the engine has reset: the
-	// engine ignores it, as frames on a stream it reset (RFC 9113 section
-	// 5.1, noteResetLocked); x/net ends the connection.
-	if strings.Contains(a.sent[0], "reopened\n") && a.goaway == "" && !a.hung && b.goaway != "" {
+	// A HEADERS (trailers or a new request) on a stream the engine has
+	// reset: the engine ignores it (RFC 9113 section 5.1: frames on a
+	// stream this end reset are ignored; noteResetLocked); x/net may end
+	// the connection.
+	if a.goaway == "" && !a.hung && b.goaway != "" {
 		for id, o := range a.streams {
-			if id != 0 && strings.HasPrefix(o, "reset ") {
+			if id != 0 && strings.HasPrefix(o, "reset ") && strings.Contains(a.sent[0], fmt.Sprintf("again %d\n", id)) {
 				return "a request on a stream the engine reset"
 			}
 		}
