@@ -492,7 +492,11 @@ var h2DiffExcused = map[string]string{
 	// the handler), and an asterisk-form target is for OPTIONS only.
 	`405 "CONNECT not supported: not a proxy"`: "",
 	`400 "asterisk-form only for OPTIONS"`:     "",
-	// canonical.go: the target and path checks, as for HTTP/1.1.
+	// canonical.go: the target and path checks, as for HTTP/1.1 (x/net
+	// takes a :path with a space or a fragment).
+	`400 "malformed request target"`:          "",
+	`400 "fragment in request target"`:        "",
+	`400 "request body incomplete"`:           "",
 	`400 "h2 :path must be origin-form or *"`: "",
 	`400 "encoded slash in path"`:             "",
 	`400 "backslash in path"`:                 "",
