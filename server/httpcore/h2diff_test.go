@@ -66,7 +66,8 @@ func FuzzH2Differential(f *testing.F) {
 // HEADERS to END_STREAM, and did not reset), each with the fields of its
 // request, one "name: value" a line. Stream 0 has notes on the
 // connection, one a line: "goaway" (the client sent GOAWAY), "again N" (a
-// HEADERS, trailers or a new request, on stream N already used).
+// HEADERS, trailers or a new request, on stream N already used), "racy" (a
+// HEADERS on a stream the client had ended: its outcome depends on timing).
 type h2sent map[uint32]string
 
 // h2prog turns the fuzzer's bytes into client frames. It returns the
@@ -118,6 +119,12 @@ func h2prog(p []byte) ([]byte, h2sent) {
 			fl := next()
 			if opened[id] {
 				sent[0] += fmt.Sprintf("again %d\n", id)
+			}
+			if ended[id] && !strings.Contains(sent[0], "racy\n") {
+				// Whether the stream is still half-closed or already
+				// closed when this arrives depends on the handler's speed:
+				// a stream error or a connection error (RFC 9113 5.1).
+				sent[0] += "racy\n"
 			}
 			if fl&0x40 != 0 && opened[id] {
 				// trailers
@@ -449,6 +456,9 @@ func h2Compare(a, b h2outcome) string {
 	}
 	if a.hung && !b.hung {
 		return "a finished stream of the engine got no answer"
+	}
+	if strings.Contains(a.sent[0], "racy\n") {
+		return "" // the outcome depends on timing, on both sides
 	}
 	aerr := a.goaway != "" && a.goaway != "NO_ERROR"
 	berr := b.goaway != "" && b.goaway != "NO_ERROR"
