@@ -531,6 +531,15 @@ var h2DiffExcused = map[string]string{
 }
 
 func h2DiffExcuse(a, b, req string) bool {
+	// A refusal of a HEAD has no text to tell which it is: its status
+	// must be one of those excused.
+	if strings.HasSuffix(a, ` ""`) && strings.Contains(req, ":method: HEAD\n") && (strings.HasPrefix(b, "200 ") || b == "reset") {
+		for k := range h2DiffExcused {
+			if strings.HasPrefix(k, strings.TrimSuffix(a, `""`)) {
+				return true
+			}
+		}
+	}
 	if _, ok := h2DiffExcused[a]; ok && (strings.HasPrefix(b, "200 ") || b == "reset") {
 		return true
 	}
