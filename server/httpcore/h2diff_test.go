@@ -574,9 +574,9 @@ func h2DiffExcusedConn(a, b h2outcome) string {
 	// leaves it idle, so that what the client sends on it next (a
 	// RST_STREAM, say) is an error on the connection for x/net only.
 	// The same for a request x/net refuses at its HEADERS (a bad :path,
-	// say): x/net resets it but counts it idle, so the client's DATA or
-	// RST_STREAM on it ends x/net's connection.
-	if (strings.Contains(a.sent[0], "selfdep\n") || strings.Contains(a.sent[0], "more\n")) && a.goaway == "" && !a.hung && b.goaway == "PROTOCOL_ERROR" {
+	// say): x/net resets it but counts it idle, so the client's DATA,
+	// trailers or RST_STREAM on it end x/net's connection.
+	if (strings.Contains(a.sent[0], "selfdep\n") || strings.Contains(a.sent[0], "more\n") || strings.Contains(a.sent[0], "again ")) && a.goaway == "" && !a.hung && b.goaway == "PROTOCOL_ERROR" {
 		return "a stream that depends on itself"
 	}
 	// A HEADERS (trailers or a new request) on a stream the engine has
