@@ -560,6 +560,14 @@ func h2DiffExcuse(a, b, req string) bool {
 	if a == "reset" && strings.HasPrefix(b, `500 "read: `) {
 		return true
 	}
+	if fb := strings.Fields(b); a == "reset" && len(fb) == 4 && fb[0] == "200" {
+		got, _, _ := strings.Cut(fb[3], "/")
+		for _, cl := range []string{"0", "3", "100"} {
+			if strings.Contains(req, "content-length: "+cl+"\n") && got != cl {
+				return true
+			}
+		}
+	}
 	// RFC 9113 8.3.1 does not restrict :scheme to http and https; the
 	// engine passes any scheme on (the proxy does not forward it), x/net
 	// resets the stream.
