@@ -69,7 +69,8 @@ func FuzzH2Differential(f *testing.F) {
 // HEADERS, trailers or a new request, on stream N already used), "racy" (a
 // HEADERS on a stream the client had ended: its outcome depends on timing),
 // "selfdep" (a HEADERS whose stream depends on itself), "more" (DATA or
-// RST_STREAM from the client on a stream it opened).
+// RST_STREAM from the client on a stream it opened), "dupsettings" (one
+// parameter twice in a SETTINGS).
 type h2sent map[uint32]string
 
 // h2prog turns the fuzzer's bytes into client frames. It returns the
@@ -206,6 +207,13 @@ func h2prog(p []byte) ([]byte, h2sent) {
 				c := next()
 				vals := []uint32{0, 1, 100, 4096, 16384, 65535, 1 << 20, 1<<31 - 1, 1 << 31, 1<<24 - 1, 1 << 24}
 				ss = append(ss, http2.Setting{ID: http2.SettingID(c%8 + 1), Val: vals[int(next())%len(vals)]})
+			}
+			for i := range ss {
+				for j := range i {
+					if ss[i].ID == ss[j].ID {
+						sent[0] += "dupsettings\n"
+					}
+				}
 			}
 			if len(ss) > 0 && next()&7 == 0 {
 				fr.WriteSettingsAck() // an ACK with a payload is written below as raw
@@ -590,6 +598,11 @@ func h2DiffExcusedConn(a, b h2outcome) string {
 	// the client sends later is not seen; x/net reads on.
 	if strings.Contains(a.sent[0], "goaway\n") && !a.hung && a.bad == "" {
 		return "the client sent GOAWAY first"
+	}
+	// A SETTINGS with one parameter twice: RFC 9113 section 6.5.3 has the
+	// values processed in order, as the engine does; x/net refuses it.
+	if strings.Contains(a.sent[0], "dupsettings\n") && a.goaway == "" && !a.hung && b.goaway == "PROTOCOL_ERROR" {
+		return "a parameter twice in one SETTINGS"
 	}
 	// A HEADERS that makes its stream depend on itself: the engine opens
 	// the stream and resets it (RFC 9113 sections 5.1.1 and 5.3.1), x/net
