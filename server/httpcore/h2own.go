@@ -1135,9 +1135,10 @@ func (sc *h2sconn) resetLocked(st *h2stream, code http2.ErrCode, send bool) {
 	sc.closeStreamLocked(st)
 }
 
-// noteResetLocked remembers that this end reset stream id, among the last
-// len(resetIDs) such streams: a HEADERS the client sent on it before the
-// reset reached it is ignored rather than a connection error.
+// noteResetLocked remembers that this end reset stream id (an error, or
+// NO_ERROR after a response that came before the request's end), among
+// the last len(resetIDs) such streams: a HEADERS the client sent on it
+// before the reset reached it is ignored rather than a connection error.
 func (sc *h2sconn) noteResetLocked(id uint32) {
 	sc.resetIDs[sc.resetNext%len(sc.resetIDs)] = id
 	sc.resetNext++
@@ -1417,6 +1418,7 @@ func (sc *h2sconn) endSentLocked(st *h2stream) {
 	if !st.remoteDone {
 		// The request's rest is not wanted (RFC 9113, 8.1).
 		sc.wfr.WriteRSTStream(st.id, http2.ErrCodeNo)
+		sc.noteResetLocked(st.id)
 		st.remoteDone = true
 		st.inErr = errH2StreamClosed
 		sc.giveBackLocked(nil, int64(len(st.in)))

@@ -708,3 +708,65 @@ func TestH2OwnHeadersAfterOurResetIgnored(t *testing.T) {
 		}
 	}
 }
+
+// The same for trailers after an early refusal: the engine answered 400
+// (a malformed :authority) before the client ended its request, and the
+// client's trailers that follow are ignored, not a connection error.
+// Found by FuzzH2Differential.
+func TestH2OwnTrailersAfterEarlyRefusalIgnored(t *testing.T) {
+	c := ownCore(t, echoHandler(), nil)
+	addr, client := startTLS(t, c)
+	f := dialFramer(t, addr, client)
+	f.settled(t)
+	block := func(kv ...string) []byte {
+		f.wmu.Lock()
+		defer f.wmu.Unlock()
+		f.hb.Reset()
+		for i := 0; i+1 < len(kv); i += 2 {
+			f.enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+		}
+		return bytes.Clone(f.hb.Bytes())
+	}
+	bad := block(":method", "POST", ":scheme", "https", ":authority", "a/b", ":path", "/")
+	f.writeRaw(func(fr *http2.Framer) error {
+		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: bad, EndHeaders: true})
+	})
+	answered := false
+	timeout := time.After(5 * time.Second)
+	for !answered {
+		select {
+		case ev, ok := <-f.frames:
+			if !ok {
+				t.Fatal("connection ended")
+			}
+			answered = ev.StreamID == 1 && ev.Flags.Has(http2.FlagDataEndStream)
+		case <-timeout:
+			t.Fatal("stream 1 not answered")
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // the stream is closed on the server's side
+	trailers := block("x-t", "v")
+	f.writeRaw(func(fr *http2.Framer) error {
+		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: trailers, EndStream: true, EndHeaders: true})
+	})
+	get := f.headerBlock("/after")
+	f.writeRaw(func(fr *http2.Framer) error {
+		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: get, EndStream: true, EndHeaders: true})
+	})
+	for {
+		select {
+		case ev, ok := <-f.frames:
+			if !ok {
+				t.Fatal("connection ended")
+			}
+			if ev.Type == http2.FrameGoAway {
+				t.Fatalf("GOAWAY %v for trailers after the server's early answer", ev.code)
+			}
+			if ev.Type == http2.FrameHeaders && ev.StreamID == 3 {
+				return
+			}
+		case <-timeout:
+			t.Fatal("no answer on stream 3")
+		}
+	}
+}
