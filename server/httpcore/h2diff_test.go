@@ -570,7 +570,7 @@ func h2DiffExcuse(a, b, req string) bool {
 	}
 	// A malformed request (a connection-specific field, RFC 9113 section
 	// 8.2.2) is reset by the engine, answered 400 by x/net: both refuse it.
-	if a == "reset" && strings.HasPrefix(b, `400 "request header `) {
+	if a == "reset" && (strings.HasPrefix(b, `400 "request header `) || b == `400 ""` && strings.Contains(req, ":method: HEAD\n")) {
 		return true
 	}
 	if fb := strings.Fields(b); a == "reset" && len(fb) == 4 && fb[0] == "200" {
