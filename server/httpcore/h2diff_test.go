@@ -613,6 +613,19 @@ func h2DiffExcusedConn(a, b h2outcome) string {
 	if strings.Contains(a.sent[0], "even\n") && a.goaway == "PROTOCOL_ERROR" && b.goaway == "" {
 		return "a HEADERS on an even stream"
 	}
+	// A pseudo-header after a regular field makes a malformed request, the
+	// stream's error (RFC 9113 section 8.1.1); x/net ends the connection.
+	if a.goaway == "" && !a.hung && b.goaway == "PROTOCOL_ERROR" {
+		for id, req := range a.sent {
+			regular := false
+			for _, line := range strings.Split(req, "\n") {
+				if id != 0 && strings.HasPrefix(line, ":") && regular {
+					return "a pseudo-header after a regular field"
+				}
+				regular = regular || line != "" && !strings.HasPrefix(line, ":")
+			}
+		}
+	}
 	// A SETTINGS with one parameter twice: RFC 9113 section 6.5.3 has the
 	// values processed in order, as the engine does; x/net refuses it.
 	if strings.Contains(a.sent[0], "dupsettings\n") && a.goaway == "" && !a.hung && b.goaway == "PROTOCOL_ERROR" {
