@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -154,6 +155,7 @@ type h2sconn struct {
 	hstream  uint32
 	hend     bool
 	hprio    bool
+	hselfdep bool // the HEADERS made its stream depend on itself
 	fields   []hpack.HeaderField
 	fsize    int64
 	tooBig   bool
@@ -186,6 +188,8 @@ type h2sconn struct {
 	pingAt      time.Time
 	idleTimer   *time.Timer
 	flood       h2bucket
+	resetIDs    [16]uint32 // streams this end reset lately (noteResetLocked)
+	resetNext   int
 	resets      h2bucket
 	tableSize   uint32
 	tableChange bool
@@ -379,6 +383,7 @@ func (sc *h2sconn) frameError(err error) {
 			sc.resetLocked(st, se.Code, true)
 		} else {
 			sc.queueCtrlLocked(h2ctrl{typ: http2.FrameRSTStream, id: se.StreamID, code: se.Code})
+			sc.noteResetLocked(se.StreamID)
 		}
 		sc.mu.Unlock()
 	}
@@ -759,9 +764,11 @@ func (sc *h2sconn) onHeaders(f *http2.HeadersFrame, now time.Time) error {
 	if id%2 == 0 {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
-	if f.HasPriority() && f.Priority.StreamDep == id {
-		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
-	}
+	// A stream that depends on itself is the stream's error, but its header
+	// block is decoded all the same (endBlock): the HPACK table is the
+	// connection's, and skipping a block would decode the next requests
+	// against a table the client does not have.
+	sc.hselfdep = f.HasPriority() && f.Priority.StreamDep == id
 	if len(f.HeaderBlockFragment()) == 0 {
 		if err := sc.cheap(now); err != nil {
 			return err
@@ -809,9 +816,20 @@ func (sc *h2sconn) endBlock() error {
 	id := sc.hstream
 	sc.mu.Lock()
 	st := sc.streams[id]
+	if sc.hselfdep {
+		sc.maxID = max(sc.maxID, id)
+		sc.mu.Unlock()
+		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
+	}
 	if id <= sc.maxID {
 		defer sc.mu.Unlock()
 		if st == nil {
+			if sc.resetByUsLocked(id) {
+				// RFC 9113 section 5.1: frames on a stream this end
+				// has reset are ignored (the client may have sent them
+				// before the reset reached it); its block is decoded.
+				return nil
+			}
 			return http2.ConnectionError(http2.ErrCodeStreamClosed)
 		}
 		if st.remoteDone {
@@ -864,6 +882,14 @@ func (sc *h2sconn) endBlock() error {
 	if sc.tooBig {
 		sc.mu.Unlock()
 		sc.respondReject(st, errHeadTooLarge)
+		return nil
+	}
+	// :authority (or Host) is checked as HTTP/1.1 checks Host: routing
+	// by host and the upstream's Host must not see a value HTTP/1.1 would
+	// have refused.
+	if req.Host != "" && !validHost(req.Host) {
+		sc.mu.Unlock()
+		sc.respondReject(st, errBadHost)
 		return nil
 	}
 	sc.running++
@@ -1101,11 +1127,25 @@ func (sc *h2sconn) resetLocked(st *h2stream, code http2.ErrCode, send bool) {
 	st.hdr = nil
 	if send {
 		sc.queueCtrlLocked(h2ctrl{typ: http2.FrameRSTStream, id: st.id, code: code})
+		sc.noteResetLocked(st.id)
 	}
 	st.cancel()
 	signal(st.inWake)
 	signal(st.room)
 	sc.closeStreamLocked(st)
+}
+
+// noteResetLocked remembers that this end reset stream id (an error, or
+// NO_ERROR after a response that came before the request's end), among
+// the last len(resetIDs) such streams: a HEADERS the client sent on it
+// before the reset reached it is ignored rather than a connection error.
+func (sc *h2sconn) noteResetLocked(id uint32) {
+	sc.resetIDs[sc.resetNext%len(sc.resetIDs)] = id
+	sc.resetNext++
+}
+
+func (sc *h2sconn) resetByUsLocked(id uint32) bool {
+	return id != 0 && slices.Contains(sc.resetIDs[:], id)
 }
 
 func (sc *h2sconn) closeStreamLocked(st *h2stream) {
@@ -1378,6 +1418,7 @@ func (sc *h2sconn) endSentLocked(st *h2stream) {
 	if !st.remoteDone {
 		// The request's rest is not wanted (RFC 9113, 8.1).
 		sc.wfr.WriteRSTStream(st.id, http2.ErrCodeNo)
+		sc.noteResetLocked(st.id)
 		st.remoteDone = true
 		st.inErr = errH2StreamClosed
 		sc.giveBackLocked(nil, int64(len(st.in)))

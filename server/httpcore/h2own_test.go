@@ -527,3 +527,246 @@ func TestH2OwnManyStreams(t *testing.T) {
 		t.Fatalf("requests %d on %d h2 connections, want %d on 1", st.Requests, st.H2Connections, workers*each)
 	}
 }
+
+// A HEADERS whose stream depends on itself is that stream's error
+// (PROTOCOL_ERROR), but its header block still goes through the
+// connection's HPACK decoder: the client's encoder has added its fields to
+// the dynamic table, and the next request refers to them. Found by
+// FuzzH2Differential: the engine skipped the block and failed the next
+// request with COMPRESSION_ERROR, where x/net answers it.
+func TestH2OwnSelfDependentHeadersKeepHPACK(t *testing.T) {
+	c := ownCore(t, echoHandler(), nil)
+	addr, client := startTLS(t, c)
+	f := dialFramer(t, addr, client)
+	f.settled(t)
+	block := f.headerBlock("/self") // indexes :authority and :path
+	f.writeRaw(func(fr *http2.Framer) error {
+		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block, EndStream: true, EndHeaders: true,
+			Priority: http2.PriorityParam{StreamDep: 1, Weight: 15}})
+	})
+	block = f.headerBlock("/self") // now all from the dynamic table
+	f.writeRaw(func(fr *http2.Framer) error {
+		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: block, EndStream: true, EndHeaders: true})
+	})
+	var reset, answered bool
+	timeout := time.After(5 * time.Second)
+	for !reset || !answered {
+		select {
+		case ev, ok := <-f.frames:
+			if !ok {
+				t.Fatalf("connection ended: reset of stream 1 %v, answer on stream 3 %v", reset, answered)
+			}
+			switch {
+			case ev.Type == http2.FrameGoAway:
+				t.Fatalf("GOAWAY %v: the connection's HPACK state was lost", ev.code)
+			case ev.Type == http2.FrameRSTStream && ev.StreamID == 1:
+				if ev.code != http2.ErrCodeProtocol {
+					t.Fatalf("stream 1 reset with %v, want PROTOCOL_ERROR", ev.code)
+				}
+				reset = true
+			case ev.Type == http2.FrameHeaders && ev.StreamID == 3:
+				answered = true
+			case ev.StreamID == 1 && ev.Type != http2.FrameRSTStream:
+				t.Fatalf("stream 1 got %v, want only its reset", ev.Type)
+			}
+		case <-timeout:
+			t.Fatalf("reset of stream 1 %v, answer on stream 3 %v", reset, answered)
+		}
+	}
+}
+
+// h2Status sends one GET with the given pseudo-header and regular fields
+// on a new connection and returns the response's :status, or "reset CODE"
+// or "goaway CODE".
+func h2Status(t *testing.T, addr string, client *http.Client, fields ...string) string {
+	t.Helper()
+	cfg := client.Transport.(*http.Transport).TLSClientConfig.Clone()
+	cfg.NextProtos = []string{"h2"}
+	cfg.ServerName = "127.0.0.1"
+	tc, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(tc, http2.ClientPreface)
+	fr := http2.NewFramer(tc, tc)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for i := 0; i+1 < len(fields); i += 2 {
+		enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+	}
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			return f.PseudoValue("status")
+		case *http2.RSTStreamFrame:
+			return "reset " + f.ErrCode.String()
+		case *http2.GoAwayFrame:
+			return "goaway " + f.ErrCode.String()
+		}
+	}
+}
+
+// :authority is checked as HTTP/1.1 checks Host (400 "malformed Host
+// header"), and so is a Host field standing in for an absent :authority.
+// Found by FuzzH2Differential: the engine passed "a/b" to the handler as
+// the request's Host, where HTTP/1.1 refuses it and x/net resets the
+// stream.
+func TestH2OwnAuthorityChecked(t *testing.T) {
+	c := ownCore(t, echoHandler(), nil)
+	addr, client := startTLS(t, c)
+	for _, tc := range []struct {
+		fields []string
+		want   string
+	}{
+		{[]string{":authority", "example.com:443"}, "200"},
+		{[]string{":authority", "[::1]:8443"}, "200"},
+		{[]string{":authority", "a/b"}, "400"},
+		{[]string{":authority", "a@b"}, "400"},
+		{[]string{":authority", "a:b"}, "400"},
+		{[]string{":authority", "[::1"}, "400"},
+		{[]string{"host", "a/b"}, "400"},
+	} {
+		fields := []string{":method", "GET", ":scheme", "https", ":path", "/"}
+		if tc.fields[0] == "host" {
+			fields = append(fields, tc.fields...)
+		} else {
+			fields = append(tc.fields, fields...)
+		}
+		if got := h2Status(t, addr, client, fields...); got != tc.want {
+			t.Errorf("%q: got %s, want %s", tc.fields, got, tc.want)
+		}
+	}
+}
+
+// A client's trailers on a stream the server has just reset (here for a
+// request without :path) are ignored, as RFC 9113 section 5.1 wants of
+// frames on a stream this end reset: the client may have sent them before
+// the reset reached it. Found by FuzzH2Differential: the engine ended the
+// whole connection with STREAM_CLOSED, its other streams with it.
+func TestH2OwnHeadersAfterOurResetIgnored(t *testing.T) {
+	c := ownCore(t, echoHandler(), nil)
+	addr, client := startTLS(t, c)
+	f := dialFramer(t, addr, client)
+	f.settled(t)
+	block := func(kv ...string) []byte {
+		f.wmu.Lock()
+		defer f.wmu.Unlock()
+		f.hb.Reset()
+		for i := 0; i+1 < len(kv); i += 2 {
+			f.enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+		}
+		return bytes.Clone(f.hb.Bytes())
+	}
+	bad := block(":method", "POST", ":scheme", "https", ":authority", "127.0.0.1") // no :path
+	f.writeRaw(func(fr *http2.Framer) error {
+		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: bad, EndHeaders: true})
+	})
+	reset := false
+	timeout := time.After(5 * time.Second)
+	for !reset {
+		select {
+		case ev, ok := <-f.frames:
+			if !ok {
+				t.Fatal("connection ended")
+			}
+			reset = ev.Type == http2.FrameRSTStream && ev.StreamID == 1
+		case <-timeout:
+			t.Fatal("stream 1 not reset")
+		}
+	}
+	trailers := block("x-t", "v")
+	f.writeRaw(func(fr *http2.Framer) error {
+		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: trailers, EndStream: true, EndHeaders: true})
+	})
+	get := f.headerBlock("/after")
+	f.writeRaw(func(fr *http2.Framer) error {
+		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: get, EndStream: true, EndHeaders: true})
+	})
+	for {
+		select {
+		case ev, ok := <-f.frames:
+			if !ok {
+				t.Fatal("connection ended")
+			}
+			if ev.Type == http2.FrameGoAway {
+				t.Fatalf("GOAWAY %v for trailers on a stream the server reset", ev.code)
+			}
+			if ev.Type == http2.FrameHeaders && ev.StreamID == 3 {
+				return
+			}
+		case <-timeout:
+			t.Fatal("no answer on stream 3")
+		}
+	}
+}
+
+// The same for trailers after an early refusal: the engine answered 400
+// (a malformed :authority) before the client ended its request, and the
+// client's trailers that follow are ignored, not a connection error.
+// Found by FuzzH2Differential.
+func TestH2OwnTrailersAfterEarlyRefusalIgnored(t *testing.T) {
+	c := ownCore(t, echoHandler(), nil)
+	addr, client := startTLS(t, c)
+	f := dialFramer(t, addr, client)
+	f.settled(t)
+	block := func(kv ...string) []byte {
+		f.wmu.Lock()
+		defer f.wmu.Unlock()
+		f.hb.Reset()
+		for i := 0; i+1 < len(kv); i += 2 {
+			f.enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+		}
+		return bytes.Clone(f.hb.Bytes())
+	}
+	bad := block(":method", "POST", ":scheme", "https", ":authority", "a/b", ":path", "/")
+	f.writeRaw(func(fr *http2.Framer) error {
+		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: bad, EndHeaders: true})
+	})
+	answered := false
+	timeout := time.After(5 * time.Second)
+	for !answered {
+		select {
+		case ev, ok := <-f.frames:
+			if !ok {
+				t.Fatal("connection ended")
+			}
+			answered = ev.StreamID == 1 && ev.Flags.Has(http2.FlagDataEndStream)
+		case <-timeout:
+			t.Fatal("stream 1 not answered")
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // the stream is closed on the server's side
+	trailers := block("x-t", "v")
+	f.writeRaw(func(fr *http2.Framer) error {
+		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: trailers, EndStream: true, EndHeaders: true})
+	})
+	get := f.headerBlock("/after")
+	f.writeRaw(func(fr *http2.Framer) error {
+		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: get, EndStream: true, EndHeaders: true})
+	})
+	for {
+		select {
+		case ev, ok := <-f.frames:
+			if !ok {
+				t.Fatal("connection ended")
+			}
+			if ev.Type == http2.FrameGoAway {
+				t.Fatalf("GOAWAY %v for trailers after the server's early answer", ev.code)
+			}
+			if ev.Type == http2.FrameHeaders && ev.StreamID == 3 {
+				return
+			}
+		case <-timeout:
+			t.Fatal("no answer on stream 3")
+		}
+	}
+}
