@@ -226,6 +226,10 @@ type h2stream struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	method string
+	// hostConflict: the request named two hosts (an :authority and a
+	// different Host, or several Host fields), which RFC 9113 8.3.1 makes
+	// malformed; the answer is HTTP/1.1's to two Hosts, a 400.
+	hostConflict bool
 
 	// under sc.mu
 	remoteDone bool // END_STREAM received
@@ -887,7 +891,7 @@ func (sc *h2sconn) endBlock() error {
 	// :authority (or Host) is checked as HTTP/1.1 checks Host: routing
 	// by host and the upstream's Host must not see a value HTTP/1.1 would
 	// have refused.
-	if req.Host != "" && !validHost(req.Host) {
+	if st.hostConflict || req.Host != "" && !validHost(req.Host) {
 		sc.mu.Unlock()
 		sc.respondReject(st, errBadHost)
 		return nil
@@ -988,12 +992,14 @@ func (sc *h2sconn) newRequest(id uint32) (*http.Request, *h2stream, error) {
 			cl = n
 		}
 	}
+	hosts := hdr["Host"]
+	conflict := len(hosts) > 1 || len(hosts) == 1 && authority != "" && !strings.EqualFold(hosts[0], authority)
 	if authority == "" {
 		authority = hdr.Get("Host")
 	}
 	delete(hdr, "Host")
 	st := &h2stream{sc: sc, id: id, method: method, declCL: cl, recvWin: h2StreamWindow,
-		inWake: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+		inWake: make(chan struct{}, 1), room: make(chan struct{}, 1), hostConflict: conflict}
 	st.ctx, st.cancel = context.WithCancel(sc.baseCtx)
 	sc.mu.Lock()
 	st.sendWin = sc.peerInit

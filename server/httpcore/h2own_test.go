@@ -634,13 +634,22 @@ func TestH2OwnAuthorityChecked(t *testing.T) {
 		{[]string{":authority", "a:b"}, "400"},
 		{[]string{":authority", "[::1"}, "400"},
 		{[]string{"host", "a/b"}, "400"},
+		// Two hosts, which RFC 9113 8.3.1 makes malformed: routing by
+		// host and the 421 check must not read one and the upstream the
+		// other.
+		{[]string{":authority", "a.test", "host", "A.test"}, "200"},
+		{[]string{":authority", "a.test", "host", "b.test"}, "400"},
+		{[]string{"host", "a.test", "host", "b.test"}, "400"},
 	} {
-		fields := []string{":method", "GET", ":scheme", "https", ":path", "/"}
-		if tc.fields[0] == "host" {
-			fields = append(fields, tc.fields...)
-		} else {
-			fields = append(tc.fields, fields...)
+		var pseudo, regular []string
+		for i := 0; i+1 < len(tc.fields); i += 2 {
+			if strings.HasPrefix(tc.fields[i], ":") {
+				pseudo = append(pseudo, tc.fields[i], tc.fields[i+1])
+			} else {
+				regular = append(regular, tc.fields[i], tc.fields[i+1])
+			}
 		}
+		fields := append(append(pseudo, ":method", "GET", ":scheme", "https", ":path", "/"), regular...)
 		if got := h2Status(t, addr, client, fields...); got != tc.want {
 			t.Errorf("%q: got %s, want %s", tc.fields, got, tc.want)
 		}
