@@ -96,6 +96,23 @@ func FreePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// FreePorts returns n distinct TCP ports that were free on 127.0.0.1 a
+// moment ago: every listener is held until all are chosen, so that the
+// kernel cannot hand the same port out twice (FreePort called n times can).
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+	}
+	return ports
+}
+
 // StartPebble starts pebble-challtestsrv and Pebble and waits until Pebble's
 // directory answers. Both are stopped at the end of the test.
 func StartPebble(t testing.TB, cfg PebbleConfig) *Pebble {
@@ -104,17 +121,18 @@ func StartPebble(t testing.TB, cfg PebbleConfig) *Pebble {
 	if err != nil {
 		t.Fatalf("pebble tools: %v", err)
 	}
+	ports := FreePorts(t, 6)
 	if cfg.HTTPPort == 0 {
-		cfg.HTTPPort = FreePort(t)
+		cfg.HTTPPort = ports[4]
 	}
 	if cfg.TLSPort == 0 {
-		cfg.TLSPort = FreePort(t)
+		cfg.TLSPort = ports[5]
 	}
 	if cfg.Validity == 0 {
 		cfg.Validity = 90 * 24 * time.Hour
 	}
 	dir := t.TempDir()
-	listen, mgmt, dns, dnsMgmt := FreePort(t), FreePort(t), FreePort(t), FreePort(t)
+	listen, mgmt, dns, dnsMgmt := ports[0], ports[1], ports[2], ports[3]
 	p := &Pebble{
 		Directory: fmt.Sprintf("https://127.0.0.1:%d/dir", listen),
 		RootFile:  filepath.Join(modDir, "test", "certs", "pebble.minica.pem"),
