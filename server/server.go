@@ -256,12 +256,19 @@ func (s *Server) serveConn(r *run, l *listener, raw *accept.Conn) {
 		raw.Close()
 		return
 	}
-	qc := &quotaConn{Conn: raw}
-	g.takeQuota(qc, info, policy.StageAccept)
-	conn, state, err := g.term.Wrap(r.ctx, qc)
+	// Only a server with quotas pays for the wrapper that gives their
+	// connection slots back at close.
+	var nc net.Conn = raw
+	var qc *quotaConn
+	if g.quota != nil {
+		qc = &quotaConn{Conn: raw}
+		nc = qc
+		g.takeQuota(qc, info, policy.StageAccept)
+	}
+	conn, state, err := g.term.Wrap(r.ctx, nc)
 	if err != nil {
 		s.log.Debug("connection dropped before HTTP", "remote_addr", raw.RemoteAddr().String(), "err", err)
-		qc.Close()
+		nc.Close()
 		return
 	}
 	info.TLS = state
@@ -269,7 +276,9 @@ func (s *Server) serveConn(r *run, l *listener, raw *accept.Conn) {
 		conn.Close()
 		return
 	}
-	g.takeQuota(qc, info, policy.StageHandshake)
+	if qc != nil {
+		g.takeQuota(qc, info, policy.StageHandshake)
+	}
 	// Served on this goroutine: an idle keep-alive connection is parked
 	// without one (and its grown stack) after a short wait, so a fresh
 	// goroutine here would only cost a second stack growth per connection.
