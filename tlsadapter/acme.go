@@ -303,7 +303,6 @@ func (a *acmeAdapter) issuerTemplate(p Params, roots *x509.CertPool) certmagic.A
 	o := a.opts
 	iss := certmagic.ACMEIssuer{
 		CA:                      o.directory(),
-		TestCA:                  o.directory(), // no silent switch to another CA on retries
 		Email:                   o.Email,
 		Agreed:                  true, // running the acme module is the agreement; README says so
 		DisableHTTPChallenge:    !o.challenge(ChallengeHTTP01),
@@ -320,6 +319,11 @@ func (a *acmeAdapter) issuerTemplate(p Params, roots *x509.CertPool) certmagic.A
 		// certmagic only binds it itself when nothing listens there yet.
 		iss.AltTLSALPNPort = p.Port
 	}
+	// TestCA stays empty for any other CA, so retries go to the same CA
+	// (certmagic only falls back to a TestCA that is set). It must not be
+	// the CA itself: certmagic then takes every order for a test order and
+	// never tells the CA which certificate a renewal replaces (ARI,
+	// RFC 9773), which costs the renewal the CA's rate-limit exemption.
 	if o.CA == LetsEncryptProduction && !o.Staging {
 		// Let's Encrypt's own advice: retry failures against staging so a
 		// broken set-up does not burn production rate limits.

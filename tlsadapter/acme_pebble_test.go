@@ -426,6 +426,11 @@ func TestACMERenewal(t *testing.T) {
 	if strings.Contains(pb.Log(), "set INVALID") {
 		t.Error("pebble saw a failed validation")
 	}
+	// Renewals name the certificate they replace (ARI "replaces"), which
+	// pebble records as it finalizes the order.
+	if n := strings.Count(pb.Log(), "has been marked as replaced"); n < 2 {
+		t.Errorf("pebble marked %d certificates as replaced, want one per renewal (ARI replaces not sent)", n)
+	}
 	// Server-side failures are not requests: pebble validates from several
 	// perspectives and drops the connections it no longer needs (EOF).
 	t.Logf("%d server-side handshake failures (abandoned validation probes)", s.failures.Load())
