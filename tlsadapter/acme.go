@@ -537,8 +537,12 @@ func (a *acmeAdapter) redirect(w http.ResponseWriter, r *http.Request) {
 	if strings.Contains(host, ":") { // IPv6 literal
 		host = "[" + host + "]"
 	}
-	if a.port != 0 && a.port != 443 {
-		host += ":" + strconv.Itoa(a.port)
+	port := a.port
+	if a.opts.HTTPSPort != 0 {
+		port = a.opts.HTTPSPort
+	}
+	if port != 0 && port != 443 {
+		host += ":" + strconv.Itoa(port)
 	}
 	w.Header().Set("Connection", "close")
 	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)

@@ -50,6 +50,10 @@ type ACMEOptions struct {
 	Challenges []string `opt:"acme_challenges" default:"http-01,tls-alpn-01" group:"ACME" help:"challenge types to answer: http-01, tls-alpn-01"`                          // empty means both
 	HTTPPort   int      `opt:"acme_http_port" default:"80" group:"ACME" help:"port of the plain HTTP listener answering http-01 and redirecting everything else to HTTPS"` // 0 means 80
 	TLSPort    int      `opt:"acme_tls_port" default:"0" group:"ACME" help:"port tls-alpn-01 probes arrive on when a load balancer forwards them elsewhere (0: the server's port)"`
+	// HTTPSPort exists for nodes behind a balancer that serves HTTPS on
+	// another port than the node's socket_port (443 outside, 8443 inside):
+	// the redirect must name the port clients can reach.
+	HTTPSPort int `opt:"acme_https_port" default:"0" group:"ACME" help:"port named in the plain HTTP listener's redirect to HTTPS, when a load balancer serves HTTPS on another port than socket_port (0: the server's port)"`
 
 	RenewWindow   Percent       `opt:"acme_renew_window" default:"33%" group:"ACME" help:"renew when this share of a certificate's lifetime remains (1%-99%)"`
 	RenewInterval time.Duration `opt:"acme_renew_interval" default:"10m" group:"ACME" help:"how often certificates are checked for renewal"`
@@ -157,6 +161,12 @@ func (o *ACMEOptions) check(inUse bool) []error {
 	}
 	if o.TLSPort < 0 || o.TLSPort > 65535 {
 		bad("acme_tls_port", "%d is not a port (0-65535)", o.TLSPort)
+	}
+	if o.HTTPSPort < 0 || o.HTTPSPort > 65535 {
+		bad("acme_https_port", "%d is not a port (0-65535)", o.HTTPSPort)
+	}
+	if o.HTTPSPort != 0 && !o.challenge(ChallengeHTTP01) {
+		bad("acme_https_port", "is set, but with acme_challenges %s there is no plain HTTP listener to redirect from; add http-01 or drop acme_https_port", strings.Join(o.Challenges, ","))
 	}
 	if o.RenewWindow != 0 && (o.RenewWindow < 0.01 || o.RenewWindow > 0.99) {
 		bad("acme_renew_window", "%s is outside 1%%-99%%", o.RenewWindow)

@@ -2,6 +2,8 @@ package tlsadapter
 
 import (
 	"crypto/tls"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -47,6 +49,9 @@ func TestACMEOptionsValidate(t *testing.T) {
 		{"unknown challenge", func(o *ACMEOptions) { o.Challenges = []string{"dns-01"} }, false, "acme_challenges"},
 		{"http port", func(o *ACMEOptions) { o.HTTPPort = 70000 }, false, "acme_http_port"},
 		{"tls port", func(o *ACMEOptions) { o.TLSPort = -1 }, false, "acme_tls_port"},
+		{"https port", func(o *ACMEOptions) { o.HTTPSPort = 70000 }, false, "acme_https_port"},
+		{"https port without http-01", func(o *ACMEOptions) { o.HTTPSPort, o.Challenges = 443, []string{ChallengeTLSALPN01} }, false, "acme_https_port"},
+		{"https port 443", func(o *ACMEOptions) { o.HTTPSPort = 443 }, false, ""},
 		{"renew window", func(o *ACMEOptions) { o.RenewWindow = 1 }, false, "acme_renew_window"},
 		{"on-demand without rules", func(o *ACMEOptions) { o.OnDemand = true }, true, "acme_on_demand"},
 		{"on-demand with allow", func(o *ACMEOptions) { o.OnDemand, o.OnDemandAllow = true, []string{"*.example.com"} }, true, ""},
@@ -144,6 +149,28 @@ func TestIsTLSALPNProbe(t *testing.T) {
 	} {
 		if got := isTLSALPNProbe(&tls.ClientHelloInfo{ServerName: tc.sni, SupportedProtos: tc.protos}); got != tc.want {
 			t.Errorf("%q %q: %v, want %v", tc.sni, tc.protos, got, tc.want)
+		}
+	}
+}
+
+// TestACMERedirectPort: the plain HTTP listener's redirect names the port
+// clients reach HTTPS on: the server's own, or acme_https_port behind a
+// balancer; 443 is left out of the URL.
+func TestACMERedirectPort(t *testing.T) {
+	for _, tt := range []struct {
+		serverPort, httpsPort int
+		want                  string
+	}{
+		{8443, 0, "https://a.test:8443/x?y=1"},
+		{443, 0, "https://a.test/x?y=1"},
+		{8443, 443, "https://a.test/x?y=1"},
+		{8443, 9443, "https://a.test:9443/x?y=1"},
+	} {
+		a := &acmeAdapter{opts: ACMEOptions{HTTPSPort: tt.httpsPort}, port: tt.serverPort}
+		rec := httptest.NewRecorder()
+		a.redirect(rec, httptest.NewRequest("GET", "http://a.test:80/x?y=1", nil))
+		if rec.Code != http.StatusPermanentRedirect || rec.Header().Get("Location") != tt.want {
+			t.Errorf("socket_port %d, acme_https_port %d: %d %q, want 308 %q", tt.serverPort, tt.httpsPort, rec.Code, rec.Header().Get("Location"), tt.want)
 		}
 	}
 }

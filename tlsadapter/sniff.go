@@ -78,6 +78,9 @@ type plainRequest struct {
 	host   string // Host header without port, lower case; "" when absent or bad
 	length int64  // Content-Length, -1 when absent or chunked
 	done   bool   // the whole head was seen
+	// port is the Host header's port: the one the client dialed, which is
+	// this TLS port as the client sees it (a balancer may map 443 to 8443).
+	port int
 }
 
 // parsePlainHead reads what it can from a (possibly partial) request head.
@@ -103,14 +106,14 @@ func parsePlainHead(b []byte) plainRequest {
 		value = strings.TrimSpace(value)
 		switch strings.ToLower(name) {
 		case "host":
-			h := strings.ToLower(value)
-			if hh, port, err := net.SplitHostPort(h); err == nil {
-				if _, perr := strconv.Atoi(port); perr == nil {
-					h = hh
+			h, port := strings.ToLower(value), 0
+			if hh, ps, err := net.SplitHostPort(h); err == nil {
+				if p, perr := strconv.Atoi(ps); perr == nil && p > 0 && p <= 65535 {
+					h, port = hh, p
 				}
 			}
 			if validHostName(h) {
-				r.host = h
+				r.host, r.port = h, port
 			}
 		case "content-length":
 			if n, err := strconv.ParseInt(value, 10, 64); err == nil && n >= 0 {

@@ -42,13 +42,14 @@ func TestParsePlainHead(t *testing.T) {
 		in   string
 		want plainRequest
 	}{
-		{"GET /a?b HTTP/1.1\r\nHost: A.Test:8443\r\nContent-Length: 12\r\n\r\nbody", plainRequest{"/a?b", "a.test", 12, true}},
-		{"GET / HTTP/1.1\nhost: a.test\n\n", plainRequest{"/", "a.test", -1, true}},
-		{"GET / HTTP/1.1\r\nHost: a.test", plainRequest{"/", "a.test", -1, false}},
-		{"GET / HTTP/1.1\r\nHost: bad host\r\n\r\n", plainRequest{"/", "", -1, true}},
-		{"GET / HTTP/1.1\r\nHost: a.test.\r\n\r\n", plainRequest{"/", "", -1, true}},
-		{"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", plainRequest{"/", "", -1, true}},
-		{"GET\r\n\r\n", plainRequest{"", "", -1, true}},
+		{"GET /a?b HTTP/1.1\r\nHost: A.Test:8443\r\nContent-Length: 12\r\n\r\nbody", plainRequest{"/a?b", "a.test", 12, true, 8443}},
+		{"GET / HTTP/1.1\nhost: a.test\n\n", plainRequest{"/", "a.test", -1, true, 0}},
+		{"GET / HTTP/1.1\r\nHost: a.test", plainRequest{"/", "a.test", -1, false, 0}},
+		{"GET / HTTP/1.1\r\nHost: bad host\r\n\r\n", plainRequest{"/", "", -1, true, 0}},
+		{"GET / HTTP/1.1\r\nHost: a.test.\r\n\r\n", plainRequest{"/", "", -1, true, 0}},
+		{"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", plainRequest{"/", "", -1, true, 0}},
+		{"GET / HTTP/1.1\r\nHost: a.test:99999\r\n\r\n", plainRequest{"/", "", -1, true, 0}},
+		{"GET\r\n\r\n", plainRequest{"", "", -1, true, 0}},
 	}
 	for _, tt := range tests {
 		if got := parsePlainHead([]byte(tt.in)); got != tt.want {

@@ -579,9 +579,14 @@ func (t *Terminator) answerPlain(sc *sniffConn, deadline time.Time) {
 	}
 	var resp []byte
 	if t.opts.SSLPlaintextAction == PlaintextRedirect && req.host != "" && t.hasName(req.host) {
-		port := t.port
-		if a, ok := raw.LocalAddr().(*net.TCPAddr); ok {
-			port = a.Port
+		// The port the client named in Host is the one it reached this
+		// TLS port on; without one, our own port.
+		port := req.port
+		if port == 0 {
+			port = t.port
+			if a, ok := raw.LocalAddr().(*net.TCPAddr); ok {
+				port = a.Port
+			}
 		}
 		resp = redirect308(req.host, port, req.target)
 	}
