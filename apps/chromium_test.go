@@ -48,6 +48,21 @@ func TestStatusPageInChromium(t *testing.T) {
 	bin := testenv.RequireTool(t, "chromium", "chromium")
 	m := NewMetrics(fakeSources(time.Now()))
 	front := statusServer(t, m)
+	// A pool with one live upstream and one that refuses, marked down by
+	// a request that fails over.
+	live := startTestUpstream(t, "live", nil)
+	penv := poolEnv(func(o *Options) { o.ProxyFailTimeout = time.Hour }) // down for the whole test
+	penv.Metrics = m
+	pl, pbase := newTestPool(t, live.url()+";weight=3 http://127.0.0.1:1", penv)
+	defer pl.Close()
+	for range 20 {
+		if resp, err := http.Get(pbase + "/"); err == nil {
+			resp.Body.Close()
+		}
+		if st := pl.state(time.Now()); !st.Upstreams[1].Up {
+			break
+		}
+	}
 
 	// Steady traffic with latencies between 1 and 20ms and a few errors.
 	ctx, stop := context.WithCancel(context.Background())
@@ -130,6 +145,12 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 	if !regexp.MustCompile(`<tbody id="routes"><tr><td>[^<]+</td><td class="n">[1-9]`).Match(dom) {
 		t.Errorf("the routes table has no route with requests")
+	}
+	if !regexp.MustCompile(`<tr data-up="1"><td>` + regexp.QuoteMeta(live.url()) + `</td><td class="n">3</td><td class="ok">up</td>`).Match(dom) {
+		t.Errorf("the pools table does not show the live upstream up")
+	}
+	if !regexp.MustCompile(`<tr data-up="0"><td>http://127.0.0.1:1</td><td class="n">1</td><td class="crit">down \(failures\)</td>`).Match(dom) {
+		t.Errorf("the pools table does not show the refusing upstream down")
 	}
 	if !regexp.MustCompile(`<tbody id="servers"><tr><td>`).Match(dom) {
 		t.Errorf("the servers table is empty")
