@@ -340,6 +340,10 @@ func (m *member) inherit(old *member, checked bool) {
 	ou.hmu.Unlock()
 	nu.hmu.Lock()
 	nu.downUntil, nu.fails, nu.firstFail, nu.lastFail = until, fails, first, last
+	if !until.IsZero() {
+		nu.downNs.Store(until.UnixNano())
+	}
+	nu.failing.Store(fails > 0 || !until.IsZero())
 	nu.hmu.Unlock()
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -43,6 +44,11 @@ type upstream struct {
 	firstFail   time.Time
 	downUntil   time.Time
 	lastFail    error
+	// Mirrors read without hmu on every request: downNs is downUntil in
+	// Unix nanoseconds (0: not down), failing is set while failures are
+	// counted. Written under hmu.
+	downNs  atomic.Int64
+	failing atomic.Bool
 }
 
 // upConn is one connection to the upstream.
@@ -263,6 +269,9 @@ func (u *upstream) down(now time.Time) (bool, error) {
 	if u.maxFails == 0 {
 		return false, nil
 	}
+	if until := u.downNs.Load(); until == 0 || now.UnixNano() >= until {
+		return false, nil
+	}
 	u.hmu.Lock()
 	defer u.hmu.Unlock()
 	if now.Before(u.downUntil) {
@@ -283,8 +292,10 @@ func (u *upstream) failed(now time.Time, err error) {
 	}
 	u.fails++
 	u.lastFail = err
+	u.failing.Store(true)
 	if u.fails >= u.maxFails {
 		u.downUntil = now.Add(u.failTimeout)
+		u.downNs.Store(u.downUntil.UnixNano())
 		u.fails = 0
 	}
 }
@@ -292,12 +303,14 @@ func (u *upstream) failed(now time.Time, err error) {
 // succeeded forgets the failures counted so far: an upstream that just
 // answered is up, even if the attempt before it marked it down.
 func (u *upstream) succeeded() {
-	if u.maxFails == 0 {
-		return
+	if u.maxFails == 0 || !u.failing.Load() {
+		return // nothing counted: the common case takes no lock
 	}
 	u.hmu.Lock()
 	u.fails = 0
 	u.downUntil = time.Time{}
+	u.downNs.Store(0)
+	u.failing.Store(false)
 	u.hmu.Unlock()
 }
 
