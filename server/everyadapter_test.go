@@ -1,0 +1,349 @@
+package server
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/net/http2"
+
+	"tlsedge/certs"
+	"tlsedge/integration"
+	"tlsedge/internal/testenv"
+	"tlsedge/tlsadapter"
+)
+
+// twoCertAdapter is an adapter a library user registers from Go: one
+// certificate per name, picked by SNI.
+type twoCertAdapter map[string]*tls.Certificate
+
+func (a twoCertAdapter) Certificate(h *tls.ClientHelloInfo) (*tls.Certificate, bool, error) {
+	if c, ok := a[strings.ToLower(h.ServerName)]; ok {
+		return c, true, nil
+	}
+	return a["a.test"], false, nil
+}
+func (a twoCertAdapter) HasName(host string) bool   { return a[strings.ToLower(host)] != nil }
+func (twoCertAdapter) Reload(context.Context) error { return nil }
+func (twoCertAdapter) Close() error                 { return nil }
+
+// ruleAdapter is one certificate adapter under the server: the names it
+// serves (a, and b: on a certificate of its own when split, on a's when the
+// adapter issues one certificate for all its names) and set, which selects
+// it in c and returns the roots its certificates chain to, asked once the
+// server runs.
+type ruleAdapter struct {
+	module string
+	a, b   string
+	split  bool
+	set    func(t *testing.T, c *Config) (roots func() *x509.CertPool)
+}
+
+// ruleAdapters are builtin (certificate files), internal (the local CA),
+// acme (certificates from pebble over http-01, one order per name) and a
+// user's adapter registered from Go.
+func ruleAdapters(t *testing.T) []ruleAdapter {
+	ca := testenv.NewCA(t, "every")
+	// The default socket_host, 127.0.0.1, must be on a certificate.
+	la, lb := ca.Leaf(t, "a.test", "127.0.0.1"), ca.Leaf(t, "b.test")
+	return []ruleAdapter{
+		{module: "builtin", a: "a.test", b: "b.test", split: true, set: func(t *testing.T, c *Config) func() *x509.CertPool {
+			c.TLS.SSLModule = "builtin"
+			c.TLS.SSLCertificate = []string{la.CertFile, lb.CertFile}
+			c.TLS.SSLPrivateKey = []string{la.KeyFile, lb.KeyFile}
+			return func() *x509.CertPool { return ca.Pool }
+		}},
+		// One leaf for localhost and the socket's address: a request for
+		// one on a connection made for the other is coalescing, not a
+		// misdirection.
+		{module: "internal", a: "localhost", b: "127.0.0.1", set: func(t *testing.T, c *Config) func() *x509.CertPool {
+			c.TLS.SSLModule = "internal"
+			return func() *x509.CertPool {
+				dca, err := certs.OpenDevCA(tlsadapter.DevCADir(c.DataDir))
+				if err != nil {
+					t.Fatal(err)
+				}
+				pem, err := os.ReadFile(dca.CertFile())
+				if err != nil {
+					t.Fatal(err)
+				}
+				p := x509.NewCertPool()
+				p.AppendCertsFromPEM(pem)
+				return p
+			}
+		}},
+		{module: "acme", a: "a.example.com", b: "b.example.com", split: true, set: func(t *testing.T, c *Config) func() *x509.CertPool {
+			pb := integration.StartPebble(t, integration.PebbleConfig{})
+			c.TLS.SSLModule = "acme"
+			o := &c.TLS.ACME
+			o.Domains = []string{"a.example.com", "b.example.com"}
+			o.CA, o.CARoot, o.Email = pb.Directory, pb.RootFile, "admin@example.com"
+			o.Storage = filepath.Join(t.TempDir(), "acme")
+			o.Challenges = []string{"http-01"}
+			o.HTTPPort = pb.HTTPPort
+			return func() *x509.CertPool { return pb.Roots(t) }
+		}},
+		{module: "mine", a: "a.test", b: "b.test", split: true, set: func(t *testing.T, c *Config) func() *x509.CertPool {
+			c.TLS.SSLModule = "mine"
+			c.Registry = tlsadapter.NewRegistry()
+			ad := twoCertAdapter{"a.test": &la.TLS, "b.test": &lb.TLS}
+			c.Registry.Register("mine", func(context.Context, tlsadapter.Params) (tlsadapter.Adapter, error) { return ad, nil })
+			return func() *x509.CertPool { return ca.Pool }
+		}},
+	}
+}
+
+// ruleClient sends requests to addr over proto ("http/1.1" or "h2"), each
+// on a new connection whose ClientHello names sni, verifying the server
+// against roots and presenting cert (nil for none). It asks for no
+// encoding of its own: the test sets Accept-Encoding and decodes.
+type ruleClient struct {
+	addr, sni, proto string
+	roots            *x509.CertPool
+	cert             *testenv.Issued
+}
+
+// get sends method path with Host host and the given headers; it returns
+// the response with its body read (still encoded).
+func (rc ruleClient) get(t *testing.T, host, path string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	tc := &tls.Config{ServerName: rc.sni, RootCAs: rc.roots, NextProtos: []string{rc.proto}}
+	if rc.cert != nil {
+		cert := rc.cert
+		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert.TLS, nil }
+	}
+	dial := func(ctx context.Context) (net.Conn, error) {
+		d := &tls.Dialer{Config: tc, NetDialer: &net.Dialer{Timeout: 5 * time.Second}}
+		nc, err := d.DialContext(ctx, "tcp", rc.addr)
+		if err != nil {
+			return nil, err
+		}
+		if got := nc.(*tls.Conn).ConnectionState().NegotiatedProtocol; got != rc.proto {
+			nc.Close()
+			return nil, fmt.Errorf("negotiated %q, want %q", got, rc.proto)
+		}
+		return nc, nil
+	}
+	var rt http.RoundTripper
+	if rc.proto == "h2" {
+		tr := &http2.Transport{DisableCompression: true,
+			DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) { return dial(ctx) }}
+		defer tr.CloseIdleConnections()
+		rt = tr
+	} else {
+		tr := &http.Transport{DisableCompression: true, DisableKeepAlives: true,
+			DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }}
+		defer tr.CloseIdleConnections()
+		rt = tr
+	}
+	req, err := http.NewRequest("GET", (&url.URL{Scheme: "https", Host: host, Path: path}).String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i+1] != "" {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	resp, err := rt.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		t.Fatalf("GET https://%s%s (SNI %s, %s): %v", host, path, rc.sni, rc.proto, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET https://%s%s (SNI %s, %s): reading the body: %v", host, path, rc.sni, rc.proto, err)
+	}
+	if want := map[string]int{"h2": 2, "http/1.1": 1}[rc.proto]; resp.ProtoMajor != want {
+		t.Errorf("answered over %s, want %s", resp.Proto, rc.proto)
+	}
+	return resp, body
+}
+
+// decode undoes Content-Encoding ce.
+func decode(t *testing.T, ce string, b []byte) []byte {
+	t.Helper()
+	var r io.Reader
+	switch ce {
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("gzip: %v", err)
+		}
+		r = zr
+	case "zstd":
+		zr, err := zstd.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("zstd: %v", err)
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		return b
+	}
+	out, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("%s body does not decode: %v", ce, err)
+	}
+	return out
+}
+
+// Every certificate adapter crossed with every rule the server enforces in
+// its one guard and connection path, over HTTP/1.1 and h2, with real
+// handshakes and requests: the misdirected-request check (421),
+// server.policy (403) and policy_quota (429), header_rule and compression.
+// One server per adapter holds all the rules; the adapter only supplies
+// certificates, so each rule must come out the same whichever it is.
+func TestEveryAdapterEveryRule(t *testing.T) {
+	clientCA := testenv.NewCA(t, "clients")
+	alice, bob := clientCA.Leaf(t, "alice"), clientCA.Leaf(t, "bob")
+	spiffe := func(path string) *testenv.Issued {
+		return clientCA.Issue(t, &x509.Certificate{ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			URIs: []*url.URL{{Scheme: "spiffe", Host: "every.example", Path: path}}})
+	}
+	var big bytes.Buffer
+	big.WriteString("[")
+	for i := range 2000 {
+		fmt.Fprintf(&big, `{"id":%d,"name":"item %d"},`, i, i)
+	}
+	big.WriteString("{}]")
+
+	for _, ad := range ruleAdapters(t) {
+		// The body goes out in one write, with a Content-Length the
+		// compressor must drop (/sized), or flushed in pieces without one
+		// (/stream).
+		c := plainConfig(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			switch r.URL.Path {
+			case "/sized":
+				w.Header().Set("Content-Length", strconv.Itoa(big.Len()))
+			case "/stream":
+				for p := range slices.Chunk(big.Bytes(), 4096) {
+					w.Write(p)
+					http.NewResponseController(w).Flush()
+				}
+				return
+			}
+			w.Write(big.Bytes())
+		}))
+		roots := ad.set(t, &c)
+		if err := c.TLS.SSLClientAuth.UnmarshalText([]byte("verify-if-given")); err != nil {
+			t.Fatal(err)
+		}
+		c.TLS.SSLClientCA = clientCA.File()
+		setRules(t, &c, "allow path:/admin cert.cn:alice", "deny path:/admin", "allow *")
+		if err := c.Rule.Quota.SetList([]string{"spiffe rps:0.01 burst:1"}); err != nil {
+			t.Fatal(err)
+		}
+		c.HeaderRule = mustRules(t, "*=response set X-Every-Rule on")
+		c.Compress.Compress = []string{"/"}
+		start := time.Now()
+		s := startServer(t, c)
+		t.Logf("%s: server up in %v", ad.module, time.Since(start).Round(time.Millisecond))
+		addr, pool := s.BindAddr().String(), roots()
+
+		for _, proto := range []string{"http/1.1", "h2"} {
+			t.Run(ad.module+"/"+proto, func(t *testing.T) {
+				client := func(sni string, cert *testenv.Issued) ruleClient {
+					return ruleClient{addr: addr, sni: sni, proto: proto, roots: pool, cert: cert}
+				}
+				anon := client(ad.a, nil)
+				t.Run("421", func(t *testing.T) {
+					resp, _ := anon.get(t, ad.b, "/")
+					want := http.StatusMisdirectedRequest
+					if !ad.split {
+						want = http.StatusOK // one certificate covers both: coalescing
+					}
+					if resp.StatusCode != want {
+						t.Errorf("Host %s on a connection for %s: %d, want %d", ad.b, ad.a, resp.StatusCode, want)
+					}
+					if resp, _ := anon.get(t, ad.a, "/"); resp.StatusCode != http.StatusOK {
+						t.Errorf("Host %s on its own connection: %d", ad.a, resp.StatusCode)
+					}
+					if resp, _ := anon.get(t, "unnamed.test", "/"); resp.StatusCode != http.StatusOK {
+						t.Errorf("Host no certificate names: %d, want 200 (nowhere else to go)", resp.StatusCode)
+					}
+				})
+				t.Run("policy", func(t *testing.T) {
+					for _, p := range []struct {
+						who  string
+						cert *testenv.Issued
+						path string
+						want int
+					}{
+						{"alice", alice, "/admin", 200},
+						{"bob", bob, "/admin", 403},
+						{"nobody", nil, "/admin", 403},
+						{"nobody", nil, "/ADMIN/../admin/x", 403},
+						{"bob", bob, "/", 200},
+					} {
+						if resp, _ := client(ad.a, p.cert).get(t, ad.a, p.path); resp.StatusCode != p.want {
+							t.Errorf("%s %s: %d, want %d", p.who, p.path, resp.StatusCode, p.want)
+						}
+					}
+				})
+				t.Run("quota", func(t *testing.T) {
+					q := client(ad.a, spiffe("/"+ad.module+"/"+proto))
+					if resp, _ := q.get(t, ad.a, "/"); resp.StatusCode != 200 {
+						t.Fatalf("within the burst: %d", resp.StatusCode)
+					}
+					resp, _ := q.get(t, ad.a, "/")
+					if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+						t.Errorf("over the rate: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+					}
+				})
+				t.Run("header_rule", func(t *testing.T) {
+					resp, _ := anon.get(t, ad.a, "/")
+					if got := resp.Header.Get("X-Every-Rule"); got != "on" {
+						t.Errorf("X-Every-Rule %q, want on", got)
+					}
+				})
+				for _, cc := range []struct{ path, enc string }{
+					{"/", "gzip"}, {"/", "zstd"}, {"/", ""},
+					{"/sized", "gzip"}, {"/sized", "zstd"}, {"/stream", "gzip"}, {"/stream", "zstd"},
+				} {
+					path, enc := cc.path, cc.enc
+					t.Run("compress "+path+" "+enc, func(t *testing.T) {
+						resp, body := anon.get(t, ad.a, path, "Accept-Encoding", enc)
+						if got := resp.Header.Get("Content-Encoding"); got != enc {
+							t.Errorf("Content-Encoding %q, want %q", got, enc)
+						}
+						if got := resp.Header.Values("Vary"); !strings.EqualFold(strings.Join(got, ","), "Accept-Encoding") {
+							t.Errorf("Vary %q, want Accept-Encoding", got)
+						}
+						if got := decode(t, enc, body); !bytes.Equal(got, big.Bytes()) {
+							t.Errorf("%d bytes (%d on the wire) differ from the %d sent", len(got), len(body), big.Len())
+						}
+						if enc != "" && len(body) >= big.Len()/2 {
+							t.Errorf("%d bytes on the wire for %d", len(body), big.Len())
+						}
+						if got := resp.Header.Get("X-Every-Rule"); got != "on" {
+							t.Errorf("header rule lost on a compressed response: X-Every-Rule %q", got)
+						}
+						if enc != "" && resp.ContentLength >= 0 && resp.ContentLength != int64(len(body)) {
+							t.Errorf("Content-Length %d for %d bytes on the wire", resp.ContentLength, len(body))
+						}
+					})
+				}
+			})
+		}
+	}
+}
