@@ -108,19 +108,26 @@ func ruleAdapters(t *testing.T) []ruleAdapter {
 	}
 }
 
-// ruleClient sends requests to addr over proto ("http/1.1" or "h2"), each
-// on a new connection whose ClientHello names sni, verifying the server
-// against roots and presenting cert (nil for none). It asks for no
-// encoding of its own: the test sets Accept-Encoding and decodes.
+// ruleClient sends requests to addr over proto ("http/1.1" or "h2") on
+// connections whose ClientHello names sni, verifying the server against
+// roots and presenting cert (nil for none). It asks for no encoding of its
+// own: the test sets Accept-Encoding and decodes.
 type ruleClient struct {
 	addr, sni, proto string
 	roots            *x509.CertPool
 	cert             *testenv.Issued
 }
 
-// get sends method path with Host host and the given headers; it returns
-// the response with its body read (still encoded).
-func (rc ruleClient) get(t *testing.T, host, path string, hdr ...string) (*http.Response, []byte) {
+// ruleConn is one connection of a ruleClient: every request goes on it
+// while the server keeps it open.
+type ruleConn struct {
+	rc ruleClient
+	rt http.RoundTripper
+	h2 *http2.ClientConn // over h2
+}
+
+// open makes a connection (over HTTP/1.1, at the first request).
+func (rc ruleClient) open(t *testing.T) *ruleConn {
 	t.Helper()
 	tc := &tls.Config{ServerName: rc.sni, RootCAs: rc.roots, NextProtos: []string{rc.proto}}
 	if rc.cert != nil {
@@ -139,18 +146,62 @@ func (rc ruleClient) get(t *testing.T, host, path string, hdr ...string) (*http.
 		}
 		return nc, nil
 	}
-	var rt http.RoundTripper
+	c := &ruleConn{rc: rc}
 	if rc.proto == "h2" {
-		tr := &http2.Transport{DisableCompression: true,
-			DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) { return dial(ctx) }}
-		defer tr.CloseIdleConnections()
-		rt = tr
-	} else {
-		tr := &http.Transport{DisableCompression: true, DisableKeepAlives: true,
-			DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }}
-		defer tr.CloseIdleConnections()
-		rt = tr
+		nc, err := dial(t.Context())
+		if err != nil {
+			t.Fatalf("connecting with SNI %s over h2: %v", rc.sni, err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		if c.h2, err = (&http2.Transport{DisableCompression: true}).NewClientConn(nc); err != nil {
+			t.Fatal(err)
+		}
+		c.rt = c.h2
+		return c
 	}
+	tr := &http.Transport{DisableCompression: true, MaxConnsPerHost: 1,
+		DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }}
+	t.Cleanup(tr.CloseIdleConnections)
+	c.rt = tr
+	return c
+}
+
+// get sends one request on a new connection (see ruleConn.get).
+func (rc ruleClient) get(t *testing.T, host, path string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	c := rc.open(t)
+	defer c.close()
+	return c.get(t, host, path, hdr...)
+}
+
+func (c *ruleConn) close() {
+	if c.h2 != nil {
+		c.h2.Close()
+	} else {
+		c.rt.(*http.Transport).CloseIdleConnections()
+	}
+}
+
+// closing reports whether the server ended the connection: for h2, a
+// GOAWAY within two seconds; for HTTP/1.1, the response's Connection:
+// close.
+func (c *ruleConn) closing(resp *http.Response) bool {
+	if c.h2 == nil {
+		return resp.Close
+	}
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if st := c.h2.State(); st.Closing || st.Closed {
+			return true
+		}
+	}
+	return false
+}
+
+// get sends GET path with Host host and the given header fields (name,
+// value, ...; an empty value is left out); it returns the response with
+// its body read (still encoded).
+func (c *ruleConn) get(t *testing.T, host, path string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
 	req, err := http.NewRequest("GET", (&url.URL{Scheme: "https", Host: host, Path: path}).String(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -162,17 +213,18 @@ func (rc ruleClient) get(t *testing.T, host, path string, hdr ...string) (*http.
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	resp, err := rt.RoundTrip(req.WithContext(ctx))
+	what := fmt.Sprintf("GET https://%s%s (SNI %s, %s)", host, path, c.rc.sni, c.rc.proto)
+	resp, err := c.rt.RoundTrip(req.WithContext(ctx))
 	if err != nil {
-		t.Fatalf("GET https://%s%s (SNI %s, %s): %v", host, path, rc.sni, rc.proto, err)
+		t.Fatalf("%s: %v", what, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("GET https://%s%s (SNI %s, %s): reading the body: %v", host, path, rc.sni, rc.proto, err)
+		t.Fatalf("%s: reading the body: %v", what, err)
 	}
-	if want := map[string]int{"h2": 2, "http/1.1": 1}[rc.proto]; resp.ProtoMajor != want {
-		t.Errorf("answered over %s, want %s", resp.Proto, rc.proto)
+	if want := map[string]int{"h2": 2, "http/1.1": 1}[c.rc.proto]; resp.ProtoMajor != want {
+		t.Errorf("%s: answered over %s", what, resp.Proto)
 	}
 	return resp, body
 }
@@ -250,7 +302,7 @@ func TestEveryAdapterEveryRule(t *testing.T) {
 		}
 		c.TLS.SSLClientCA = clientCA.File()
 		setRules(t, &c, "allow path:/admin cert.cn:alice", "deny path:/admin", "allow *")
-		if err := c.Rule.Quota.SetList([]string{"spiffe rps:0.01 burst:1"}); err != nil {
+		if err := c.Rule.Quota.SetList([]string{"spiffe conns:1 rps:0.01 burst:2"}); err != nil {
 			t.Fatal(err)
 		}
 		c.HeaderRule = mustRules(t, "*=response set X-Every-Rule on")
@@ -300,14 +352,46 @@ func TestEveryAdapterEveryRule(t *testing.T) {
 						}
 					}
 				})
-				t.Run("quota", func(t *testing.T) {
-					q := client(ad.a, spiffe("/"+ad.module+"/"+proto))
-					if resp, _ := q.get(t, ad.a, "/"); resp.StatusCode != 200 {
-						t.Fatalf("within the burst: %d", resp.StatusCode)
+				// Over its rate, a request gets 429 and its connection
+				// stays open; a connection over its identity's limit gets
+				// 429 with Retry-After: 1 and is closed, over h2 with GOAWAY.
+				t.Run("quota rps", func(t *testing.T) {
+					q := client(ad.a, spiffe("/rps/"+ad.module+"/"+proto)).open(t)
+					defer q.close()
+					for i := range 2 {
+						if resp, _ := q.get(t, ad.a, "/"); resp.StatusCode != 200 {
+							t.Fatalf("request %d within the burst: %d", i+1, resp.StatusCode)
+						}
 					}
 					resp, _ := q.get(t, ad.a, "/")
-					if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
-						t.Errorf("over the rate: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+					if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "1" || resp.Header.Get("Retry-After") == "" {
+						t.Errorf("over the rate: %d, Retry-After %q, want 429 and the wait for a token", resp.StatusCode, resp.Header.Get("Retry-After"))
+					}
+					// Still open: the next request goes on the same connection.
+					if resp.Close {
+						t.Error("a connection over a request rate was closed")
+					} else if resp, _ := q.get(t, ad.a, "/"); resp.StatusCode != http.StatusTooManyRequests {
+						t.Errorf("again over the rate: %d", resp.StatusCode)
+					}
+				})
+				t.Run("quota conns", func(t *testing.T) {
+					id := client(ad.a, spiffe("/conns/"+ad.module+"/"+proto))
+					first := id.open(t)
+					defer first.close()
+					if resp, _ := first.get(t, ad.a, "/"); resp.StatusCode != 200 {
+						t.Fatalf("first connection: %d", resp.StatusCode)
+					}
+					second := id.open(t)
+					defer second.close()
+					resp, _ := second.get(t, ad.a, "/")
+					if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" {
+						t.Errorf("connection over the limit: %d, Retry-After %q, want 429 and 1", resp.StatusCode, resp.Header.Get("Retry-After"))
+					}
+					if !second.closing(resp) {
+						t.Error("the connection over the limit was left open")
+					}
+					if resp, _ := first.get(t, ad.a, "/"); resp.StatusCode != 200 {
+						t.Errorf("first connection after the refusal: %d", resp.StatusCode)
 					}
 				})
 				t.Run("header_rule", func(t *testing.T) {
