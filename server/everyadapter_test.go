@@ -305,7 +305,7 @@ func TestEveryAdapterEveryRule(t *testing.T) {
 		if err := c.Rule.Quota.SetList([]string{"spiffe conns:1 rps:0.01 burst:2"}); err != nil {
 			t.Fatal(err)
 		}
-		c.HeaderRule = mustRules(t, "*=response set X-Every-Rule on")
+		c.HeaderRule = mustRules(t, "*=response set X-Every-Rule on", "*=response set X-Client {tls_client_cn}")
 		c.Compress.Compress = []string{"/"}
 		start := time.Now()
 		s := startServer(t, c)
@@ -318,20 +318,31 @@ func TestEveryAdapterEveryRule(t *testing.T) {
 					return ruleClient{addr: addr, sni: sni, proto: proto, roots: pool, cert: cert}
 				}
 				anon := client(ad.a, nil)
+				// One connection made for a, as a client coalescing its
+				// requests would use it: b's Host belongs on a connection
+				// of its own however it is spelled; a name no certificate
+				// holds has nowhere else to go; a is served throughout.
 				t.Run("421", func(t *testing.T) {
-					resp, _ := anon.get(t, ad.b, "/")
-					want := http.StatusMisdirectedRequest
+					m := anon.open(t)
+					defer m.close()
+					misdirected := http.StatusMisdirectedRequest
 					if !ad.split {
-						want = http.StatusOK // one certificate covers both: coalescing
+						misdirected = http.StatusOK // one certificate covers both: coalescing
 					}
-					if resp.StatusCode != want {
-						t.Errorf("Host %s on a connection for %s: %d, want %d", ad.b, ad.a, resp.StatusCode, want)
+					hosts := []struct {
+						host string
+						want int
+					}{{ad.a, 200}, {ad.b, misdirected}, {"unnamed.test", 200}, {ad.a, 200}}
+					if ad.split {
+						hosts = append(hosts, []struct {
+							host string
+							want int
+						}{{strings.ToUpper(ad.b), misdirected}, {ad.b + ".", misdirected}, {ad.b + ":443", misdirected}, {ad.a + ":443", 200}}...)
 					}
-					if resp, _ := anon.get(t, ad.a, "/"); resp.StatusCode != http.StatusOK {
-						t.Errorf("Host %s on its own connection: %d", ad.a, resp.StatusCode)
-					}
-					if resp, _ := anon.get(t, "unnamed.test", "/"); resp.StatusCode != http.StatusOK {
-						t.Errorf("Host no certificate names: %d, want 200 (nowhere else to go)", resp.StatusCode)
+					for _, h := range hosts {
+						if resp, _ := m.get(t, h.host, "/"); resp.StatusCode != h.want {
+							t.Errorf("Host %s on a connection for %s: %d, want %d", h.host, ad.a, resp.StatusCode, h.want)
+						}
 					}
 				})
 				t.Run("policy", func(t *testing.T) {
@@ -398,6 +409,13 @@ func TestEveryAdapterEveryRule(t *testing.T) {
 					resp, _ := anon.get(t, ad.a, "/")
 					if got := resp.Header.Get("X-Every-Rule"); got != "on" {
 						t.Errorf("X-Every-Rule %q, want on", got)
+					}
+					if got, ok := resp.Header["X-Client"]; ok {
+						t.Errorf("X-Client %q without a client certificate, want none", got)
+					}
+					resp, _ = client(ad.a, alice).get(t, ad.a, "/")
+					if got := resp.Header.Get("X-Client"); got != "alice" {
+						t.Errorf("X-Client %q for alice's certificate", got)
 					}
 				})
 				for _, cc := range []struct{ path, enc string }{
