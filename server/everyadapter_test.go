@@ -344,6 +344,15 @@ func TestEveryAdapterEveryRule(t *testing.T) {
 							t.Errorf("Host %s on a connection for %s: %d, want %d", h.host, ad.a, resp.StatusCode, h.want)
 						}
 					}
+					// A client that dialled the address sends no SNI and is
+					// served the default certificate (the one with
+					// 127.0.0.1; acme has none): b's Host is still not
+					// its to ask for.
+					if ad.module != "acme" {
+						if resp, _ := client("127.0.0.1", nil).get(t, ad.b, "/"); resp.StatusCode != misdirected {
+							t.Errorf("Host %s on a connection without SNI: %d, want %d", ad.b, resp.StatusCode, misdirected)
+						}
+					}
 				})
 				t.Run("policy", func(t *testing.T) {
 					for _, p := range []struct {
