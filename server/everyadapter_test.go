@@ -260,8 +260,11 @@ func decode(t *testing.T, ce string, b []byte) []byte {
 // Every certificate adapter crossed with every rule the server enforces in
 // its one guard and connection path, over HTTP/1.1 and h2, with real
 // handshakes and requests: the misdirected-request check (421),
-// server.policy (403) and policy_quota (429), header_rule and compression.
-// One server per adapter holds all the rules; the adapter only supplies
+// server.policy (403), policy_quota (429 over a rate; 429 and a close, on h2
+// a GOAWAY, for a connection over the identity's limit), header_rule
+// (with {tls_client_cn}) and compression (gzip and zstd, whole, sized and
+// streamed bodies, decoded and compared, with Vary). One server per adapter
+// holds all the rules and one pebble serves acme; the adapter only supplies
 // certificates, so each rule must come out the same whichever it is.
 func TestEveryAdapterEveryRule(t *testing.T) {
 	clientCA := testenv.NewCA(t, "clients")
