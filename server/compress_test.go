@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +23,14 @@ import (
 // /stream (no Content-Length, flushed line by line), all three with
 // compress; b.test/ serves the same directory without it.
 func compressServer(t *testing.T) (base string, big []byte) {
+	t.Helper()
+	c, big := compressConfig(t)
+	s := startServer(t, c)
+	return "http://" + s.BindAddr().String(), big
+}
+
+// compressConfig is compressServer's configuration and the JSON it serves.
+func compressConfig(t *testing.T) (Config, []byte) {
 	t.Helper()
 	dir := t.TempDir()
 	var b bytes.Buffer
@@ -51,8 +60,7 @@ func compressServer(t *testing.T) (base string, big []byte) {
 	c.HeaderRule = mustRules(t, "a.test/nt=response set Cache-Control no-transform")
 	c.Compress.Compress = []string{"a.test/", "a.test/nt", "/stream"}
 	c.Targets = func(target string) (http.Handler, error) { return apps.New(target, apps.Env{}) }
-	s := startServer(t, c)
-	return "http://" + s.BindAddr().String(), b.Bytes()
+	return c, b.Bytes()
 }
 
 // curlGet runs curl with args against url and returns the response head
@@ -77,6 +85,36 @@ func curlGet(t *testing.T, curl, host, url string, args ...string) (string, []by
 func TestCompressionCurl(t *testing.T) {
 	curl := testenv.RequireTool(t, "curl", "curl")
 	base, big := compressServer(t)
+	compressionCurl(t, big, "HTTP/1.1", func(host, path string, args ...string) (string, []byte) {
+		return curlGet(t, curl, host, base+path, args...)
+	})
+}
+
+// The same over h2 (curl --http2 --compressed on TLS): the h2 engine
+// carries the encoded body in DATA frames, with no Content-Length for a
+// compressed response and the same Vary, and a streamed response stays
+// streamed.
+func TestCompressionCurlH2(t *testing.T) {
+	curl := testenv.RequireTool(t, "curl", "curl")
+	c, big := compressConfig(t)
+	ca := testenv.NewCA(t, "compress")
+	leaf := ca.Leaf(t, "a.test", "b.test", "c.test", "127.0.0.1")
+	c.TLS.SSLModule = "builtin"
+	c.TLS.SSLCertificate, c.TLS.SSLPrivateKey = []string{leaf.CertFile}, []string{leaf.KeyFile}
+	s := startServer(t, c)
+	port := s.BindAddr().(*net.TCPAddr).Port
+	compressionCurl(t, big, "HTTP/2", func(host, path string, args ...string) (string, []byte) {
+		url := fmt.Sprintf("https://%s:%d%s", host, port, path)
+		args = append([]string{"--http2", "--cacert", ca.File(), "--resolve", fmt.Sprintf("%s:%d:127.0.0.1", host, port)}, args...)
+		return curlGet(t, curl, host, url, args...)
+	})
+}
+
+// compressionCurl runs the compression cases through get (curl against
+// compressServer's configuration for host and path, with curl's args
+// added), each answered over proto.
+func compressionCurl(t *testing.T, big []byte, proto string, get func(host, path string, args ...string) (string, []byte)) {
+	t.Helper()
 	var stream []byte
 	for i := range 50 {
 		stream = fmt.Appendf(stream, "line %d %s\n", i, strings.Repeat("x", 1000))
@@ -101,7 +139,10 @@ func TestCompressionCurl(t *testing.T) {
 		{"stream", "c.test", "/stream", []string{"--compressed"}, "zstd", true, stream},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			head, body := curlGet(t, curl, tt.host, base+tt.path, tt.args...)
+			head, body := get(tt.host, tt.path, tt.args...)
+			if !strings.HasPrefix(head, strings.ToLower(proto)+" ") {
+				t.Fatalf("answered over another protocol than %s:\n%s", proto, head)
+			}
 			ce := ""
 			for l := range strings.SplitSeq(head, "\r\n") {
 				if v, ok := strings.CutPrefix(l, "content-encoding: "); ok {
@@ -124,7 +165,7 @@ func TestCompressionCurl(t *testing.T) {
 	}
 	// HEAD: no body, so nothing to compress, and no Content-Encoding
 	// claimed for the body a GET would get.
-	head, _ := curlGet(t, curl, "a.test", base+"/big.json", "--compressed", "-I")
+	head, _ := get("a.test", "/big.json", "--compressed", "-I")
 	if strings.Contains(head, "content-encoding") || !strings.Contains(head, fmt.Sprintf("content-length: %d", len(big))) {
 		t.Errorf("HEAD:\n%s", head)
 	}

@@ -1655,12 +1655,24 @@ func (w *h2rw) commit(end bool) error {
 	// A snapshot of the fields (not of their values, which the handler
 	// does not change once sent), cheaper than a copy of the map.
 	kv := make([]h2kv, 0, len(w.hdr)+3)
-	var hasDate, hasCT, hasCL, encoded, trailerPrefix bool
+	var hasDate, hasCT, hasCL, encoded, trailerPrefix, closeConn bool
 	for k, v := range w.hdr {
 		switch {
 		case strings.HasPrefix(k, http.TrailerPrefix):
 			trailerPrefix = true
 			continue
+		case k == "Connection":
+			// Not a field h2 carries (the encoder leaves it out), but a
+			// handler's "close" means here what it means on HTTP/1.1
+			// (response.go), and in x/net's server: the connection takes
+			// no more requests. It gets GOAWAY below; its streams in
+			// progress, this one included, finish. policy_quota's refusal
+			// of a connection over its limit relies on it.
+			for _, s := range v {
+				if strings.Contains(strings.ToLower(s), "close") {
+					closeConn = true
+				}
+			}
 		case k == "Date":
 			hasDate = true
 		case k == "Content-Type":
@@ -1710,6 +1722,9 @@ func (w *h2rw) commit(end bool) error {
 	}
 	sc.scheduleLocked(st)
 	sc.mu.Unlock()
+	if closeConn {
+		sc.shutdown()
+	}
 	return nil
 }
 
