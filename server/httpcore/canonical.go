@@ -78,8 +78,8 @@ func (c *Core) canonicalize(r *http.Request) *rejectError {
 	if rerr := checkMethod(r.Method); rerr != nil {
 		return rerr
 	}
-	if r.Method == "CONNECT" {
-		return errConnect
+	if r.Method == "CONNECT" && !isExtendedConnect(r) {
+		return errConnect // an extended CONNECT (h2ext.go) is a request like others
 	}
 	t := r.RequestURI
 	for i := 0; i < len(t); i++ {
@@ -162,8 +162,10 @@ func checkContentLength(r *http.Request) *rejectError {
 // target no upstream path stands for.
 type asteriskHandler struct{}
 
-// allowedMethods are the methods the edge passes on (CONNECT is refused;
-// TRACE is left to the upstreams, most of which refuse it).
+// allowedMethods are the methods the edge passes on (CONNECT is refused,
+// but for h2's extended CONNECT, which is no method of a request on its own
+// but a tunnel on one stream, h2ext.go; TRACE is left to the upstreams, most
+// of which refuse it).
 const allowedMethods = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"
 
 func (asteriskHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
