@@ -238,3 +238,45 @@ func TestH2ExtConnectFullDuplex(t *testing.T) {
 		}
 	})
 }
+
+// A handler that ends its tunnel while a goroutine of its own still reads
+// the client's half (a full-duplex handler's usual shape): its response
+// ends, the request's rest is refused (RST_STREAM NO_ERROR), and the
+// blocked read returns an error at once rather than waiting forever for
+// DATA the stream will never take, as x/net's server ends it.
+func TestH2ExtConnectReaderWokenAtEnd(t *testing.T) {
+	readEnded := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		http.NewResponseController(w).Flush()
+		go func() {
+			_, err := io.Copy(io.Discard, r.Body)
+			readEnded <- err
+		}()
+		time.Sleep(50 * time.Millisecond) // the read is blocked by now
+		io.WriteString(w, "bye")
+	})
+	c := ownCore(t, h, nil)
+	addr, client := startTLS(t, c)
+	tr := h2Transport(t, client)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, _ := http.NewRequest("CONNECT", "https://"+addr+"/tunnel", pr)
+	req.Header.Set(":protocol", "websocket")
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if string(b) != "bye" || err != nil {
+		t.Fatalf("got %q, %v", b, err)
+	}
+	select {
+	case err := <-readEnded:
+		if err == nil {
+			t.Error("the read ended without an error; the client never ended its side")
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the handler's read still blocked after its stream ended")
+	}
+}

@@ -1440,6 +1440,7 @@ func (sc *h2sconn) endSentLocked(st *h2stream) {
 		st.inErr = errH2StreamClosed
 		sc.giveBackLocked(nil, int64(len(st.in)))
 		st.in = nil
+		signal(st.inWake) // a read still blocked (a full-duplex handler's) ends
 	}
 	sc.closeStreamLocked(st)
 }
