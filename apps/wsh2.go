@@ -257,11 +257,13 @@ func (x *exchange) spliceH2(h *respHead) {
 	}
 	// Either way the client's half is over too: its reader is woken (a
 	// read deadline in the past) and waited for, so that the handler
-	// leaves nothing behind.
+	// leaves nothing behind. A writer without read deadlines (not the
+	// core's) ends the read when the stream ends, after the handler.
 	c.nc.Close()
-	rc.SetReadDeadline(aLongTimeAgo)
 	r.Body.Close()
-	<-done
+	if rc.SetReadDeadline(aLongTimeAgo) == nil {
+		<-done
+	}
 	var cw clientWriteErr
 	switch {
 	case err == nil:

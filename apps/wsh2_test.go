@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -282,7 +283,8 @@ func TestProxyH2WebSocket(t *testing.T) {
 // connection; the stream's handler is gone either way.
 func TestProxyH2WebSocketClientEnds(t *testing.T) {
 	up := newWSUpstream(t, webSocketAccept)
-	front, client := serveCoreH2(t, mustNew(t, up.url, Env{}))
+	m := NewMetrics(Sources{})
+	front, client := serveCoreH2(t, m.Wrap(mustNew(t, up.url, Env{})))
 	tr := h2Client(t, client)
 	for _, how := range []string{"END_STREAM", "RST_STREAM"} {
 		t.Run(how, func(t *testing.T) {
@@ -309,6 +311,45 @@ func TestProxyH2WebSocketClientEnds(t *testing.T) {
 				}
 			}
 		})
+	}
+	// As an HTTP/1.1 101, a tunnel's length is no response latency.
+	deadline := time.Now().Add(5 * time.Second)
+	for m.Snapshot().InFlight != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := m.Snapshot(); s.ByStatus["200"] != 2 || s.Latency.Count != 0 || s.InFlight != 0 {
+		t.Errorf("metrics: %d in flight, by status %v, %d latencies; want 2 200s, no latency", s.InFlight, s.ByStatus, s.Latency.Count)
+	}
+}
+
+// A pool whose first member refuses the connection hands the tunnel to the
+// next (nothing was sent), and proxy_request_buffering, which the pool
+// does itself, does not wait for the tunnel's end.
+func TestProxyH2WebSocketPool(t *testing.T) {
+	up := newWSUpstream(t, webSocketAccept)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := ln.Addr().String()
+	ln.Close()
+	opts := Options{ProxyRequestBuffering: true, ProxyTempPath: t.TempDir()}
+	front, client := serveCoreH2(t, mustNew(t, "http://"+refused+";weight=100 "+up.url, Env{Options: opts}))
+	tr := h2Client(t, client)
+	resp, pw := wsDial(t, tr, front+"/ws", "websocket")
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("answer %d %q", resp.StatusCode, b)
+	}
+	wsWait(t, up.heads, "handshake")
+	if f, err := wsRead(resp.Body); err != nil || string(f.payload) != "welcome" {
+		t.Fatalf("first message: %v", err)
+	}
+	if err := wsWrite(pw, wsFrame{1, []byte("through the pool")}, true); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := wsRead(resp.Body); err != nil || string(f.payload) != "through the pool" {
+		t.Fatalf("echo: %v %q", err, f.payload)
 	}
 }
 
