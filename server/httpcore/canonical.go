@@ -31,7 +31,8 @@ import (
 // what the client sent, for logs.
 //
 // The request-target and method rules of parseHead are applied to h2
-// requests too, since x/net/http2 is laxer: CONNECT is refused, a space or
+// requests too, since x/net/http2 is laxer: CONNECT is refused (but h2's
+// extended CONNECT, whose :path is checked like any, h2ext.go), a space or
 // control byte in :path is a 400, "*" is only for OPTIONS and is answered
 // by the core (never forwarded), and Content-Length values must agree.
 
