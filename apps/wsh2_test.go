@@ -403,3 +403,63 @@ func TestProxyH2WebSocketRefusals(t *testing.T) {
 	default:
 	}
 }
+
+// An open tunnel may be quiet for longer than proxy_response_timeout; once
+// the client has ended its side (END_STREAM), the upstream has
+// proxy_response_timeout to end its own, and one that does not has the
+// stream reset and its connection closed.
+func TestProxyH2WebSocketHalfCloseBound(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	upURL := serveTCP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		nc, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", webSocketAccept(r.Header.Get("Sec-WebSocket-Key")))
+		brw.Flush()
+		for {
+			f, err := wsRead(brw)
+			if err != nil {
+				<-release // the client's end is ignored: the connection stays
+				return
+			}
+			wsWrite(nc, f, false)
+		}
+	}))
+	opts := Options{ProxyResponseTimeout: timeout}
+	front, client := serveCoreH2(t, mustNew(t, upURL, Env{Options: opts}))
+	tr := h2Client(t, client)
+	resp, pw := wsDial(t, tr, front+"/ws", "websocket")
+	if resp.StatusCode != 200 {
+		t.Fatalf("answer %d", resp.StatusCode)
+	}
+	for i, msg := range []string{"before", "after a quiet spell"} {
+		if i > 0 {
+			time.Sleep(3 * timeout)
+		}
+		if err := wsWrite(pw, wsFrame{1, []byte(msg)}, true); err != nil {
+			t.Fatal(err)
+		}
+		if f, err := wsRead(resp.Body); err != nil || string(f.payload) != msg {
+			t.Fatalf("echo %q: %v %q", msg, err, f.payload)
+		}
+	}
+	pw.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(resp.Body)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		var se http2.StreamError
+		if !errors.As(err, &se) {
+			t.Errorf("stream ended with %v, want a reset", err)
+		}
+	case <-time.After(10 * timeout):
+		t.Fatal("the stream is still open long after proxy_response_timeout")
+	}
+}
