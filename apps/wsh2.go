@@ -39,10 +39,13 @@ import (
 //
 // The tunnel's ends (RFC 8441 section 5: END_STREAM is TCP's FIN, RST_STREAM
 // its reset): the client's END_STREAM half-closes the upstream connection
-// (CloseWrite), which then has response_timeout to end its side; the
+// (CloseWrite), which then has proxy_response_timeout to end its side; the
 // upstream's close ends the stream with END_STREAM, and a failure on it
 // with RST_STREAM; the client's RST_STREAM closes the upstream connection.
-// Other :protocol values get 501: the proxy carries WebSocket only.
+// An open tunnel has no idle bound, as an HTTP/1.1 WebSocket's splice has
+// none (a WebSocket may be quiet for long): the core's h2 PING finds a dead
+// client, write_timeout one that stops reading. Other :protocol values get
+// 501: the proxy carries WebSocket only.
 
 // wsGUID is RFC 6455's key suffix for Sec-WebSocket-Accept.
 const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -226,7 +229,7 @@ func (x *exchange) spliceH2(h *respHead) {
 		}
 		// END_STREAM: the client is done sending (TCP's FIN, RFC 8441
 		// section 5). The upstream learns it the same way, and has
-		// response_timeout to end its side.
+		// proxy_response_timeout to end its side.
 		halfClosed.Store(true)
 		c.nc.SetReadDeadline(time.Now().Add(x.p.responseTimeout))
 		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
@@ -271,7 +274,7 @@ func (x *exchange) spliceH2(h *respHead) {
 	case errors.As(err, &cw) || r.Context().Err() != nil:
 		x.p.log.Debug("proxy: WebSocket client went away", "path", r.URL.Path, "err", err)
 	case halfClosed.Load() && isTimeout(err):
-		x.abort(fmt.Errorf("upstream did not close its side of the WebSocket within response_timeout after the client's: %w", err))
+		x.abort(fmt.Errorf("upstream did not close its side of the WebSocket within proxy_response_timeout after the client's: %w", err))
 	default:
 		x.abort(err)
 	}
