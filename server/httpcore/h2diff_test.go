@@ -594,7 +594,10 @@ func h2DiffExcuse(a, b, req string) bool {
 	// with GODEBUG=http2xconnect=1 (off by default, golang/go#71128). Its
 	// malformed forms (:protocol on another method, a pseudo-header
 	// missing) are reset by both; its path and :authority checks are the
-	// excused refusals above.
+	// excused refusals above. (With GODEBUG=http2xconnect=1, x/net serves
+	// the complete form as the engine does, but also takes :protocol on
+	// any method and a CONNECT without :scheme or :authority, which the
+	// engine resets: RFC 8441 section 4, RFC 9113 section 8.1.1.)
 	if strings.HasPrefix(a, "200 CONNECT ") && b == "reset" && strings.Contains(req, ":method: CONNECT\n") && strings.Contains(req, ":protocol: websocket\n") {
 		return true
 	}
