@@ -197,6 +197,10 @@ func (t *statsTable) all() ([]string, map[string]*routeStats) {
 	return slices.Sorted(maps.Keys(cur)), cur
 }
 
+// tunnelTime stands for the length of an h2 extended CONNECT's tunnel,
+// which is no more a latency than an upgraded connection's.
+const tunnelTime = time.Duration(-1)
+
 // count records one request's outcome in rs.
 func (rs *routeStats) count(code int, returned bool, took time.Duration) {
 	if !returned {
@@ -204,7 +208,7 @@ func (rs *routeStats) count(code int, returned bool, took time.Duration) {
 	}
 	// An upgraded connection (WebSocket) lives as long as the client keeps
 	// it open; its length is not a response latency.
-	if code != http.StatusSwitchingProtocols {
+	if code != http.StatusSwitchingProtocols && took != tunnelTime {
 		rs.latency.Observe(took.Seconds())
 	}
 	if code < 0 || code >= len(rs.byStatus) {
@@ -229,6 +233,9 @@ func (m *Metrics) Wrap(h http.Handler) http.Handler {
 		defer func() {
 			m.inFlight.Add(-1)
 			code, took := rec.finalStatus(), time.Since(start)
+			if _, tunnel := extendedConnect(r); tunnel && code < 300 {
+				took = tunnelTime // an h2 WebSocket: HTTP/1.1's 101
+			}
 			m.route(rec.route).count(code, returned, took)
 			if rec.upstream != "" {
 				m.upstreams.get(rec.upstream).count(code, returned, took)

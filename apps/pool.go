@@ -266,7 +266,7 @@ func (m *member) up(now time.Time) bool {
 
 func (pl *pool) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
-	if pl.buffer != nil && hasBody {
+	if _, tunnel := extendedConnect(r); pl.buffer != nil && hasBody && !tunnel {
 		sb, err := pl.buffer.read(r)
 		if err != nil {
 			pl.members[0].p.failBuffering(w, r, err)

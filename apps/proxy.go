@@ -166,6 +166,10 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.serve(w, r
 // member, takes the failures another member may answer instead (see
 // poolTry), which then leave w untouched. The pool buffers the body.
 func (p *proxy) serve(w http.ResponseWriter, r *http.Request, alt *poolTry) {
+	if proto, ok := extendedConnect(r); ok {
+		p.serveTunnel(w, r, proto, alt) // WebSocket over h2 (wsh2.go)
+		return
+	}
 	if alt == nil && p.buffer != nil && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		sb, err := p.buffer.read(r)
 		if err != nil {
@@ -471,6 +475,10 @@ type exchange struct {
 	c      *upConn
 	buf    []byte
 	upType string
+	// For a WebSocket over h2 (wsh2.go): the client's extended CONNECT (r
+	// is the handshake sent for it) and the Sec-WebSocket-Key sent.
+	tunnel *http.Request
+	wsKey  string
 
 	// Outcome.
 	done     bool  // the client has its answer (or an aborted one)
@@ -551,6 +559,11 @@ func (x *exchange) run(head []byte, body io.Reader) {
 			return
 		}
 	}
+	if x.tunnel != nil {
+		if x.err = x.checkTunnelAnswer(&h); x.err != nil {
+			return
+		}
+	}
 	if h.status == http.StatusSwitchingProtocols {
 		if x.upType == "" || !strings.EqualFold(h.upgrade, x.upType) {
 			x.err = badResponse("101 switching to %q when %q was asked for", h.upgrade, x.upType)
@@ -562,6 +575,10 @@ func (x *exchange) run(head []byte, body io.Reader) {
 		c.unwatch()
 		watching = false
 		x.done = true
+		if x.tunnel != nil {
+			x.spliceH2(&h)
+			return
+		}
 		x.splice(&h)
 		return
 	}

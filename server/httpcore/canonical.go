@@ -31,7 +31,8 @@ import (
 // what the client sent, for logs.
 //
 // The request-target and method rules of parseHead are applied to h2
-// requests too, since x/net/http2 is laxer: CONNECT is refused, a space or
+// requests too, since x/net/http2 is laxer: CONNECT is refused (but h2's
+// extended CONNECT, whose :path is checked like any, h2ext.go), a space or
 // control byte in :path is a 400, "*" is only for OPTIONS and is answered
 // by the core (never forwarded), and Content-Length values must agree.
 
@@ -78,8 +79,8 @@ func (c *Core) canonicalize(r *http.Request) *rejectError {
 	if rerr := checkMethod(r.Method); rerr != nil {
 		return rerr
 	}
-	if r.Method == "CONNECT" {
-		return errConnect
+	if r.Method == "CONNECT" && !isExtendedConnect(r) {
+		return errConnect // an extended CONNECT (h2ext.go) is a request like others
 	}
 	t := r.RequestURI
 	for i := 0; i < len(t); i++ {
@@ -162,8 +163,10 @@ func checkContentLength(r *http.Request) *rejectError {
 // target no upstream path stands for.
 type asteriskHandler struct{}
 
-// allowedMethods are the methods the edge passes on (CONNECT is refused;
-// TRACE is left to the upstreams, most of which refuse it).
+// allowedMethods are the methods the edge passes on (CONNECT is refused,
+// but for h2's extended CONNECT, which is no method of a request on its own
+// but a tunnel on one stream, h2ext.go; TRACE is left to the upstreams, most
+// of which refuse it).
 const allowedMethods = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"
 
 func (asteriskHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

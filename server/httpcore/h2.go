@@ -98,6 +98,12 @@ func (h *h2Handler) begin(w http.ResponseWriter, r *http.Request) *h2Exchange {
 		c.opts.Prepare(r)
 	}
 	max := c.opts.MaxRequestBodySize
+	// An extended CONNECT's body is its tunnel's client half, held to no
+	// size nor rate (h2ext.go); canonicalize lets no other CONNECT by.
+	tunnel := r.Method == "CONNECT"
+	if tunnel {
+		max = 0
+	}
 	if max > 0 && r.ContentLength > max {
 		c.h2Reject(w, errCLTooLarge)
 		return nil
@@ -138,7 +144,7 @@ func (h *h2Handler) begin(w http.ResponseWriter, r *http.Request) *h2Exchange {
 		ex.t0 = time.Now()
 	}
 	if r.Body != nil && r.Body != http.NoBody {
-		ex.body = h2Body{rc: r.Body, limit: max, ex: ex}
+		ex.body = h2Body{rc: r.Body, limit: max, ex: ex, tunnel: tunnel}
 		r.Body = &ex.body
 		ex.w.body = &ex.body
 	}
@@ -389,6 +395,8 @@ type h2Body struct {
 	start time.Time // the first read
 	ex    *h2Exchange
 	rerr  *rejectError
+	// tunnel: an extended CONNECT's, read with no deadline of the core's
+	tunnel bool
 }
 
 func (b *h2Body) Read(p []byte) (int, error) {
@@ -419,7 +427,7 @@ func (b *h2Body) Read(p []byte) (int, error) {
 // timer operation.
 func (b *h2Body) arm(want int) {
 	ex := b.ex
-	if ex.sd == nil || ex.w.ownRead.Load() {
+	if ex.sd == nil || b.tunnel || ex.w.ownRead.Load() {
 		return
 	}
 	o := &ex.c.opts

@@ -927,8 +927,8 @@ func validField(hf hpack.HeaderField) bool {
 // request; an error is the stream's (or the connection's).
 func (sc *h2sconn) newRequest(id uint32) (*http.Request, *h2stream, error) {
 	perr := http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
-	var method, scheme, authority, path string
-	var seen [4]bool
+	var method, scheme, authority, path, protocol string
+	var seen [5]bool
 	regular := false
 	hdr := make(http.Header, len(sc.fields))
 	var cookies []string
@@ -950,6 +950,8 @@ func (sc *h2sconn) newRequest(id uint32) (*http.Request, *h2stream, error) {
 				i, authority = 2, hf.Value
 			case ":path":
 				i, path = 3, hf.Value
+			case ":protocol":
+				i, protocol = 4, hf.Value
 			default:
 				return nil, nil, perr
 			}
@@ -979,6 +981,14 @@ func (sc *h2sconn) newRequest(id uint32) (*http.Request, *h2stream, error) {
 	}
 	if method == "" || method != "CONNECT" && (scheme == "" || path == "") {
 		return nil, nil, perr
+	}
+	if seen[4] {
+		// Extended CONNECT (RFC 8441, h2ext.go): :protocol only on a
+		// CONNECT, which then needs every pseudo-header a request has.
+		if !extendedConnectOK(method, scheme, authority, path, protocol) {
+			return nil, nil, perr
+		}
+		hdr[h2ProtocolKey] = []string{protocol}
 	}
 	// A Content-Length that is not one number is the core's 400 (see
 	// checkContentLength); one that the frames contradict is the
@@ -1322,6 +1332,7 @@ func (sc *h2sconn) fillLocked() {
 					http2.Setting{ID: http2.SettingMaxFrameSize, Val: 16 << 10},
 					http2.Setting{ID: http2.SettingHeaderTableSize, Val: 4096},
 					http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: uint32(min(sc.maxList, 1<<31-1))},
+					http2.Setting{ID: http2.SettingEnableConnectProtocol, Val: 1}, // h2ext.go
 				)
 			}
 		case http2.FramePing:
@@ -1429,6 +1440,7 @@ func (sc *h2sconn) endSentLocked(st *h2stream) {
 		st.inErr = errH2StreamClosed
 		sc.giveBackLocked(nil, int64(len(st.in)))
 		st.in = nil
+		signal(st.inWake) // a read still blocked (a full-duplex handler's) ends
 	}
 	sc.closeStreamLocked(st)
 }
