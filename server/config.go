@@ -61,6 +61,13 @@ type Config struct {
 	Name string `opt:"-"`
 	// Handlers mounts Go handlers by path prefix, next to the Mount specs.
 	Handlers map[string]http.Handler `opt:"-"`
+	// HandlersServeExtendedConnect says the Handlers answer WebSocket over
+	// h2 (RFC 8441: method CONNECT, r.Header[":protocol"]). Without it, a
+	// server with Handlers does not offer extended CONNECT at all: a browser
+	// that is offered it opens every WebSocket to the origin that way and
+	// never falls back to the HTTP/1.1 Upgrade most Go WebSocket packages
+	// expect. The proxy and the other mount targets need no such promise.
+	HandlersServeExtendedConnect bool `opt:"-"`
 	// Targets resolves a mount TARGET other than text:BODY. Nil allows only text:.
 	Targets func(target string) (http.Handler, error) `opt:"-"`
 	// Middleware wraps the whole mount table (metrics, access log); nil adds

@@ -19,6 +19,7 @@ func newCore(c *Config, h *swapHandler, log *slog.Logger, bind net.Addr) (*httpc
 	o.Handler, o.Logger, o.BindAddress = h, log, bind.String()
 	o.Reserved = h.isReserved
 	o.Prepare = h.prepare
+	o.DisableExtendedConnect = len(c.Handlers) > 0 && !c.HandlersServeExtendedConnect
 	return httpcore.New(o)
 }
 

@@ -140,3 +140,61 @@ func TestH2WebSocketThroughGuard(t *testing.T) {
 		t.Errorf("access log has no 403 for the denied tunnel:\n%s", logBuf.String())
 	}
 }
+
+// Extended CONNECT is offered only where every mount can answer it: a
+// browser offered it opens all its WebSockets to the origin that way and
+// never falls back to the HTTP/1.1 Upgrade. So a server with Go Handlers
+// (which may be gorilla-style Upgrade handlers) leaves it out unless it
+// says they serve it; a server of mount targets offers it.
+func TestExtendedConnectOfferedOnlyWhereServed(t *testing.T) {
+	ca := testenv.NewCA(t, "xconnect")
+	leaf := ca.Leaf(t, "127.0.0.1")
+	pool := x509.NewCertPool()
+	pem, err := os.ReadFile(ca.File())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.AppendCertsFromPEM(pem)
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	for _, tc := range []struct {
+		name  string
+		set   func(c *Config)
+		offer bool
+	}{
+		{"Go handlers", func(c *Config) {}, false},
+		{"Go handlers that serve it", func(c *Config) { c.HandlersServeExtendedConnect = true }, true},
+		{"mount targets only", func(c *Config) {
+			c.Handlers = nil
+			c.Mount = router.MustMounts("/=text:ok")
+		}, true},
+	} {
+		c := plainConfig(t, ok)
+		c.SocketHost = "127.0.0.1"
+		c.TLS.SSLModule = "builtin"
+		c.TLS.SSLCertificate, c.TLS.SSLPrivateKey = []string{leaf.CertFile}, []string{leaf.KeyFile}
+		tc.set(&c)
+		s := startServer(t, c)
+		tconn, err := tls.Dial("tcp", s.BindAddr().String(), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", NextProtos: []string{"h2"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tconn.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(tconn, http2.ClientPreface)
+		fr := http2.NewFramer(tconn, tconn)
+		fr.WriteSettings()
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("%s: no SETTINGS: %v", tc.name, err)
+			}
+			if sf, ok := f.(*http2.SettingsFrame); ok && !sf.IsAck() {
+				v, sent := sf.Value(http2.SettingEnableConnectProtocol)
+				if offered := sent && v == 1; offered != tc.offer {
+					t.Errorf("%s: SETTINGS_ENABLE_CONNECT_PROTOCOL offered %v, want %v", tc.name, offered, tc.offer)
+				}
+				break
+			}
+		}
+		tconn.Close()
+	}
+}

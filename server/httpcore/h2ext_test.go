@@ -20,30 +20,44 @@ import (
 
 // The engine's SETTINGS carry ENABLE_CONNECT_PROTOCOL = 1.
 func TestH2ExtConnectSetting(t *testing.T) {
-	c := ownCore(t, echoHandler(), nil)
-	addr, client := startTLS(t, c)
-	cfg := client.Transport.(*http.Transport).TLSClientConfig.Clone()
-	cfg.NextProtos = []string{"h2"}
-	cfg.ServerName = "127.0.0.1"
-	tc, err := tls.Dial("tcp", addr, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
-	tc.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(tc, http2.ClientPreface)
-	fr := http2.NewFramer(tc, tc)
-	fr.WriteSettings()
-	for {
-		f, err := fr.ReadFrame()
+	for _, disabled := range []bool{false, true} {
+		c := ownCore(t, echoHandler(), func(o *Options) { o.DisableExtendedConnect = disabled })
+		addr, client := startTLS(t, c)
+		cfg := client.Transport.(*http.Transport).TLSClientConfig.Clone()
+		cfg.NextProtos = []string{"h2"}
+		cfg.ServerName = "127.0.0.1"
+		tc, err := tls.Dial("tcp", addr, cfg)
 		if err != nil {
-			t.Fatalf("no SETTINGS: %v", err)
+			t.Fatal(err)
 		}
-		if sf, ok := f.(*http2.SettingsFrame); ok && !sf.IsAck() {
-			if v, ok := sf.Value(http2.SettingEnableConnectProtocol); !ok || v != 1 {
-				t.Fatalf("SETTINGS_ENABLE_CONNECT_PROTOCOL = %d (sent: %v), want 1", v, ok)
+		tc.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(tc, http2.ClientPreface)
+		fr := http2.NewFramer(tc, tc)
+		fr.WriteSettings()
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("no SETTINGS: %v", err)
 			}
-			return
+			if sf, ok := f.(*http2.SettingsFrame); ok && !sf.IsAck() {
+				v, sent := sf.Value(http2.SettingEnableConnectProtocol)
+				if !disabled && (!sent || v != 1) {
+					t.Errorf("SETTINGS_ENABLE_CONNECT_PROTOCOL = %d (sent: %v), want 1", v, sent)
+				}
+				if disabled && sent {
+					t.Errorf("DisableExtendedConnect: SETTINGS_ENABLE_CONNECT_PROTOCOL sent (%d)", v)
+				}
+				break
+			}
+		}
+		tc.Close()
+		// Not offered, an extended CONNECT is malformed (RFC 8441 3), as
+		// x/net's server has it by default.
+		if disabled {
+			got := h2Status(t, addr, client, ":method", "CONNECT", ":protocol", "websocket", ":scheme", "https", ":authority", "127.0.0.1", ":path", "/chat")
+			if got != "reset PROTOCOL_ERROR" {
+				t.Errorf("DisableExtendedConnect: an extended CONNECT got %s, want reset PROTOCOL_ERROR", got)
+			}
 		}
 	}
 }

@@ -985,7 +985,7 @@ func (sc *h2sconn) newRequest(id uint32) (*http.Request, *h2stream, error) {
 	if seen[4] {
 		// Extended CONNECT (RFC 8441, h2ext.go): :protocol only on a
 		// CONNECT, which then needs every pseudo-header a request has.
-		if !extendedConnectOK(method, scheme, authority, path, protocol) {
+		if sc.c.opts.DisableExtendedConnect || !extendedConnectOK(method, scheme, authority, path, protocol) {
 			return nil, nil, perr
 		}
 		hdr[h2ProtocolKey] = []string{protocol}
@@ -1327,13 +1327,18 @@ func (sc *h2sconn) fillLocked() {
 			if f.ack {
 				sc.wfr.WriteSettingsAck()
 			} else {
-				sc.wfr.WriteSettings(
-					http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
-					http2.Setting{ID: http2.SettingMaxFrameSize, Val: 16 << 10},
-					http2.Setting{ID: http2.SettingHeaderTableSize, Val: 4096},
-					http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: uint32(min(sc.maxList, 1<<31-1))},
-					http2.Setting{ID: http2.SettingEnableConnectProtocol, Val: 1}, // h2ext.go
-				)
+				set := [5]http2.Setting{
+					{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
+					{ID: http2.SettingMaxFrameSize, Val: 16 << 10},
+					{ID: http2.SettingHeaderTableSize, Val: 4096},
+					{ID: http2.SettingMaxHeaderListSize, Val: uint32(min(sc.maxList, 1<<31-1))},
+					{ID: http2.SettingEnableConnectProtocol, Val: 1}, // h2ext.go
+				}
+				n := len(set)
+				if sc.c.opts.DisableExtendedConnect {
+					n--
+				}
+				sc.wfr.WriteSettings(set[:n]...)
 			}
 		case http2.FramePing:
 			sc.wfr.WritePing(f.ack, f.data)

@@ -54,6 +54,14 @@ type Options struct {
 	// mounts whose upstream gives %2F a meaning of its own; not an option
 	// yet, because it applies to every mount of the core. See canonicalPath.
 	AllowEncodedSlash bool `opt:"-"`
+
+	// DisableExtendedConnect stops advertising SETTINGS_ENABLE_CONNECT_PROTOCOL
+	// on h2 and refuses :protocol (RFC 8441), as x/net's server does by
+	// default. A browser that sees the setting opens its WebSockets to the
+	// origin as extended CONNECTs and does not fall back to an HTTP/1.1
+	// Upgrade, so it must stay off when some handler can only answer the
+	// Upgrade (gorilla/websocket and most Go WebSocket packages).
+	DisableExtendedConnect bool `opt:"-"`
 }
 
 // DefaultOptions returns Options holding every documented default, read
