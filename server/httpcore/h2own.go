@@ -305,7 +305,11 @@ func (c *Core) serveH2(cn *conn) {
 	if cn.info != nil {
 		sc.tls = cn.info.TLS
 	}
-	sc.baseCtx = context.WithValue(cn.ctx, http.LocalAddrContextKey, cn.nc.LocalAddr())
+	// The streams' contexts are canceled by their streams (a reset, the
+	// end of the stream, and finish resets every stream), so they need no
+	// link to the connection's: one would cost a map and a channel in the
+	// connection's context for its whole life, parked included.
+	sc.baseCtx = context.WithValue(context.WithoutCancel(cn.ctx), http.LocalAddrContextKey, cn.nc.LocalAddr())
 	sc.rd = h2reader{nc: cn.nc, sc: sc}
 	sc.maxList = c.opts.MaxRequestHeaderSize + 320
 	sc.maxBlock = int(sc.maxList) + 16<<10
@@ -1256,6 +1260,7 @@ func (sc *h2sconn) kickLocked() {
 	case sc.wfinal:
 	case !sc.writing:
 		sc.writing = true
+		sc.writerFramerLocked()
 		go sc.writeLoop()
 	default:
 		signal(sc.wake)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // Parking idle h2 connections.
@@ -126,6 +127,7 @@ func (sc *h2sconn) parkLocked(p *parker) h2idle {
 	deadline := sc.lastActive.Add(sc.c.opts.SocketTimeout)
 	sc.parked = true
 	sc.idleTimer.Stop() // checkIdle does nothing while parked
+	sc.idleTimer = nil
 	sc.dropIdleLocked()
 	sc.c.g.connsIdle.Add(1)
 	sc.mu.Unlock()
@@ -157,8 +159,25 @@ func (sc *h2sconn) dropIdleLocked() {
 	sc.wbuf = bytes.Buffer{}
 	sc.hbuf = bytes.Buffer{}
 	// The write Framer keeps a buffer as large as the largest frame it
-	// wrote; a new one starts empty.
-	sc.wfr = http2.NewFramer(&sc.wbuf, nil)
+	// wrote: kickLocked makes a new one when the writer starts again.
+	sc.wfr = nil
+	// The HPACK encoder's dynamic table is this end's choice: a new
+	// encoder starts empty, and the first header block after the park
+	// tells the client so (a table size update to 0, then back), which
+	// empties the client's decoder table too. The client's table is the
+	// one the protocol makes us keep (the decoder's), and stays.
+	size := sc.henc.MaxDynamicTableSize()
+	sc.henc = hpack.NewEncoder(&sc.hbuf)
+	sc.henc.SetMaxDynamicTableSizeLimit(size)
+	sc.henc.SetMaxDynamicTableSize(0)
+	sc.henc.SetMaxDynamicTableSize(size)
+}
+
+// writerFramerLocked gives the writer its Framer back after a park.
+func (sc *h2sconn) writerFramerLocked() {
+	if sc.wfr == nil {
+		sc.wfr = http2.NewFramer(&sc.wbuf, nil)
+	}
 }
 
 // unpark gives a connection taken out of the parker (or refused by it) what
@@ -170,8 +189,9 @@ func (sc *h2sconn) unpark() {
 	if sc.streams == nil {
 		sc.streams = make(map[uint32]*h2stream)
 	}
-	if !sc.dead && !sc.closing {
-		sc.idleTimer.Reset(sc.c.opts.SocketTimeout / 2)
+	sc.idleTimer = time.AfterFunc(sc.c.opts.SocketTimeout/2, sc.checkIdle)
+	if sc.dead || sc.closing {
+		sc.idleTimer.Stop()
 	}
 	if len(sc.ctrl) > 0 {
 		sc.kickLocked()

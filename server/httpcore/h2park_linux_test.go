@@ -105,7 +105,11 @@ func (c *h2sync) response(t testing.TB, id uint32) (int, string) {
 			t.Fatalf("stream %d: RST_STREAM %v", f.StreamID, f.ErrCode)
 		case *http2.HeadersFrame:
 			c.hdrs = map[string]string{}
-			if _, err := c.dec.Write(f.HeaderBlockFragment()); err != nil {
+			_, err := c.dec.Write(f.HeaderBlockFragment())
+			if err == nil {
+				err = c.dec.Close() // the end of a header block
+			}
+			if err != nil {
 				t.Fatalf("stream %d: response head: %v", id, err)
 			}
 			if f.StreamID == id {
@@ -249,6 +253,32 @@ func TestH2ParkedKeepsHPACK(t *testing.T) {
 			t.Fatalf("not parked again after request %d", i)
 		}
 	}
+
+	// x/net's Transport, one connection parked between its requests.
+	hc.tc.Close()
+	if !waitFor(5*time.Second, parkedH2(c, 0)) {
+		t.Fatal("the first connection is not gone")
+	}
+	for i := range 4 {
+		tok := fmt.Sprintf("%s-%d", tok, i%2)
+		req, _ := http.NewRequest("GET", "https://"+addr+"/", nil)
+		req.Header.Set("X-Token", tok)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("transport request %d: %v", i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || string(body) != "token="+tok || resp.Header.Get("X-Echo") != tok {
+			t.Fatalf("transport request %d: %s %q, X-Echo %q", i, resp.Proto, body, resp.Header.Get("X-Echo"))
+		}
+		if !waitFor(5*time.Second, parkedH2(c, 1)) {
+			t.Fatalf("transport connection not parked after request %d", i)
+		}
+	}
+	if st := c.Stats(); st.Accepts != 2 {
+		t.Fatalf("%d connections accepted, want 2: the transport's was not reused", st.Accepts)
+	}
 }
 
 // A parked h2 connection still answers PING (which counts as activity), and
@@ -284,6 +314,26 @@ func TestH2ParkedPingTimeoutAndSplit(t *testing.T) {
 	}
 	if !waitFor(2*time.Second, parkedH2(c, 1)) {
 		t.Fatal("not parked after the split request")
+	}
+
+	// A header block left open over a pause longer than the hot wait: the
+	// connection must not park with CONTINUATION owed (the new Framer would
+	// not expect it).
+	block := hc.block("/", "x-token", "continued")
+	id = hc.next
+	hc.next += 2
+	hc.tc.SetDeadline(time.Now().Add(5 * time.Second))
+	hc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block[:len(block)/2], EndStream: true})
+	time.Sleep(idleHotWait + 200*time.Millisecond)
+	if st := c.Stats(); st.ConnectionsIdle != 0 {
+		t.Fatalf("parked with a header block open: %d idle", st.ConnectionsIdle)
+	}
+	hc.fr.WriteContinuation(id, true, block[len(block)/2:])
+	if code, body := hc.response(t, id); code != 200 || body != "token=continued" {
+		t.Fatalf("header block continued after a pause: %d %q", code, body)
+	}
+	if !waitFor(2*time.Second, parkedH2(c, 1)) {
+		t.Fatal("not parked after the continued request")
 	}
 
 	// PING while parked: answered, and the connection parks again.
