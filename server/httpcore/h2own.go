@@ -372,7 +372,7 @@ func (sc *h2sconn) newReadFramer() *http2.Framer {
 // finishes it) or is parked while idle, which it reports. first: the
 // client's SETTINGS has not come yet, and must be the first frame.
 func (sc *h2sconn) readLoop(first bool) (parked bool) {
-	canPark := !first && sc.cn.raw != nil && sc.c.opts.SocketTimeout > idleHotWait
+	canPark := !first && sc.mayPark()
 	inBlock := false // a header block is open: CONTINUATION must follow
 	for {
 		if canPark && !inBlock {
@@ -400,7 +400,7 @@ func (sc *h2sconn) readLoop(first bool) (parked bool) {
 				break
 			}
 			first = false
-			canPark = sc.cn.raw != nil && sc.c.opts.SocketTimeout > idleHotWait
+			canPark = sc.mayPark()
 		}
 		switch f := f.(type) {
 		case *http2.HeadersFrame:

@@ -47,6 +47,12 @@ func (sc *h2sconn) idleLocked() bool {
 		len(sc.ready) == 0 && !sc.goaway && !sc.closing && !sc.dead
 }
 
+// mayPark reports whether the connection can be parked when idle: its
+// socket is known and the Core has a parker (made here on first use).
+func (sc *h2sconn) mayPark() bool {
+	return sc.cn.raw != nil && sc.c.opts.SocketTimeout > idleHotWait && sc.c.idleParker() != nil
+}
+
 // idleWait is the reader's step between frames. It reads the next frame's
 // first byte itself, exactly one byte and never into a frame, since a read
 // that timed out in the middle of one would leave the Framer broken; the
@@ -61,7 +67,7 @@ func (sc *h2sconn) idleLocked() bool {
 // as temporary), and proves the TLS layer holds no decrypted byte, so the
 // socket's readability is the whole truth while parked.
 func (sc *h2sconn) idleWait() h2idle {
-	p := sc.c.idleParker()
+	p := sc.c.parker.Load() // made by mayPark, never unset
 	if p == nil || sc.rd.hasFirst || sc.rd.err != nil {
 		return h2Read
 	}
