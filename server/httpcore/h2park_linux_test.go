@@ -7,9 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net/http"
+	"os"
 	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -418,4 +422,85 @@ func TestH2ParkedRevokeAndHangup(t *testing.T) {
 	if err := c.Shutdown(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatalf("shutdown: %v", err)
 	}
+}
+
+// Wakes, the parker's timer, Revoke and Shutdown racing over h2
+// connections that park and wake all the time: every answer is right, no
+// connection is finished twice or lost (the gauges end at zero), Shutdown
+// returns, and no goroutine is left behind.
+func TestH2ParkedRaces(t *testing.T) {
+	const clients, idle = 24, 400 * time.Millisecond
+	c := ownCore(t, echoHeader, func(o *Options) { o.SocketTimeout = idle })
+	addr, client := startTLS(t, c)
+	base := runtime.NumGoroutine()
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var ok, failed atomic.Int64
+	var wrong atomic.Value
+	pauses := []time.Duration{0, 30 * time.Millisecond, idleHotWait + 20*time.Millisecond, 200 * time.Millisecond, idle + 50*time.Millisecond}
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tr := h2Transport(t, client)
+			defer tr.CloseIdleConnections()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(pauses[(i+n)%len(pauses)]):
+				}
+				tok := fmt.Sprintf("c%d-r%d", i, n)
+				req := mustReq("GET", "https://"+addr+"/")
+				req.Header.Set("X-Token", tok)
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					if os.Getenv("H2PARK_DEBUG") != "" {
+						t.Logf("client %d: %v", i, err)
+					}
+					failed.Add(1) // GOAWAY, revoked, shut down: the next request dials again
+					continue
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				switch {
+				case err != nil:
+					failed.Add(1)
+				case resp.StatusCode != 200 || string(body) != "token="+tok || resp.Header.Get("X-Echo") != tok:
+					wrong.Store(fmt.Sprintf("asked %s, got %d %q (X-Echo %q)", tok, resp.StatusCode, body, resp.Header.Get("X-Echo")))
+				default:
+					ok.Add(1)
+				}
+			}
+		}()
+	}
+	var revoked int
+	for r := 0; r < 12; r++ {
+		time.Sleep(100 * time.Millisecond)
+		revoked += c.Revoke(func(*conninfo.Info) bool { return mrand.IntN(6) == 0 })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	err := c.Shutdown(ctx)
+	took := time.Since(t0)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("Shutdown amid parks and wakes: %v after %v", err, took)
+	}
+	if w := wrong.Load(); w != nil {
+		t.Fatal(w)
+	}
+	if st := c.Stats(); st.ConnectionsOpen != 0 || st.ConnectionsIdle != 0 || st.H2Connections != 0 {
+		t.Fatalf("after Shutdown: %d open, %d idle, %d h2", st.ConnectionsOpen, st.ConnectionsIdle, st.H2Connections)
+	}
+	if ok.Load() < clients {
+		t.Fatalf("only %d requests answered (%d failed)", ok.Load(), failed.Load())
+	}
+	if !waitFor(3*time.Second, func() bool { return runtime.NumGoroutine() <= base+2 }) {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("goroutines: %d, %d before\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+	}
+	t.Logf("%d answered, %d failed (GOAWAY races, revokes), %d connections revoked, Shutdown took %v", ok.Load(), failed.Load(), revoked, took)
 }
