@@ -185,6 +185,9 @@ type h2sconn struct {
 	recvUnacked int64  // consumed, not yet given back
 	lastActive  time.Time
 	pingOut     bool
+	parked      bool // the reader has handed the connection to the parker (h2park.go)
+	between     bool // the reader waits for a frame's first byte (idleWait)
+	hot         bool // and that wait has a deadline
 	pingAt      time.Time
 	idleTimer   *time.Timer
 	flood       h2bucket
@@ -193,9 +196,10 @@ type h2sconn struct {
 	resets      h2bucket
 	tableSize   uint32
 	tableChange bool
-	parked      bool // the reader has handed the connection to the parker (h2park.go)
-	between     bool // the reader waits for a frame's first byte (idleWait)
-	hot         bool // and that wait has a deadline
+	// the reader's own: a byte idleWait read, for h2reader to hand out
+	// before the socket's next ones
+	first    [1]byte
+	hasFirst bool
 
 	dateMu   sync.Mutex
 	dateSec  int64
@@ -209,24 +213,18 @@ type h2sconn struct {
 	wdl  writeDeadline
 }
 
-// h2reader counts bytes, and hands out first, the byte an idle
+// h2reader counts bytes, and hands out sc.first, the byte an idle
 // connection's wait read (h2sconn.idleWait), before the socket's next ones.
 type h2reader struct {
-	nc       net.Conn
-	sc       *h2sconn
-	first    [1]byte
-	hasFirst bool
-	err      error // what the idle wait's read ended with, for the Framer
+	nc net.Conn
+	sc *h2sconn
 }
 
 func (r *h2reader) Read(p []byte) (int, error) {
-	if r.hasFirst && len(p) > 0 {
-		p[0] = r.first[0]
-		r.hasFirst = false
+	if sc := r.sc; sc.hasFirst && len(p) > 0 {
+		p[0] = sc.first[0]
+		sc.hasFirst = false
 		return 1, nil
-	}
-	if r.err != nil {
-		return 0, r.err
 	}
 	n, err := r.nc.Read(p)
 	if st := r.sc.c.st; st != nil {

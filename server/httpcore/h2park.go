@@ -68,7 +68,7 @@ func (sc *h2sconn) mayPark() bool {
 // socket's readability is the whole truth while parked.
 func (sc *h2sconn) idleWait() h2idle {
 	p := sc.c.parker.Load() // made by mayPark, never unset
-	if p == nil || sc.rd.hasFirst || sc.rd.err != nil {
+	if p == nil || sc.hasFirst {
 		return h2Read
 	}
 	for {
@@ -86,7 +86,7 @@ func (sc *h2sconn) idleWait() h2idle {
 		}
 		sc.between = true
 		sc.mu.Unlock()
-		n, err := sc.rd.Read(sc.rd.first[:])
+		n, err := sc.rd.Read(sc.first[:])
 		sc.mu.Lock()
 		sc.between = false
 		over := sc.dead || sc.closing
@@ -96,13 +96,12 @@ func (sc *h2sconn) idleWait() h2idle {
 		sc.hot = false
 		switch {
 		case n > 0:
-			sc.rd.hasFirst = true
+			sc.hasFirst = true
 			sc.mu.Unlock()
 			return h2Read
 		case !isTimeout(err):
-			sc.rd.err = err // the Framer's next read ends the connection
 			sc.mu.Unlock()
-			return h2Read
+			return h2Over // gone, as a failed ReadFrame would find
 		case over:
 			sc.mu.Unlock()
 			return h2Over
