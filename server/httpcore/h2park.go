@@ -163,25 +163,36 @@ func (sc *h2sconn) dropIdleLocked() {
 	sc.fields = nil
 	sc.wbuf = bytes.Buffer{}
 	sc.hbuf = bytes.Buffer{}
-	// The write Framer keeps a buffer as large as the largest frame it
-	// wrote: kickLocked makes a new one when the writer starts again.
+	// The writer's Framer keeps a buffer as large as the largest frame it
+	// wrote; it, the writer's wake-up channel and the HPACK encoder are
+	// made again when the writer starts (writerFramerLocked).
 	sc.wfr = nil
-	// The HPACK encoder's dynamic table is this end's choice: a new
-	// encoder starts empty, and the first header block after the park
-	// tells the client so (a table size update to 0, then back), which
-	// empties the client's decoder table too. The client's table is the
-	// one the protocol makes us keep (the decoder's), and stays.
-	size := sc.henc.MaxDynamicTableSize()
-	sc.henc = hpack.NewEncoder(&sc.hbuf)
-	sc.henc.SetMaxDynamicTableSizeLimit(size)
-	sc.henc.SetMaxDynamicTableSize(0)
-	sc.henc.SetMaxDynamicTableSize(size)
+	sc.wake = nil
+	// The encoder's dynamic table is this end's choice: the new encoder
+	// starts empty, and the first header block after the park tells the
+	// client so (a table size update to 0, then back), which empties the
+	// client's decoder table too. The client's table is the one the
+	// protocol makes us keep (the decoder's), and stays. A size the peer
+	// set below the default is applied again through tableChange.
+	if size := sc.henc.MaxDynamicTableSize(); size < 4096 && !sc.tableChange {
+		sc.tableSize, sc.tableChange = size, true
+	}
+	sc.henc = nil
 }
 
-// writerFramerLocked gives the writer its Framer back after a park.
+// writerFramerLocked gives the writer back what a park took (see
+// dropIdleLocked); kickLocked calls it before it starts the writer.
 func (sc *h2sconn) writerFramerLocked() {
 	if sc.wfr == nil {
 		sc.wfr = http2.NewFramer(&sc.wbuf, nil)
+	}
+	if sc.wake == nil {
+		sc.wake = make(chan struct{}, 1)
+	}
+	if sc.henc == nil {
+		sc.henc = hpack.NewEncoder(&sc.hbuf)
+		sc.henc.SetMaxDynamicTableSize(0)
+		sc.henc.SetMaxDynamicTableSize(4096)
 	}
 }
 

@@ -37,7 +37,7 @@ type h2sync struct {
 	next uint32
 }
 
-func dialSync(t testing.TB, addr string, client *http.Client) *h2sync {
+func dialSync(t testing.TB, addr string, client *http.Client, settings ...http2.Setting) *h2sync {
 	t.Helper()
 	cfg := client.Transport.(*http.Transport).TLSClientConfig.Clone()
 	cfg.NextProtos = []string{"h2"}
@@ -52,10 +52,16 @@ func dialSync(t testing.TB, addr string, client *http.Client) *h2sync {
 	}
 	c := &h2sync{tc: tc, fr: http2.NewFramer(tc, tc), next: 1}
 	c.enc = hpack.NewEncoder(&c.hb)
-	c.dec = hpack.NewDecoder(4096, func(f hpack.HeaderField) { c.hdrs[f.Name] = f.Value })
+	table := uint32(4096)
+	for _, s := range settings {
+		if s.ID == http2.SettingHeaderTableSize {
+			table = s.Val
+		}
+	}
+	c.dec = hpack.NewDecoder(table, func(f hpack.HeaderField) { c.hdrs[f.Name] = f.Value })
 	tc.SetDeadline(time.Now().Add(5 * time.Second))
 	io.WriteString(tc, http2.ClientPreface)
-	if err := c.fr.WriteSettings(); err != nil {
+	if err := c.fr.WriteSettings(settings...); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -258,6 +264,20 @@ func TestH2ParkedKeepsHPACK(t *testing.T) {
 		}
 	}
 
+	// A client whose HPACK table is smaller than the default: the
+	// responses after a park keep within it.
+	small := dialSync(t, addr, client, http2.Setting{ID: http2.SettingHeaderTableSize, Val: 100})
+	for i := range 3 {
+		code, body := small.get(t, "/", "x-token", tok)
+		if code != 200 || body != "token="+tok || small.hdrs["x-echo"] != tok {
+			t.Fatalf("small table, request %d: %d %q, x-echo %q", i, code, body, small.hdrs["x-echo"])
+		}
+		if !waitFor(5*time.Second, parkedH2(c, 2)) {
+			t.Fatalf("small table: not parked after request %d", i)
+		}
+	}
+	small.tc.Close()
+
 	// x/net's Transport, one connection parked between its requests.
 	hc.tc.Close()
 	if !waitFor(5*time.Second, parkedH2(c, 0)) {
@@ -280,8 +300,8 @@ func TestH2ParkedKeepsHPACK(t *testing.T) {
 			t.Fatalf("transport connection not parked after request %d", i)
 		}
 	}
-	if st := c.Stats(); st.Accepts != 2 {
-		t.Fatalf("%d connections accepted, want 2: the transport's was not reused", st.Accepts)
+	if st := c.Stats(); st.Accepts != 3 {
+		t.Fatalf("%d connections accepted, want 3: the transport's was not reused", st.Accepts)
 	}
 }
 
