@@ -6,7 +6,9 @@
 #   - server CPU time (utime+stime from /proc/PID/stat) per HTTPS keep-alive
 #     request under wrk,
 #   - the same per h2 request under h2load (16 connections x 10 streams),
-#   - server memory (VmRSS after a GC) per idle TLS keep-alive connection.
+#   - server memory (VmRSS after a GC) per idle TLS keep-alive connection,
+#     HTTP/1.1 and h2 (one request made on each, then held with nothing going
+#     on: bench/server -mode idle and -mode idleh2).
 # Needs wrk and h2load (Debian: wrk, nghttp2-client) and taskset.
 #
 # This machine class is noisy: the same server's CPU per request moves by
@@ -122,11 +124,11 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/${PIDS[$1]}/stat"; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/${PIDS[$1]}/status"; }
 gc() { kill -USR1 "${PIDS[$1]}"; sleep 1; } # Go: collect and return memory; nginx: reopen logs
 
-measure_idle() { # mode; prints bytes per idle connection
+measure_idle() { # mode [idle|idleh2]; prints bytes per idle connection
 	gc "$1"
 	local before after
 	before=$(rss_kb "$1")
-	taskset -c "$CLIENT_CPU" "$work/server" -mode idle -addr "${ADDRS[$1]}" -n "$IDLE_N" >"$work/idle.out" 2>&1 &
+	taskset -c "$CLIENT_CPU" "$work/server" -mode "${2:-idle}" -addr "${ADDRS[$1]}" -n "$IDLE_N" >"$work/idle.out" 2>&1 &
 	IDLE_PID=$!
 	for _ in $(seq 600); do
 		grep -q '^idle' "$work/idle.out" 2>/dev/null && break
@@ -174,6 +176,9 @@ for mode in $SUBJECTS; do
 	idle_b=$(measure_idle "$mode")
 	echo "$mode idle $idle_b 0" >>"$results"
 	printf 'idle      %-9s %6s B/conn\n' "$mode" "$idle_b"
+	idle_b=$(measure_idle "$mode" idleh2)
+	echo "$mode idleh2 $idle_b 0" >>"$results"
+	printf 'idle h2   %-9s %6s B/conn\n' "$mode" "$idle_b"
 	measure_wrk "$mode" 1 >/dev/null # warm-up
 	measure_h2 "$mode" 1 >/dev/null
 done
@@ -199,14 +204,14 @@ ratios() {
 		END {for (i in r) if (v["nethttp", i] > 0) printf "%.3f\n", v[m, i] / v["nethttp", i]}' "$results"
 }
 echo
-printf '%-9s %18s %18s %20s\n' server "HTTPS keep-alive" "h2 (16x10)" "idle TLS conn"
+printf '%-9s %18s %18s %20s %20s\n' server "HTTPS keep-alive" "h2 (16x10)" "idle TLS conn" "idle h2 conn"
 for mode in $SUBJECTS; do
-	printf '%-9s %13s us/req %13s us/req %15s B/conn\n' "$mode" "$(col $mode h1)" "$(col $mode h2)" "$(col $mode idle)"
+	printf '%-9s %13s us/req %13s us/req %15s B/conn %15s B/conn\n' "$mode" "$(col $mode h1)" "$(col $mode h2)" "$(col $mode idle)" "$(col $mode idleh2)"
 done
 for mode in $SUBJECTS; do
 	[ "$mode" = nethttp ] && continue
-	printf '%-9s %16.2fx %16.2fx %18.2fx   (/ net/http: median of per-round ratios)\n' \
-		"$mode" "$(ratios $mode h1 | median)" "$(ratios $mode h2 | median)" "$(ratios $mode idle | median)"
+	printf '%-9s %16.2fx %16.2fx %18.2fx %18.2fx   (/ net/http: median of per-round ratios)\n' \
+		"$mode" "$(ratios $mode h1 | median)" "$(ratios $mode h2 | median)" "$(ratios $mode idle | median)" "$(ratios $mode idleh2 | median)"
 	echo "  per-round h1 ratios: $(ratios $mode h1 | sort -n | paste -sd' ')"
 	echo "  per-round h2 ratios: $(ratios $mode h2 | sort -n | paste -sd' ')"
 done

@@ -8,9 +8,12 @@
 //	server -gencert DIR                     write DIR/cert.pem and DIR/key.pem
 //	server -mode httpcore|nethttp -cert F -key F -addr 127.0.0.1:8443
 //	server -mode idle -addr HOST:PORT -n 1000
+//	server -mode idleh2 -addr HOST:PORT -n 1000
 //	server -mode revproxy -upstream http://127.0.0.1:PORT -cert F -key F
 //	server -mode stall -addr HOST:PORT -n 200 -path /huge
 //
+// idleh2 is idle's h2 variant: n connections, one request on each, then
+// held with nothing going on.
 // revproxy is net/http's httputil.ReverseProxy (MaxIdleConnsPerHost 256)
 // over TLS, the reference proxy of bench/proxy.sh; stall opens n TLS
 // connections, sends one GET for path on each and never reads the answer,
@@ -20,6 +23,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -49,6 +53,7 @@ import (
 	"tlsedge/server/httpcore"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 func main() {
@@ -60,7 +65,7 @@ func main() {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
-	mode := fs.String("mode", "httpcore", "httpcore, nethttp or idle")
+	mode := fs.String("mode", "httpcore", "httpcore, nethttp, idle or idleh2")
 	addr := fs.String("addr", "127.0.0.1:0", "listen address (idle: server address)")
 	certFile := fs.String("cert", "", "PEM certificate")
 	keyFile := fs.String("key", "", "PEM private key")
@@ -76,6 +81,9 @@ func run(args []string) error {
 	}
 	if *mode == "idle" {
 		return idle(*addr, *n)
+	}
+	if *mode == "idleh2" {
+		return idleH2(*addr, *n)
 	}
 	if *mode == "stall" {
 		return stall(*addr, *path, *n)
@@ -186,6 +194,56 @@ func idle(addr string, n int) error {
 		if _, err := c.Read(buf); err != nil && !errors.Is(err, io.EOF) {
 			return err
 		}
+		conns = append(conns, c)
+	}
+	fmt.Printf("idle %d\n", len(conns))
+	select {}
+}
+
+// idleH2 opens n h2 connections, makes one GET on each with a Framer of its
+// own (no goroutine per connection here either), reads the response and
+// then holds them idle until killed.
+func idleH2(addr string, n int) error {
+	cfg := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}}
+	conns := make([]net.Conn, 0, n)
+	var hb bytes.Buffer
+	for i := 0; i < n; i++ {
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			return fmt.Errorf("connection %d: %w", i, err)
+		}
+		if p := c.ConnectionState().NegotiatedProtocol; p != "h2" {
+			return fmt.Errorf("connection %d: protocol %q, not h2", i, p)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fr := http2.NewFramer(c, c)
+		hb.Reset()
+		enc := hpack.NewEncoder(&hb)
+		for _, kv := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "bench"}, {":path", "/"}, {"user-agent", "bench-idleh2"}} {
+			enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+		}
+		io.WriteString(c, http2.ClientPreface)
+		fr.WriteSettings()
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+		for done := false; !done; {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return fmt.Errorf("connection %d: %w", i, err)
+			}
+			switch f := f.(type) {
+			case *http2.SettingsFrame:
+				if !f.IsAck() {
+					fr.WriteSettingsAck()
+				}
+			case *http2.GoAwayFrame:
+				return fmt.Errorf("connection %d: GOAWAY %v", i, f.ErrCode)
+			case *http2.HeadersFrame:
+				done = f.StreamID == 1 && f.StreamEnded()
+			case *http2.DataFrame:
+				done = f.StreamID == 1 && f.StreamEnded()
+			}
+		}
+		c.SetDeadline(time.Time{})
 		conns = append(conns, c)
 	}
 	fmt.Printf("idle %d\n", len(conns))

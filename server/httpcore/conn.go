@@ -223,7 +223,6 @@ func (c *Core) TryServeConn(nc net.Conn, info *conninfo.Info) bool {
 		return true
 	}
 	if h2 {
-		defer c.connDone(cn)
 		c.serveH2(cn)
 		return true
 	}
@@ -247,10 +246,24 @@ func (cn *conn) run() {
 // finishParked closes a connection taken out of the parker by its timer,
 // Shutdown or Close.
 func (cn *conn) finishParked() {
+	if sc := cn.h2.Load(); sc != nil {
+		go sc.resume(true) // GOAWAY first
+		return
+	}
 	cn.state.Store(stateClosing)
 	cn.core.g.connsIdle.Add(-1)
 	cn.close()
 	cn.core.connDone(cn)
+}
+
+// resumeParked serves on a connection the parker woke: bytes are waiting.
+func (cn *conn) resumeParked() {
+	if sc := cn.h2.Load(); sc != nil {
+		cn.woke = false
+		sc.resume(false)
+		return
+	}
+	cn.run()
 }
 
 func (c *Core) connDone(cn *conn) {

@@ -233,9 +233,8 @@ func (c *Core) Shutdown(ctx context.Context) error {
 	var own []*h2sconn
 	for cn := range c.conns {
 		if sc := cn.h2.Load(); sc != nil {
-			own = append(own, sc)
-		}
-		if cn.state.CompareAndSwap(stateIdle, stateClosing) {
+			own = append(own, sc) // parked or not, it gets GOAWAY first
+		} else if cn.state.CompareAndSwap(stateIdle, stateClosing) {
 			cn.nc.Close()
 			idle = append(idle, cn)
 		}

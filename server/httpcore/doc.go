@@ -13,7 +13,10 @@
 // on Linux, not even a goroutine: it is parked in an epoll set of the Core's
 // own (see parker) with a timer for socket_timeout, and gets a fresh
 // goroutine when its socket becomes readable. An idle TLS keep-alive
-// connection then costs about 11 KB, most of it crypto/tls state. When the first
+// connection then costs about 11 KB, most of it crypto/tls state. An h2
+// connection with no stream open is parked the same way (h2park.go), keeping
+// only what the protocol needs (the HPACK decoder's table, the peer's
+// settings, the windows). When the first
 // byte arrives the connection takes its buffers from a pool, reads and
 // validates the head under request_header_timeout, then acquires a worker
 // slot (thread_pool, growing to thread_pool_max; a full pool queues the

@@ -185,6 +185,9 @@ type h2sconn struct {
 	recvUnacked int64  // consumed, not yet given back
 	lastActive  time.Time
 	pingOut     bool
+	parked      bool // the reader has handed the connection to the parker (h2park.go)
+	between     bool // the reader waits for a frame's first byte (idleWait)
+	hot         bool // and that wait has a deadline
 	pingAt      time.Time
 	idleTimer   *time.Timer
 	flood       h2bucket
@@ -193,6 +196,10 @@ type h2sconn struct {
 	resets      h2bucket
 	tableSize   uint32
 	tableChange bool
+	// the reader's own: a byte idleWait read, for h2reader to hand out
+	// before the socket's next ones
+	first    [1]byte
+	hasFirst bool
 
 	dateMu   sync.Mutex
 	dateSec  int64
@@ -206,13 +213,19 @@ type h2sconn struct {
 	wdl  writeDeadline
 }
 
-// h2reader counts bytes and notes the preface.
+// h2reader counts bytes, and hands out sc.first, the byte an idle
+// connection's wait read (h2sconn.idleWait), before the socket's next ones.
 type h2reader struct {
 	nc net.Conn
 	sc *h2sconn
 }
 
 func (r *h2reader) Read(p []byte) (int, error) {
+	if sc := r.sc; sc.hasFirst && len(p) > 0 {
+		p[0] = sc.first[0]
+		sc.hasFirst = false
+		return 1, nil
+	}
 	n, err := r.nc.Read(p)
 	if st := r.sc.c.st; st != nil {
 		st.bytesRead.Add(uint64(n))
@@ -270,10 +283,11 @@ func signal(ch chan struct{}) {
 	}
 }
 
+// serveH2 serves an h2 connection until it is finished (then closes it and
+// lets the Core forget it) or parked (see h2sconn.idleWait): a parked
+// connection is finished by whoever takes it out of the parker.
 func (c *Core) serveH2(cn *conn) {
 	c.g.h2Conns.Add(1)
-	defer c.g.h2Conns.Add(-1)
-	defer cn.cancel()
 	sc := &h2sconn{
 		c: c, cn: cn, nc: cn.nc, remote: cn.remote,
 		h:         h2Handler{c: c, waiting: waitCap{max: h2MaxWaitingPerConn}},
@@ -289,29 +303,47 @@ func (c *Core) serveH2(cn *conn) {
 	if cn.info != nil {
 		sc.tls = cn.info.TLS
 	}
-	sc.baseCtx = context.WithValue(cn.ctx, http.LocalAddrContextKey, cn.nc.LocalAddr())
+	// The streams' contexts are canceled by their streams (a reset, the
+	// end of the stream, and finish resets every stream), so they need no
+	// link to the connection's: one would cost a map and a channel in the
+	// connection's context for its whole life, parked included.
+	sc.baseCtx = context.WithValue(context.WithoutCancel(cn.ctx), http.LocalAddrContextKey, cn.nc.LocalAddr())
 	sc.rd = h2reader{nc: cn.nc, sc: sc}
 	sc.maxList = c.opts.MaxRequestHeaderSize + 320
 	sc.maxBlock = int(sc.maxList) + 16<<10
 	cn.h2.Store(sc)
-	defer cn.h2.Store(nil)
-	sc.serve()
-	cn.nc.Close()
+	if sc.serve() {
+		return
+	}
+	sc.done()
 }
 
-func (sc *h2sconn) serve() {
+// done is the end of a connection that is not parked: closed, forgotten
+// by the Core, out of the gauges.
+func (sc *h2sconn) done() {
+	cn := sc.cn
+	cn.nc.Close()
+	cn.h2.Store(nil)
+	cn.cancel()
+	sc.c.g.h2Conns.Add(-1)
+	sc.c.connDone(cn)
+}
+
+// serve reads the preface, sets the connection up and runs the reader
+// loop. It reports whether the connection was parked (and now belongs to
+// the parker).
+func (sc *h2sconn) serve() (parked bool) {
 	c := sc.c
 	sc.nc.SetReadDeadline(time.Now().Add(c.opts.RequestHeaderTimeout))
 	var pre [24]byte
 	if _, err := io.ReadFull(&sc.rd, pre[:]); err != nil || string(pre[:]) != http2.ClientPreface {
-		return
+		return false
 	}
 	sc.nc.SetReadDeadline(time.Time{})
 	// No bufio.Reader: a tls.Conn keeps the record it decrypted and hands
 	// it out without a system call, so the Framer's small reads cost a
 	// copy each, and an idle connection keeps no 4 KiB buffer.
-	sc.fr = http2.NewFramer(nil, &sc.rd)
-	sc.fr.SetMaxReadFrameSize(16 << 10)
+	sc.fr = sc.newReadFramer()
 	sc.hdec = hpack.NewDecoder(4096, sc.emit)
 	sc.hdec.SetMaxStringLength(2 * sc.maxBlock) // emit bounds the list
 	sc.wfr = http2.NewFramer(&sc.wbuf, nil)
@@ -323,10 +355,33 @@ func (sc *h2sconn) serve() {
 	sc.idleTimer = time.AfterFunc(c.opts.SocketTimeout/2, sc.checkIdle)
 	sc.kickLocked()
 	sc.mu.Unlock()
+	return sc.readLoop(true)
+}
 
-	// The first frame must be SETTINGS.
-	first := true
+// newReadFramer makes the reader's Framer; the reader makes a new one
+// after a park (see idleWait), so a parked connection keeps no read buffer.
+func (sc *h2sconn) newReadFramer() *http2.Framer {
+	fr := http2.NewFramer(nil, &sc.rd)
+	fr.SetMaxReadFrameSize(16 << 10)
+	return fr
+}
+
+// readLoop reads and processes frames until the connection ends (then it
+// finishes it) or is parked while idle, which it reports. first: the
+// client's SETTINGS has not come yet, and must be the first frame.
+func (sc *h2sconn) readLoop(first bool) (parked bool) {
+	canPark := !first && sc.mayPark()
+	inBlock := false // a header block is open: CONTINUATION must follow
 	for {
+		if canPark && !inBlock {
+			switch sc.idleWait() {
+			case h2Parked:
+				return true
+			case h2Over:
+				sc.finish()
+				return false
+			}
+		}
 		f, err := sc.fr.ReadFrame()
 		if err != nil {
 			var se http2.StreamError
@@ -343,6 +398,13 @@ func (sc *h2sconn) serve() {
 				break
 			}
 			first = false
+			canPark = sc.mayPark()
+		}
+		switch f := f.(type) {
+		case *http2.HeadersFrame:
+			inBlock = !f.HeadersEnded()
+		case *http2.ContinuationFrame:
+			inBlock = !f.HeadersEnded()
 		}
 		if err := sc.process(f); err != nil {
 			sc.frameError(err)
@@ -355,6 +417,7 @@ func (sc *h2sconn) serve() {
 		}
 	}
 	sc.finish()
+	return false
 }
 
 func (sc *h2sconn) isOver() bool {
@@ -458,7 +521,9 @@ func (sc *h2sconn) shutdown() {
 	sc.kickLocked()
 	sc.mu.Unlock()
 	// The reader may be blocked on a quiet socket: once the streams are
-	// done, the read ends.
+	// done, the read ends. A parked connection has no reader: it is taken
+	// out of the parker, to send its GOAWAY and close.
+	sc.claimParked()
 }
 
 // maybeCloseLocked ends a connection that sent GOAWAY once nothing is left.
@@ -477,8 +542,8 @@ func (sc *h2sconn) checkIdle() {
 	t := sc.c.opts.SocketTimeout
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	if sc.dead || sc.closing {
-		return
+	if sc.dead || sc.closing || sc.parked {
+		return // a parked connection's quiet is the parker's timer's
 	}
 	now := time.Now()
 	quiet := now.Sub(sc.lastActive)
@@ -1203,6 +1268,7 @@ func (sc *h2sconn) kickLocked() {
 	case sc.wfinal:
 	case !sc.writing:
 		sc.writing = true
+		sc.writerFramerLocked()
 		go sc.writeLoop()
 	default:
 		signal(sc.wake)
@@ -1269,6 +1335,7 @@ func (sc *h2sconn) writeLoop() {
 			}
 			if len(sc.streams) == 0 && sc.running == 0 {
 				sc.writing = false // kickLocked starts another
+				sc.pokeReaderLocked()
 				sc.mu.Unlock()
 				return
 			}

@@ -31,7 +31,8 @@ func (cn *conn) bytesWaiting() bool {
 	return cn.raw.Control(func(fd uintptr) { ready = cn.readable(fd) }) == nil && ready
 }
 
-// parker holds idle keep-alive connections without a goroutine each: their
+// parker holds idle keep-alive connections (HTTP/1.1 ones between requests,
+// h2 ones without streams, see h2sconn.idleWait) without a goroutine each: their
 // sockets sit in an epoll set of the Core's own, with a timer for
 // socket_timeout, and a connection gets a goroutine again only when its
 // socket becomes readable. A parked connection costs its TLS state, its conn
@@ -204,7 +205,7 @@ func (p *parker) wake(tok uint64) {
 	}
 	cn.parkTimer.Stop()
 	cn.woke = true
-	go cn.run()
+	go cn.resumeParked()
 }
 
 // expire closes a connection that stayed quiet for socket_timeout.
@@ -220,7 +221,7 @@ func (p *parker) expire(tok uint64) {
 	}
 	if cn.bytesWaiting() {
 		cn.woke = true
-		cn.run() // AfterFunc gave us a goroutine of our own
+		cn.resumeParked() // AfterFunc gave us a goroutine of our own
 		return
 	}
 	cn.finishParked()

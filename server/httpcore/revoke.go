@@ -33,7 +33,7 @@ func (c *Core) Revoke(deny func(*conninfo.Info) bool) int {
 	}
 	c.mu.Lock()
 	for _, cn := range picked {
-		if _, open := c.conns[cn]; open && cn.state.CompareAndSwap(stateIdle, stateClosing) {
+		if _, open := c.conns[cn]; open && cn.h2.Load() == nil && cn.state.CompareAndSwap(stateIdle, stateClosing) {
 			cn.nc.Close()
 			idle = append(idle, cn)
 		}
