@@ -157,6 +157,11 @@ func (c *Config) Validate() error {
 			add("proxy_protocol_timeout", "must be above 0 (seconds, or a duration like 5s)")
 		}
 	}
+	if c.Core.H2C && c.TLS.SSLModule != "none" {
+		// One server has one terminator: its listeners are all TLS or all
+		// plain, so there is no mixed set-up for h2c to apply to.
+		add("h2c", "applies to plain listeners (ssl_module none) only; ssl_module %s serves TLS, where ALPN chooses h2 already: remove h2c, or serve this listener with ssl_module none", c.TLS.SSLModule)
+	}
 	if c.SocketQueueSize < 1 || c.SocketQueueSize > 65535 {
 		add("socket_queue_size", "%d is out of range; use 1-65535", c.SocketQueueSize)
 	}

@@ -346,6 +346,9 @@ func (cn *conn) serve() (parked bool) {
 		}
 		cn.headDeadline = time.Now().Add(c.opts.RequestHeaderTimeout)
 		cn.nc.SetReadDeadline(cn.headDeadline)
+		if c.opts.H2C && cn.maybeH2C() {
+			return true // the h2 engine's now (h2c.go)
+		}
 		raw, err := readHead(cn.bufs.br, cn.bufs.head, c.opts.MaxRequestHeaderSize, cn)
 		cn.bufs.head = raw[:0]
 		if err != nil {

@@ -48,7 +48,10 @@
 // When TLS ALPN selected "h2", ServeConn serves the connection with the
 // core's h2 engine (h2own.go: x/net's Framer and HPACK, not its server),
 // with the same handler, worker pool, limits, timeouts and statistics
-// (h2.go lists how each bound applies to a stream); h2c is not offered.
+// (h2.go lists how each bound applies to a stream). With the h2c option a
+// plain connection that starts with the h2 preface is served by the same
+// engine (prior knowledge, h2c.go); the HTTP/1.1 Upgrade to h2c is not
+// offered.
 // The engine reads every frame on the connection's goroutine, keeps stream
 // state and flow control in one place, runs each stream's handler on a
 // worker slot, and writes the frames of every stream ready at the moment

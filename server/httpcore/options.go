@@ -29,6 +29,10 @@ type Options struct {
 	ProtocolVersion      string `opt:"protocol_version" default:"HTTP/1.1" group:"HTTP" help:"highest HTTP version used in responses (HTTP/1.0 or HTTP/1.1)"`
 	ServerName           string `opt:"server_name" default:"tlsedge" group:"HTTP" help:"value of the Server response header (empty: none)"`
 	Statistics           bool   `opt:"statistics" default:"false" group:"HTTP" help:"keep request, byte and worker statistics"`
+	// H2C serves h2 with prior knowledge on plain connections (h2c.go):
+	// for an edge behind a TLS-terminating balancer that speaks h2 to it,
+	// or for local clients on a UNIX socket. It is cleartext.
+	H2C bool `opt:"h2c" default:"false" group:"HTTP" help:"serve h2 over cleartext to clients that start with the h2 preface (prior knowledge, RFC 9113 3.3); plain listeners only (ssl_module none; TCP or socket_file): cleartext, for a trusted balancer or local clients"`
 
 	// MaxBufferedMemory bounds the request heads being read, in total across
 	// connections (see Budget); -1 means DefaultBufferedMemory().

@@ -22,7 +22,12 @@ import (
 // It is the accept loop for programs that embed the core directly, with
 // their own tls.Config; the server package puts the same loop in front of
 // the one TLS terminator, with its policy, sniffing and peer credentials.
+//
+// With h2c on, cfg must be nil: over TLS, ALPN chooses h2.
 func (c *Core) Serve(ln net.Listener, cfg *tls.Config) error {
+	if cfg != nil && c.opts.H2C {
+		return errH2CWithTLS
+	}
 	lp := &accept.Loop{
 		Listener: ln,
 		Limiter:  accept.NewLimiter(c.opts.MaxConnections),
