@@ -302,6 +302,13 @@ func upgradeType(r *http.Request) string {
 	if len(up) != 1 || r.ProtoMajor != 1 || r.ProtoMinor != 1 {
 		return ""
 	}
+	// Never h2c (RFC 7540 3.2, deprecated by RFC 9113): an upstream that
+	// switched would give the client a tunnel of h2 requests the edge never
+	// sees, past its policy ("h2c smuggling"). The request goes on as
+	// HTTP/1.1, its Upgrade dropped as a hop-by-hop field.
+	if hasToken(up[0], "h2c") {
+		return ""
+	}
 	for _, v := range r.Header["Connection"] {
 		if hasToken(v, "upgrade") {
 			return up[0]

@@ -195,3 +195,57 @@ func TestH2CPeerPolicy(t *testing.T) {
 		t.Fatalf("root over x/net h2c: %d %q", resp.StatusCode, b)
 	}
 }
+
+// TestH2CUpgradeNotForwarded: the HTTP/1.1 Upgrade to h2c is not offered
+// by the edge, nor passed on by its proxy. An upstream that would switch
+// (as "h2c smuggling" relies on) would otherwise give the client a tunnel
+// of h2 requests the edge never sees, past its policy: the upstream gets
+// the request without Upgrade, and the client an ordinary HTTP/1.1 answer.
+func TestH2CUpgradeNotForwarded(t *testing.T) {
+	upgrades := make(chan string, 4)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		upgrades <- r.Header.Get("Upgrade")
+		if strings.EqualFold(r.Header.Get("Upgrade"), "h2c") {
+			nc, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer nc.Close()
+			io.WriteString(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+			brw.Flush()
+			io.Copy(io.Discard, brw)
+			return
+		}
+		io.WriteString(w, "plain")
+	})}
+	go up.Serve(ln)
+	t.Cleanup(func() { up.Close() })
+	for _, h2c := range []bool{false, true} {
+		c := plainConfig(t, nil)
+		c.Handlers = nil
+		c.SocketHost = "127.0.0.1"
+		c.Core.H2C = h2c
+		c.Mount = router.MustMounts("/=http://" + ln.Addr().String())
+		c.Targets = func(target string) (http.Handler, error) { return apps.New(target, apps.Env{Options: c.Apps}) }
+		s := startServer(t, c)
+		nc, err := net.Dial("tcp", s.BindAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(nc, "GET /x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n")
+		b := make([]byte, 4096)
+		n, _ := nc.Read(b)
+		nc.Close()
+		if got := string(b[:n]); !strings.HasPrefix(got, "HTTP/1.1 200 ") || !strings.HasSuffix(got, "plain") {
+			t.Errorf("h2c=%v: the client got %q", h2c, got)
+		}
+		if got := <-upgrades; got != "" {
+			t.Errorf("h2c=%v: the upstream was asked to upgrade to %q", h2c, got)
+		}
+	}
+}
