@@ -59,12 +59,14 @@ func startUnix(t testing.TB, c *Core) string {
 }
 
 // TestH2CPriorKnowledge: with h2c on, x/net's client speaking h2 with prior
-// knowledge over TCP and over a UNIX socket is served as HTTP/2.0 on one
+// knowledge over TCP and over a UNIX socket (and on a connection parked
+// before its first byte) is served as HTTP/2.0 on one
 // connection, with r.TLS nil, whatever :scheme it sends, and counted as an
 // h2 connection.
 func TestH2CPriorKnowledge(t *testing.T) {
-	for _, network := range []string{"tcp", "unix"} {
-		t.Run(network, func(t *testing.T) {
+	for _, name := range []string{"tcp", "unix", "tcp parked before the preface"} {
+		t.Run(name, func(t *testing.T) {
+			network, _, quiet := strings.Cut(name, " ")
 			c := newCore(t, h2cHandler(), func(o *Options) { o.H2C = true })
 			var addr string
 			if network == "tcp" {
@@ -79,7 +81,16 @@ func TestH2CPriorKnowledge(t *testing.T) {
 				addr = startUnix(t, c)
 			}
 			var dials atomic.Int32
-			client := h2cClient(func() (net.Conn, error) { return net.Dial(network, addr) }, &dials)
+			client := h2cClient(func() (net.Conn, error) {
+				nc, err := net.Dial(network, addr)
+				if err == nil && quiet && runtime.GOOS == "linux" {
+					// A balancer's pooled connection, quiet past idleHotWait:
+					// parked before its first byte, woken by the preface.
+					h2cWait(t, "the new connection idle", func() bool { return c.Stats().ConnectionsIdle == 1 })
+					time.Sleep(3 * idleHotWait)
+				}
+				return nc, err
+			}, &dials)
 			// "https" makes the client send :scheme https over cleartext, as
 			// a balancer that terminated TLS may: served, and still plain.
 			for i, u := range []string{"http://x/a", "https://x:80/b", "http://x/c"} {
