@@ -90,7 +90,9 @@ it starts as a copy of the main server and overrides what it sets.
 		if !o.IsBool() {
 			fmt.Fprintf(&b, " \\fI%s\\fR", o.Type())
 		}
-		fmt.Fprintf(&b, "\n%s\n", roff(o.Help))
+		// .br: a tag narrower than the indent (--h2c) would otherwise
+		// start its text on the same line.
+		fmt.Fprintf(&b, "\n.br\n%s\n", roff(o.Help))
 		var facts []string
 		if o.Key != "-" {
 			facts = append(facts, `config key \fB`+roffCode(o.Key)+`\fR`)
