@@ -61,13 +61,13 @@ func startUnix(t testing.TB, c *Core) string {
 // TestH2CPriorKnowledge: with h2c on, x/net's client speaking h2 with prior
 // knowledge over TCP and over a UNIX socket (and on a connection parked
 // before its first byte) is served as HTTP/2.0 on one
-// connection, with r.TLS nil, whatever :scheme it sends, and counted as an
-// h2 connection.
+// connection, with r.TLS nil, whatever :scheme it sends, held to the same
+// limits (413), and counted as an h2 connection.
 func TestH2CPriorKnowledge(t *testing.T) {
 	for _, name := range []string{"tcp", "unix", "tcp parked before the preface"} {
 		t.Run(name, func(t *testing.T) {
 			network, _, quiet := strings.Cut(name, " ")
-			c := newCore(t, h2cHandler(), func(o *Options) { o.H2C = true })
+			c := newCore(t, h2cHandler(), func(o *Options) { o.H2C = true; o.MaxRequestBodySize = 5000 })
 			var addr string
 			if network == "tcp" {
 				ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -105,11 +105,20 @@ func TestH2CPriorKnowledge(t *testing.T) {
 					t.Fatalf("%s: %d %s %v %q", u, resp.StatusCode, resp.Proto, resp.Header, b)
 				}
 			}
+			// The limits are the engine's, as over TLS.
+			resp, err := client.Post("http://x/big", "text/plain", strings.NewReader(strings.Repeat("z", 6000)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 413 {
+				t.Fatalf("body over max_request_body_size: %d", resp.StatusCode)
+			}
 			if n := dials.Load(); n != 1 {
 				t.Fatalf("%d connections, want 1", n)
 			}
 			st := c.Stats()
-			if st.H2Connections != 1 || st.Requests != 3 || st.BytesRead < uint64(len(http2.ClientPreface)+3000) {
+			if st.H2Connections != 1 || st.Requests < 3 || st.BytesRead < uint64(len(http2.ClientPreface)+3000) {
 				t.Fatalf("stats: h2 %d, requests %d, read %d", st.H2Connections, st.Requests, st.BytesRead)
 			}
 		})
