@@ -135,10 +135,31 @@ func TestCheckStopsOnSignalWhileBlocked(t *testing.T) {
 				t.Fatal(err)
 			}
 			p := launch(t, binary, nil, "check", "--config", fifo)
+			// The signal goes once check is blocked on its configuration:
+			// its handler is set up before that (main), and a reader holds
+			// the fifo then, so the write end opens without blocking (and
+			// stays open, unwritten, so check blocks in its read). A fixed
+			// 500ms wait signalled a binary still starting on a loaded
+			// machine, which the signal killed.
+			w := -1
+			for deadline := time.Now().Add(30 * time.Second); w < 0; {
+				select {
+				case <-p.done:
+					t.Fatalf("check exited before any signal: %s", p.stderr)
+				case <-time.After(20 * time.Millisecond):
+				}
+				fd, err := syscall.Open(fifo, syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+				if err == nil {
+					w = fd
+				} else if time.Now().After(deadline) {
+					t.Fatalf("check did not open its configuration in 30s: %v", err)
+				}
+			}
+			defer syscall.Close(w)
 			select {
 			case <-p.done:
 				t.Fatalf("check exited before any signal: %s", p.stderr)
-			case <-time.After(500 * time.Millisecond):
+			case <-time.After(100 * time.Millisecond): // blocked, not just slow to fail
 			}
 			p.cmd.Process.Signal(sig)
 			if code := p.wait(5 * time.Second); code != 1 {

@@ -50,8 +50,33 @@ type parkStressCase struct {
 	name    string
 	timeout time.Duration // socket_timeout
 	end     string        // "shutdown", "close", "shutdown-timeout"
-	strict  bool          // every request sent well before the end must be answered
+	// strict: socket_timeout is far longer than the traffic, so no request
+	// may fail for want of time. The traffic pauses once in the middle:
+	// every request sent by then must be answered (a lost wake-up shows
+	// as a client's deadline), and the end must not wait for socket_timeout.
+	strict bool
 }
+
+// The test's own limits are there to catch a hang, not to measure speed:
+// on two cores loaded by other packages' tests under -race, the end of 300
+// connections took up to 1.4s where it takes 0.1s on a quiet machine, and
+// with the test at nice 10 beside three busy loops up to 8s; there, 60 TLS
+// handshakes at once took over 5s, and the first requests over 4s.
+const (
+	parkStressEndLimit  = 20 * time.Second // Shutdown's context
+	parkStressDrainWait = 20 * time.Second // clients, goroutines, descriptors after the end
+	// A TLS handshake is not what is tested: both sides give it this
+	// long, and the server's are cancelled at the end.
+	parkStressHandshakeLimit = 30 * time.Second
+	// A request's client waits this long for its responses: far less
+	// than the strict case's socket_timeout, so that a lost wake-up there
+	// shows as this deadline rather than being served when the parker's
+	// timer finds the bytes.
+	parkStressReplyLimit = 10 * time.Second
+	// The first traffic phase goes on past its length until a connection
+	// has been parked, for at most this long.
+	parkStressParkLimit = 20 * time.Second
+)
 
 // Hundreds of keep-alive connections, plain and TLS, alternate between hot
 // requests, idling right around idleHotWait, parking, idling into
@@ -59,9 +84,15 @@ type parkStressCase struct {
 // pipelining, hanging up while parked and slow handlers; then Shutdown or
 // Close lands in the middle. Every response must be the right one, every
 // request in the server's socket before socket_timeout could run out must be
-// answered, the end must be bounded, and nothing may be left: gauges (read
-// the moment Shutdown returns), tracked connections, the parker, goroutines,
-// descriptors.
+// answered, the end must come without waiting for idle connections to time
+// out, and nothing may be left: gauges (read the moment Shutdown returns),
+// tracked connections, the parker, goroutines, descriptors.
+//
+// No bound here is on speed (a loaded machine may take seconds for what
+// takes milliseconds alone): what must be answered is judged by what the
+// client sent relative to socket_timeout, or by a pause in the traffic that
+// lets every request finish; what must not wait for socket_timeout is judged
+// against a socket_timeout of 30s.
 func TestParkerStress(t *testing.T) {
 	if testing.Short() {
 		t.Skip("stress")
@@ -69,7 +100,7 @@ func TestParkerStress(t *testing.T) {
 	cases := []parkStressCase{
 		{"shutdown", 300 * time.Millisecond, "shutdown", false},
 		{"close", 160 * time.Millisecond, "close", false},
-		{"shutdown-timeout-then-close", 3 * time.Second, "shutdown-timeout", true},
+		{"shutdown-timeout-then-close", 30 * time.Second, "shutdown-timeout", true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { runParkStress(t, tc) })
@@ -120,6 +151,8 @@ func runParkStress(t *testing.T, tc parkStressCase) {
 	defer c.Close()
 
 	var srvWG sync.WaitGroup // accept loops and handshakes
+	endCtx, endHandshakes := context.WithCancel(context.Background())
+	defer endHandshakes()
 	lnPlain, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +177,7 @@ func runParkStress(t *testing.T, tc parkStressCase) {
 			srvWG.Add(1)
 			go func() {
 				tlsc := tls.Server(nc, srvCfg)
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				ctx, cancel := context.WithTimeout(endCtx, parkStressHandshakeLimit)
 				err := tlsc.HandshakeContext(ctx)
 				cancel()
 				srvWG.Done()
@@ -171,7 +204,7 @@ func runParkStress(t *testing.T, tc parkStressCase) {
 	}
 	var (
 		stop     atomic.Bool
-		stopAt   atomic.Int64
+		gate     sync.RWMutex // held shared from a request's write to its responses; the pause holds it
 		okN      atomic.Int64
 		errN     atomic.Int64
 		parkMax  atomic.Int64
@@ -206,7 +239,7 @@ func runParkStress(t *testing.T, tc parkStressCase) {
 			var nc net.Conn = sc
 			if useTLS {
 				tcn := tls.Client(sc, cliCfg)
-				tcn.SetDeadline(time.Now().Add(5 * time.Second))
+				tcn.SetDeadline(time.Now().Add(parkStressHandshakeLimit))
 				if err := tcn.Handshake(); err != nil {
 					raw.Close()
 					if !stop.Load() {
@@ -260,8 +293,9 @@ func runParkStress(t *testing.T, tc parkStressCase) {
 					fmt.Fprintf(&req, "GET %s%s HTTP/1.1\r\nHost: a\r\n\r\n", paths[i], q)
 				}
 				sc.pause.Store(int64(split))
+				gate.RLock()
 				sent := time.Now()
-				nc.SetDeadline(sent.Add(4 * time.Second))
+				nc.SetDeadline(sent.Add(parkStressReplyLimit))
 				_, err := io.WriteString(nc, req.String())
 				wrote := time.Now() // on loopback the bytes are in the server's socket by now
 				for i := 0; err == nil && i < n; i++ {
@@ -284,15 +318,19 @@ func runParkStress(t *testing.T, tc parkStressCase) {
 						okN.Add(1)
 					}
 				}
+				gate.RUnlock()
 				if err != nil {
 					errN.Add(1)
 					// Lost wake-up (or worse). The server's idle clock started
 					// after prevSent, so a request in its socket 25 ms before
 					// socket_timeout could run out must be answered, however
-					// late a loaded scheduler runs the parker's loop; strict,
-					// so must one sent a second before the end.
+					// late a loaded scheduler runs the parker's loop. Strict,
+					// socket_timeout outlasts the traffic: that is every
+					// request that failed before the end, and the pause
+					// makes every request sent before it finish before the
+					// end (a lost one fails at the client's deadline).
 					inTime := wrote.Sub(prevSent) <= tc.timeout-25*time.Millisecond
-					if inTime && !stop.Load() || tc.strict && stopAt.Load() != 0 && sent.Before(time.Unix(0, stopAt.Load()).Add(-time.Second)) {
+					if inTime && !stop.Load() {
 						fail("client %d: request %s (idle %v, split %v, in the socket %v after the last was sent) failed, stopping %v: %v", id, paths[0],
 							idle, split, wrote.Sub(prevSent).Round(time.Millisecond), stop.Load(), err)
 					}
@@ -309,25 +347,41 @@ func runParkStress(t *testing.T, tc parkStressCase) {
 	}
 
 	// Watch the parker fill while traffic runs.
-	deadline := time.Now().Add(traffic)
-	for time.Now().Before(deadline) {
-		if p := c.parker.Load(); p != nil {
-			p.mu.Lock()
-			n := int64(len(p.conns))
-			p.mu.Unlock()
-			if n > parkMax.Load() {
-				parkMax.Store(n)
+	watch := func(d, orUntilParked time.Duration) {
+		start := time.Now()
+		for {
+			if since := time.Since(start); since >= d && (parkMax.Load() > 0 || since >= orUntilParked) {
+				return
 			}
+			if p := c.parker.Load(); p != nil {
+				p.mu.Lock()
+				n := int64(len(p.conns))
+				p.mu.Unlock()
+				if n > parkMax.Load() {
+					parkMax.Store(n)
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
+	}
+	watch(traffic, parkStressParkLimit)
+	if tc.strict {
+		// The pause: every request sent so far is answered (or fails
+		// at its client's deadline, and is reported) before the
+		// traffic goes on, however long a loaded machine takes.
+		gate.Lock()
+		ok := okN.Load()
+		gate.Unlock()
+		t.Logf("paused: %d answered, every request sent by then done", ok)
+		watch(traffic/3, 0)
 	}
 
 	// The end lands in the middle of all that, as server.stop does it.
-	stopAt.Store(time.Now().UnixNano())
 	stop.Store(true)
 	close(stopCh)
 	lnPlain.Close()
 	lnTLS.Close()
+	endHandshakes()
 	shutdownWithin := func(d time.Duration) error {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
@@ -336,18 +390,18 @@ func runParkStress(t *testing.T, tc parkStressCase) {
 	t0 := time.Now()
 	switch tc.end {
 	case "shutdown":
-		if err := shutdownWithin(5 * time.Second); err != nil {
+		if err := shutdownWithin(parkStressEndLimit); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
 	case "close":
 		c.Close()
-		if err := shutdownWithin(5 * time.Second); err != nil {
+		if err := shutdownWithin(parkStressEndLimit); err != nil {
 			t.Errorf("Shutdown after Close: %v", err)
 		}
 	case "shutdown-timeout":
 		t.Logf("short Shutdown: %v", shutdownWithin(20*time.Millisecond))
 		c.Close()
-		if err := shutdownWithin(5 * time.Second); err != nil {
+		if err := shutdownWithin(parkStressEndLimit); err != nil {
 			t.Errorf("Shutdown after Close: %v", err)
 		}
 	}
@@ -363,8 +417,10 @@ func runParkStress(t *testing.T, tc parkStressCase) {
 		parkerOpen = !p.closed || len(p.conns) != 0
 		p.mu.Unlock()
 	}
-	if took > 2*time.Second {
-		t.Errorf("%s took %v", tc.end, took)
+	if tc.strict && took >= tc.timeout/2 {
+		// Close does not wait for the idle and parked connections'
+		// socket_timeout.
+		t.Errorf("%s took %v, socket_timeout is %v", tc.end, took, tc.timeout)
 	}
 	if st.ConnectionsOpen != 0 || st.ConnectionsIdle != 0 || tracked != 0 || parkerOpen {
 		t.Errorf("right after %s: open %d, idle %d, tracked %d, parker open %v", tc.end, st.ConnectionsOpen, st.ConnectionsIdle, tracked, parkerOpen)
@@ -374,7 +430,7 @@ func runParkStress(t *testing.T, tc parkStressCase) {
 	go func() { cliWG.Wait(); srvWG.Wait(); close(cdone) }()
 	select {
 	case <-cdone:
-	case <-time.After(6 * time.Second):
+	case <-time.After(parkStressDrainWait):
 		t.Fatal("clients or accept loops did not end")
 	}
 	t.Logf("clients ended %v after the end began", time.Since(t0))
@@ -387,11 +443,11 @@ func runParkStress(t *testing.T, tc parkStressCase) {
 	if parkMax.Load() == 0 {
 		t.Error("no connection was ever parked")
 	}
-	if !waitFor(3*time.Second, func() bool { return runtime.NumGoroutine() <= baseG+3 }) {
+	if !waitFor(parkStressDrainWait, func() bool { return runtime.NumGoroutine() <= baseG+3 }) {
 		buf := make([]byte, 1<<20)
 		t.Errorf("goroutines: %d, %d before\n%s", runtime.NumGoroutine(), baseG, buf[:runtime.Stack(buf, true)])
 	}
-	if !waitFor(2*time.Second, func() bool { return countFDs() <= baseFD+2 }) {
+	if !waitFor(parkStressDrainWait, func() bool { return countFDs() <= baseFD+2 }) {
 		t.Errorf("descriptors: %d, %d before", countFDs(), baseFD)
 	}
 	t.Logf("%s: %d ok, %d broken off, up to %d parked at once, end took %v, stats: %d requests, %d socket errors",
