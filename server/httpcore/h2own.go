@@ -353,9 +353,12 @@ func (sc *h2sconn) serve() (parked bool) {
 	sc.mu.Lock()
 	sc.ctrl = append(sc.ctrl, h2ctrl{typ: http2.FrameSettings}, h2ctrl{typ: http2.FrameWindowUpdate, val: h2ConnWindow - 65535})
 	sc.started = true
-	if sc.goaway {
+	if sc.goaway || c.shutting.Load() || sc.cn.revoked.Load() {
 		// Shutdown or Revoke came while the preface was awaited (see
-		// shutdown): its GOAWAY follows the SETTINGS.
+		// shutdown), or before the Core knew this for an h2 connection
+		// (cn.h2 is stored after the Core tracks it): its GOAWAY
+		// follows the SETTINGS.
+		sc.goaway = true
 		sc.ctrl = append(sc.ctrl, h2ctrl{typ: http2.FrameGoAway, code: http2.ErrCodeNo})
 		sc.maybeCloseLocked()
 	}
