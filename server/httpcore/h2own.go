@@ -176,6 +176,7 @@ type h2sconn struct {
 	open        int    // client streams open or half-closed
 	running     int    // handlers running
 	goaway      bool   // GOAWAY sent: no new streams
+	started     bool   // serve has read the preface and queued its SETTINGS
 	closing     bool   // the writer flushes and stops
 	dead        bool   // the connection is over
 	sendWin     int64  // connection send window
@@ -351,6 +352,16 @@ func (sc *h2sconn) serve() (parked bool) {
 
 	sc.mu.Lock()
 	sc.ctrl = append(sc.ctrl, h2ctrl{typ: http2.FrameSettings}, h2ctrl{typ: http2.FrameWindowUpdate, val: h2ConnWindow - 65535})
+	sc.started = true
+	if sc.goaway || c.shutting.Load() || sc.cn.revoked.Load() {
+		// Shutdown or Revoke came while the preface was awaited (see
+		// shutdown), or before the Core knew this for an h2 connection
+		// (cn.h2 is stored after the Core tracks it): its GOAWAY
+		// follows the SETTINGS.
+		sc.goaway = true
+		sc.ctrl = append(sc.ctrl, h2ctrl{typ: http2.FrameGoAway, code: http2.ErrCodeNo})
+		sc.maybeCloseLocked()
+	}
 	sc.lastActive = time.Now()
 	sc.idleTimer = time.AfterFunc(c.opts.SocketTimeout/2, sc.checkIdle)
 	sc.kickLocked()
@@ -513,6 +524,15 @@ func (sc *h2sconn) drain() {
 // ends when its streams have.
 func (sc *h2sconn) shutdown() {
 	sc.mu.Lock()
+	if !sc.started {
+		// The client's preface is still awaited (request_header_timeout
+		// bounds the wait, as x/net's server's): the server's first frame
+		// must be its SETTINGS (RFC 9113 section 3.4), and the writer has
+		// no Framer yet. serve sends the GOAWAY after the SETTINGS.
+		sc.goaway = true
+		sc.mu.Unlock()
+		return
+	}
 	if !sc.goaway && !sc.dead {
 		sc.goaway = true
 		sc.ctrl = append(sc.ctrl, h2ctrl{typ: http2.FrameGoAway, id: sc.maxID, code: http2.ErrCodeNo})
