@@ -294,3 +294,48 @@ func TestH2ExtConnectReaderWokenAtEnd(t *testing.T) {
 		t.Fatal("the handler's read still blocked after its stream ended")
 	}
 }
+
+// A 2xx to an extended CONNECT carries no Content-Length (RFC 9110 9.3.6
+// forbids it: the tunnel's bytes are no representation), nor a sniffed
+// Content-Type, whether the handler returns without a byte, writes a few
+// and returns, or sets a Content-Length itself; a refusal keeps its own.
+func TestH2ExtConnectNoContentLength(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/empty":
+			w.WriteHeader(http.StatusOK)
+		case "/bytes":
+			io.WriteString(w, "<html>hello")
+		case "/declared":
+			w.Header().Set("Content-Length", "5")
+			io.WriteString(w, "hello")
+		default:
+			http.Error(w, "no such tunnel", http.StatusNotFound)
+		}
+	})
+	c := ownCore(t, h, nil)
+	addr, client := startTLS(t, c)
+	tr := h2Transport(t, client)
+	for _, path := range []string{"/empty", "/bytes", "/declared", "/refused"} {
+		pr, pw := io.Pipe()
+		req, _ := http.NewRequest("CONNECT", "https://"+addr+path, pr)
+		req.Header.Set(":protocol", "websocket")
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		pw.Close()
+		cl, ct := resp.Header.Get("Content-Length"), resp.Header.Get("Content-Type")
+		if path == "/refused" {
+			if resp.StatusCode != 404 || cl == "" {
+				t.Errorf("%s: %d Content-Length %q, want 404 with its length", path, resp.StatusCode, cl)
+			}
+			continue
+		}
+		if resp.StatusCode != 200 || cl != "" || ct != "" {
+			t.Errorf("%s: %d Content-Length %q Content-Type %q, want 200 with neither", path, resp.StatusCode, cl, ct)
+		}
+	}
+}

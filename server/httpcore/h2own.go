@@ -1760,6 +1760,9 @@ func (w *h2rw) commit(end bool) error {
 	// does not change once sent), cheaper than a copy of the map.
 	kv := make([]h2kv, 0, len(w.hdr)+3)
 	var hasDate, hasCT, hasCL, encoded, trailerPrefix, closeConn bool
+	// A 2xx to a CONNECT opens a tunnel: its bytes are no representation,
+	// and RFC 9110 9.3.6 forbids a Content-Length on it.
+	tunnel := w.st.method == "CONNECT" && w.status >= 200 && w.status < 300
 	for k, v := range w.hdr {
 		switch {
 		case strings.HasPrefix(k, http.TrailerPrefix):
@@ -1782,6 +1785,9 @@ func (w *h2rw) commit(end bool) error {
 		case k == "Content-Type":
 			hasCT = true
 		case k == "Content-Length":
+			if tunnel {
+				continue
+			}
 			hasCL = true
 		case k == "Content-Encoding":
 			encoded = len(v) > 0 && v[0] != ""
@@ -1800,10 +1806,10 @@ func (w *h2rw) commit(end bool) error {
 		kv = append(kv, h2kv{"Date", []string{w.st.sc.date()}})
 	}
 	allowed := w.status != 204 && w.status != 304 && w.status >= 200
-	if !hasCT && allowed && len(w.buf) > 0 && !encoded {
+	if !hasCT && allowed && len(w.buf) > 0 && !encoded && !tunnel {
 		kv = append(kv, h2kv{"Content-Type", []string{http.DetectContentType(w.buf)}})
 	}
-	if end && allowed && len(w.trailerKeys) == 0 && !trailerPrefix && !hasCL && (len(w.buf) > 0 || w.st.method != "HEAD") {
+	if end && allowed && !tunnel && len(w.trailerKeys) == 0 && !trailerPrefix && !hasCL && (len(w.buf) > 0 || w.st.method != "HEAD") {
 		kv = append(kv, h2kv{"Content-Length", []string{strconv.Itoa(len(w.buf))}})
 	}
 	st := w.st
