@@ -107,8 +107,18 @@ func TestHeadMemoryBudgetFlood(t *testing.T) {
 
 	wg.Wait()
 	t.Logf("answers: %v", answers)
-	if n := answers["503 Service Unavailable"]; n < conns-budget/maxHead || int(retryAfter.Load()) != n {
-		t.Errorf("%d heads got 503 (%d with Retry-After and a close), want at least %d, all with both", n, retryAfter.Load(), conns-budget/maxHead)
+	// How many heads are refused rather than timed out depends on how far
+	// each had arrived when the budget ran out: a head held back by a
+	// starved client holds less than its full size, so more of them fit.
+	// When the refusals came in time, every head past the budget's room for
+	// full heads was refused; on a starved machine at least one was. Every
+	// refusal carries Retry-After and a close.
+	want := conns - budget/maxHead
+	if !settled {
+		want = 1
+	}
+	if n := answers["503 Service Unavailable"]; n < want || int(retryAfter.Load()) != n {
+		t.Errorf("%d heads got 503 (%d with Retry-After and a close), want at least %d, all with both", n, retryAfter.Load(), want)
 	}
 	if n := answers["503 Service Unavailable"] + answers["408 Request Timeout"]; n != conns {
 		t.Errorf("answers %v: want every head refused (503) or timed out (408)", answers)
