@@ -327,7 +327,7 @@ func (sc *h2sconn) serve() {
 	// The first frame must be SETTINGS.
 	first := true
 	for {
-		f, err := sc.fr.ReadFrame()
+		f, err := sc.readFrame()
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
@@ -355,6 +355,25 @@ func (sc *h2sconn) serve() {
 		}
 	}
 	sc.finish()
+}
+
+// readFrame is the Framer's ReadFrame, but a HEADERS whose padding is
+// longer than the frame is the connection's error (PROTOCOL_ERROR, RFC 9113
+// section 6.2), where the Framer reports the stream's: the header block is
+// not decoded, so the HPACK table would no longer be the client's (section
+// 4.3). A DATA whose padding is too long the Framer already reports as the
+// connection's error (section 6.1).
+func (sc *h2sconn) readFrame() (http2.Frame, error) {
+	fh, err := sc.fr.ReadFrameHeader()
+	if err != nil {
+		return nil, err
+	}
+	f, err := sc.fr.ReadFrameForHeader(fh)
+	var se http2.StreamError
+	if fh.Type == http2.FrameHeaders && errors.As(err, &se) {
+		return nil, http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	return f, err
 }
 
 func (sc *h2sconn) isOver() bool {
@@ -583,7 +602,14 @@ func (sc *h2sconn) process(f http2.Frame) error {
 		return nil
 	case *http2.GoAwayFrame:
 		sc.mu.Lock()
-		sc.goaway = true
+		if !sc.goaway {
+			// A GOAWAY of our own before the close (RFC 9113 section
+			// 6.8: a receiver of GOAWAY SHOULD still send one): it tells
+			// the client that the streams it opens after its GOAWAY,
+			// which are ignored, were not processed.
+			sc.goaway = true
+			sc.queueCtrlLocked(h2ctrl{typ: http2.FrameGoAway, id: sc.maxID, code: http2.ErrCodeNo})
+		}
 		sc.maybeCloseLocked()
 		sc.mu.Unlock()
 		return nil

@@ -779,3 +779,91 @@ func TestH2OwnTrailersAfterEarlyRefusalIgnored(t *testing.T) {
 		}
 	}
 }
+
+// Padding longer than its frame is the connection's error, PROTOCOL_ERROR:
+// for DATA (RFC 9113 section 6.1) and for HEADERS (section 6.2), whose
+// header block cannot then be decoded, which would leave the connection's
+// HPACK table out of step with the client's (section 4.3). x/net's Framer
+// reports the HEADERS case as the stream's error; the engine used to reset
+// the stream and go on, decoding the next blocks against the wrong table.
+// The frames are written byte by byte, as no Framer writes them.
+func TestH2OwnPaddingTooLong(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		frame func(f *h2Framer) []byte
+	}{
+		{"HEADERS", func(f *h2Framer) []byte {
+			block := f.headerBlock("/")
+			// type 1, END_STREAM|END_HEADERS|PADDED, stream 1; the pad
+			// length is one more than what follows it.
+			hdr := []byte{0, 0, byte(1 + len(block)), 0x1, 0x1 | 0x4 | 0x8, 0, 0, 0, 1}
+			return append(append(hdr, byte(len(block)+1)), block...)
+		}},
+		{"DATA", func(f *h2Framer) []byte {
+			f.request(t, 1, "POST", "/", false)
+			// type 0, END_STREAM|PADDED, stream 1: 4 bytes of data, a pad
+			// length of 5.
+			return []byte{0, 0, 5, 0x0, 0x1 | 0x8, 0, 0, 0, 1, 5, 'd', 'a', 't', 'a'}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ownCore(t, echoHandler(), nil)
+			addr, client := startTLS(t, c)
+			f := dialFramer(t, addr, client)
+			f.settled(t)
+			raw := tt.frame(f)
+			f.writeRaw(func(*http2.Framer) error {
+				_, err := f.tc.Write(raw)
+				return err
+			})
+			// A request after it, which the server must not answer.
+			f.request(t, 3, "GET", "/after", true)
+			code, got, ended := waitGoAway(f, 5*time.Second)
+			if !got || code != http2.ErrCodeProtocol || !ended {
+				t.Fatalf("GOAWAY %v (%v), ended %v; want PROTOCOL_ERROR and the end", got, code, ended)
+			}
+		})
+	}
+}
+
+// A client's GOAWAY is answered with the engine's own (NO_ERROR, its last
+// stream id the last stream it took) before the connection closes, as RFC
+// 9113 section 6.8 wants of a receiver of GOAWAY: a stream the client
+// opens after its GOAWAY is ignored, and the server's GOAWAY tells the
+// client it was not processed. Found by FuzzH2Differential: the engine
+// closed without a word.
+func TestH2OwnClientGoAwayAnswered(t *testing.T) {
+	c := ownCore(t, echoHandler(), nil)
+	addr, client := startTLS(t, c)
+	f := dialFramer(t, addr, client)
+	f.settled(t)
+	f.request(t, 1, "GET", "/", true)
+	if !waitForEnd(f, 1, 5*time.Second) {
+		t.Fatal("stream 1 not answered")
+	}
+	f.writeRaw(func(fr *http2.Framer) error { return fr.WriteGoAway(0, http2.ErrCodeNo, nil) })
+	f.request(t, 3, "GET", "/after", true)
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case ev, ok := <-f.frames:
+			if !ok {
+				t.Fatal("connection closed without a GOAWAY of the server's")
+			}
+			if ev.StreamID == 3 {
+				t.Fatalf("stream 3, opened after the client's GOAWAY, got %v", ev.Type)
+			}
+			if ev.Type == http2.FrameGoAway {
+				if ev.code != http2.ErrCodeNo {
+					t.Fatalf("GOAWAY %v, want NO_ERROR", ev.code)
+				}
+				if _, _, ended := waitGoAway(f, 5*time.Second); !ended {
+					t.Fatal("connection not closed after the GOAWAYs")
+				}
+				return
+			}
+		case <-timeout:
+			t.Fatal("no GOAWAY and no close")
+		}
+	}
+}
