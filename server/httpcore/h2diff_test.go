@@ -615,8 +615,13 @@ func h2DiffExcuse(a, b, req string) bool {
 	if a == "reset" && (strings.HasPrefix(b, `400 "request header `) || b == `400 ""` && strings.Contains(req, ":method: HEAD\n")) {
 		return true
 	}
-	if fb := strings.Fields(b); a == "reset" && len(fb) == 4 && fb[0] == "200" {
-		got, _, _ := strings.Cut(fb[3], "/")
+	// A Content-Length the body does not match: the engine resets the
+	// stream (RFC 9113 section 8.1.1), x/net's handler reads the body as
+	// sent (x/net does not hold a request ended by its HEADERS to its
+	// Content-Length). The method may hold a space: the length is the
+	// last field.
+	if fb := strings.Fields(b); a == "reset" && len(fb) >= 4 && fb[0] == "200" {
+		got, _, _ := strings.Cut(fb[len(fb)-1], "/")
 		for _, cl := range []string{"0", "3", "100"} {
 			if strings.Contains(req, "content-length: "+cl+"\n") && got != cl {
 				return true
