@@ -77,8 +77,9 @@ const (
 	h2ResetBurst = 2 * h2MaxStreams
 	h2ResetRate  = 100
 	// h2DrainTime is how long a closing connection reads on after its
-	// last frames (see drain).
-	h2DrainTime = time.Second
+	// last frames (see drain), and h2DrainBytes the most it reads then.
+	h2DrainTime  = time.Second
+	h2DrainBytes = 1 << 20
 	// h2WriteBatch is how much the writer collects before a write.
 	h2WriteBatch = 64 << 10
 )
@@ -462,7 +463,7 @@ func (sc *h2sconn) finish() {
 // the last responses (and the GOAWAY) before the client has read them.
 func (sc *h2sconn) drain() {
 	sc.nc.SetReadDeadline(time.Now().Add(h2DrainTime))
-	io.CopyN(io.Discard, &sc.rd, 1<<20)
+	io.CopyN(io.Discard, &sc.rd, h2DrainBytes)
 }
 
 // shutdown is Core.Shutdown's: GOAWAY, no new streams, and the connection
