@@ -51,6 +51,7 @@ type h2Event struct {
 	http2.FrameHeader
 	code http2.ErrCode // RST_STREAM's and GOAWAY's
 	ping [8]byte       // a PING acknowledgement's data
+	last uint32        // GOAWAY's last stream id
 }
 
 func dialFramer(t testing.TB, addr string, client *http.Client, settings ...http2.Setting) *h2Framer {
@@ -102,7 +103,7 @@ func (f *h2Framer) readLoop() {
 		case *http2.RSTStreamFrame:
 			ev.code = fr.ErrCode
 		case *http2.GoAwayFrame:
-			ev.code = fr.ErrCode
+			ev.code, ev.last = fr.ErrCode, fr.LastStreamID
 		}
 		f.frames <- ev
 	}

@@ -177,6 +177,8 @@ type h2sconn struct {
 	open        int    // client streams open or half-closed
 	running     int    // handlers running
 	goaway      bool   // GOAWAY sent: no new streams
+	goawayOut   bool   // a GOAWAY was written, with goawayLast
+	goawayLast  uint32 // its last stream id
 	closing     bool   // the writer flushes and stops
 	dead        bool   // the connection is over
 	sendWin     int64  // connection send window
@@ -1358,6 +1360,13 @@ func (sc *h2sconn) fillLocked() {
 		case http2.FrameRSTStream:
 			sc.wfr.WriteRSTStream(f.id, f.code)
 		case http2.FrameGoAway:
+			// A later GOAWAY (a connection error after a graceful one)
+			// never raises the last stream id (RFC 9113 section 6.8):
+			// the streams opened after the first were not processed.
+			if sc.goawayOut {
+				f.id = min(f.id, sc.goawayLast)
+			}
+			sc.goawayOut, sc.goawayLast = true, f.id
 			sc.wfr.WriteGoAway(f.id, f.code, nil)
 		}
 	}

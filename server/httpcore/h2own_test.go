@@ -1027,3 +1027,60 @@ func TestH2OwnHPACKBomb(t *testing.T) {
 		t.Fatalf("the request after the bomb got %s: the HPACK table is out of step", st)
 	}
 }
+
+// After a graceful GOAWAY (here the answer to the client's own) the
+// streams the client still opens are ignored, and a connection error that
+// follows sends a second GOAWAY: its last stream id must not be higher
+// than the first's (RFC 9113 section 6.8), since the client may already
+// have retried the ignored streams elsewhere. The engine used to send the
+// highest stream id it had seen, ignored ones included.
+func TestH2OwnSecondGoAwayKeepsLastStream(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) })
+	c := ownCore(t, h, nil)
+	addr, client := startTLS(t, c)
+	f := dialFramer(t, addr, client)
+	f.settled(t)
+	f.request(t, 1, "POST", "/", false) // open: its body never ends
+	f.writeRaw(func(fr *http2.Framer) error { return fr.WriteGoAway(0, http2.ErrCodeNo, nil) })
+	var goaways []h2Event
+	timeout := time.After(5 * time.Second)
+	for len(goaways) == 0 {
+		select {
+		case ev, ok := <-f.frames:
+			if !ok {
+				t.Fatal("connection ended before the server's GOAWAY")
+			}
+			if ev.Type == http2.FrameGoAway {
+				goaways = append(goaways, ev)
+			}
+		case <-timeout:
+			t.Fatal("no GOAWAY in answer to the client's")
+		}
+	}
+	f.request(t, 3, "GET", "/", true)         // ignored
+	f.writeRaw(func(fr *http2.Framer) error { // WINDOW_UPDATE 0 on the connection: PROTOCOL_ERROR
+		return fr.WriteRawFrame(http2.FrameWindowUpdate, 0, 0, []byte{0, 0, 0, 0})
+	})
+	for ended := false; !ended; {
+		select {
+		case ev, ok := <-f.frames:
+			if !ok {
+				ended = true
+				break
+			}
+			if ev.Type == http2.FrameGoAway {
+				goaways = append(goaways, ev)
+			}
+		case <-timeout:
+			t.Fatal("the connection did not end after the connection error")
+		}
+	}
+	if len(goaways) != 2 || goaways[0].code != http2.ErrCodeNo || goaways[1].code != http2.ErrCodeProtocol {
+		t.Fatalf("GOAWAYs %v, want NO_ERROR then PROTOCOL_ERROR", goaways)
+	}
+	for _, g := range goaways {
+		if g.last != 1 {
+			t.Fatalf("GOAWAY %v with last stream %d, want 1 (stream 3 came after the first GOAWAY)", g.code, g.last)
+		}
+	}
+}
