@@ -73,7 +73,8 @@ func FuzzH2Differential(f *testing.F) {
 // parameter twice in a SETTINGS), "even" (a HEADERS on an even stream),
 // "badpad" (a HEADERS padded past its end), "late N" (DATA on stream N
 // after the client ended it), "lower" (a HEADERS opening a stream below
-// one the client opened before).
+// one the client opened before), "split N" (a header block on stream N in
+// HEADERS and CONTINUATION).
 type h2sent map[uint32]string
 
 // h2prog turns the fuzzer's bytes into client frames. It returns the
@@ -153,6 +154,7 @@ func h2prog(p []byte) ([]byte, h2sent) {
 			unended := false                 // the header block is left open: what follows is a connection error
 			if fl&2 != 0 && len(block) > 1 { // split into HEADERS and CONTINUATION
 				cut := int(next()) % len(block)
+				sent[0] += fmt.Sprintf("split %d\n", id)
 				fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block[:cut], EndStream: endStream})
 				if fl&4 != 0 { // something else between: a connection error
 					fr.WritePing(false, [8]byte{})
@@ -687,6 +689,17 @@ func h2DiffExcusedConn(a, b h2outcome) string {
 	// (a malformed field), and takes the lower one as new.
 	if strings.Contains(a.sent[0], "lower\n") && (a.goaway == "PROTOCOL_ERROR" || a.goaway == "STREAM_CLOSED") && !h2Failed(b) {
 		return "a new stream below one opened before"
+	}
+	// A malformed request whose header block goes on in CONTINUATION is
+	// the stream's error (RFC 9113 section 8.1.1): the engine refuses the
+	// stream; x/net ends the connection when a field is invalid before the
+	// block's last fragment (it stops counting the list's size there).
+	if a.goaway == "" && !a.hung && b.goaway == "PROTOCOL_ERROR" {
+		for id, o := range a.streams {
+			if id != 0 && strings.Contains(a.sent[0], fmt.Sprintf("split %d\n", id)) && (o == "reset" || strings.HasPrefix(o, "4")) {
+				return "a malformed request in HEADERS and CONTINUATION"
+			}
+		}
 	}
 	// A HEADERS on an even (server) stream is a connection error (RFC
 	// 9113 section 5.1.1), whatever its block holds; x/net checks a
