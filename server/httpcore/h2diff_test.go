@@ -231,7 +231,9 @@ func h2prog(p []byte) ([]byte, h2sent) {
 			if opened[id] {
 				sent[0] += "more\n"
 			}
-			delete(sent, id)
+			if id != 0 { // stream 0 holds the notes
+				delete(sent, id)
+			}
 			ended[id] = true
 		case 6: // WINDOW_UPDATE
 			id := uint32(0)
