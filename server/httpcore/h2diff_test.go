@@ -74,7 +74,8 @@ func FuzzH2Differential(f *testing.F) {
 // "badpad" (a HEADERS padded past its end), "late N" (DATA on stream N
 // after the client ended it), "lower" (a HEADERS opening a stream below
 // one the client opened before), "split N" (a header block on stream N in
-// HEADERS and CONTINUATION).
+// HEADERS and CONTINUATION), "below" (DATA, RST_STREAM or WINDOW_UPDATE
+// on a stream never opened, below one that was).
 type h2sent map[uint32]string
 
 // h2prog turns the fuzzer's bytes into client frames. It returns the
@@ -119,6 +120,11 @@ func h2prog(p []byte) ([]byte, h2sent) {
 	reqs := map[uint32]string{}
 	sent := h2sent{}
 	ended := map[uint32]bool{}
+	below := func(id uint32) {
+		if id != 0 && !opened[id] && id < top {
+			sent[0] += "below\n"
+		}
+	}
 	fr.WriteSettings()
 	for n := 0; len(p) > 0 && n < 64; n++ {
 		switch op := next(); op % 12 {
@@ -194,6 +200,7 @@ func h2prog(p []byte) ([]byte, h2sent) {
 			if id != 0 && !opened[id] && next()&1 == 0 {
 				id = last
 			}
+			below(id)
 			fl := next()
 			n := int(next())
 			if fl&4 != 0 {
@@ -227,6 +234,7 @@ func h2prog(p []byte) ([]byte, h2sent) {
 			}
 		case 5: // RST_STREAM
 			id := stream()
+			below(id)
 			fr.WriteRSTStream(id, http2.ErrCode(next()%14))
 			if opened[id] {
 				sent[0] += "more\n"
@@ -240,6 +248,7 @@ func h2prog(p []byte) ([]byte, h2sent) {
 			if next()&1 != 0 {
 				id = stream()
 			}
+			below(id)
 			incs := []uint32{1, 100, 65535, 1 << 20, 1<<31 - 1, 0}
 			fr.WriteWindowUpdate(id, incs[int(next())%len(incs)])
 		case 7: // SETTINGS
@@ -709,6 +718,15 @@ func h2DiffExcusedConn(a, b h2outcome) string {
 				return "a malformed request in HEADERS and CONTINUATION"
 			}
 		}
+	}
+	// A stream never opened, below one that was, is closed (RFC 9113
+	// section 5.1.1): the engine takes DATA on it as the stream's error
+	// and RST_STREAM or WINDOW_UPDATE as nothing. x/net does not count as
+	// opened a stream whose HEADERS its Framer refused (a malformed
+	// field), so the lower stream is idle to it, and those frames end its
+	// connection.
+	if strings.Contains(a.sent[0], "below\n") && a.goaway == "" && !a.hung && b.goaway == "PROTOCOL_ERROR" {
+		return "a frame on a stream below one opened"
 	}
 	// A HEADERS on an even (server) stream is a connection error (RFC
 	// 9113 section 5.1.1), whatever its block holds; x/net checks a
