@@ -68,8 +68,8 @@ func FuzzH2Differential(f *testing.F) {
 // connection, one a line: "goaway" (the client sent GOAWAY), "again N" (a
 // HEADERS, trailers or a new request, on stream N already used), "racy" (a
 // HEADERS on a stream the client had ended: its outcome depends on timing),
-// "selfdep" (a HEADERS whose stream depends on itself), "more" (DATA or
-// RST_STREAM from the client on a stream it opened), "dupsettings" (one
+// "selfdep" (a HEADERS whose stream depends on itself), "more" (DATA,
+// RST_STREAM or WINDOW_UPDATE from the client on a stream it opened), "dupsettings" (one
 // parameter twice in a SETTINGS), "even" (a HEADERS on an even stream),
 // "badpad" (a HEADERS padded past its end), "late N" (DATA on stream N
 // after the client ended it), "lower" (a HEADERS opening a stream below
@@ -249,6 +249,9 @@ func h2prog(p []byte) ([]byte, h2sent) {
 				id = stream()
 			}
 			below(id)
+			if id != 0 && opened[id] {
+				sent[0] += "more\n"
+			}
 			incs := []uint32{1, 100, 65535, 1 << 20, 1<<31 - 1, 0}
 			fr.WriteWindowUpdate(id, incs[int(next())%len(incs)])
 		case 7: // SETTINGS
@@ -767,7 +770,7 @@ func h2DiffExcusedConn(a, b h2outcome) string {
 	// RST_STREAM, say) is an error on the connection for x/net only.
 	// The same for a request x/net refuses at its HEADERS (a bad :path,
 	// say): x/net resets it but counts it idle, so the client's DATA,
-	// trailers or RST_STREAM on it end x/net's connection.
+	// trailers, RST_STREAM or WINDOW_UPDATE on it end x/net's connection.
 	if (strings.Contains(a.sent[0], "selfdep\n") || strings.Contains(a.sent[0], "more\n") || strings.Contains(a.sent[0], "again ")) && a.goaway == "" && !a.hung && b.goaway == "PROTOCOL_ERROR" {
 		return "a stream that depends on itself"
 	}
