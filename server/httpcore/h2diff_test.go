@@ -75,7 +75,8 @@ func FuzzH2Differential(f *testing.F) {
 // after the client ended it), "lower" (a HEADERS opening a stream below
 // one the client opened before), "split N" (a header block on stream N in
 // HEADERS and CONTINUATION), "below" (DATA, RST_STREAM or WINDOW_UPDATE
-// on a stream never opened, below one that was).
+// on a stream never opened, below one that was), "acks" (more SETTINGS
+// ACKs than the server sent SETTINGS).
 type h2sent map[uint32]string
 
 // h2prog turns the fuzzer's bytes into client frames. It returns the
@@ -117,6 +118,7 @@ func h2prog(p []byte) ([]byte, h2sent) {
 	}
 	opened := map[uint32]bool{}
 	var top uint32 // the highest stream a HEADERS was sent on
+	acks := 0      // SETTINGS ACKs sent
 	reqs := map[uint32]string{}
 	sent := h2sent{}
 	ended := map[uint32]bool{}
@@ -271,6 +273,9 @@ func h2prog(p []byte) ([]byte, h2sent) {
 			if len(ss) > 0 && next()&7 == 0 {
 				fr.WriteSettingsAck() // an ACK with a payload is written below as raw
 				ss = nil
+				if acks++; acks == 2 {
+					sent[0] += "acks\n" // more than the server's one SETTINGS
+				}
 			}
 			fr.WriteSettings(ss...)
 		case 8: // PING
@@ -739,6 +744,12 @@ func h2DiffExcusedConn(a, b h2outcome) string {
 	// connection.
 	if strings.Contains(a.sent[0], "below\n") && a.goaway == "" && !a.hung && b.goaway == "PROTOCOL_ERROR" {
 		return "a frame on a stream below one opened"
+	}
+	// A SETTINGS ACK with no SETTINGS of the server's to acknowledge:
+	// RFC 9113 section 6.5.3 makes it no error, and the engine ignores
+	// it; x/net ends the connection.
+	if strings.Contains(a.sent[0], "acks\n") && a.goaway == "" && !a.hung && b.goaway == "PROTOCOL_ERROR" {
+		return "an unsolicited SETTINGS ACK"
 	}
 	// A HEADERS on an even (server) stream is a connection error (RFC
 	// 9113 section 5.1.1), whatever its block holds; x/net checks a
