@@ -51,6 +51,8 @@ type h2Framer struct {
 type h2Event struct {
 	http2.FrameHeader
 	code http2.ErrCode // RST_STREAM's and GOAWAY's
+	ping [8]byte       // a PING acknowledgement's data
+	last uint32        // GOAWAY's last stream id
 }
 
 func dialFramer(t testing.TB, addr string, client *http.Client, settings ...http2.Setting) *h2Framer {
@@ -96,11 +98,13 @@ func (f *h2Framer) readLoop() {
 				f.wmu.Lock()
 				f.fr.WritePing(true, fr.Data)
 				f.wmu.Unlock()
+			} else {
+				ev.ping = fr.Data
 			}
 		case *http2.RSTStreamFrame:
 			ev.code = fr.ErrCode
 		case *http2.GoAwayFrame:
-			ev.code = fr.ErrCode
+			ev.code, ev.last = fr.ErrCode, fr.LastStreamID
 		}
 		f.frames <- ev
 	}
@@ -302,7 +306,9 @@ func waitForReset(f *h2Framer, id uint32, d time.Duration) bool {
 // A client that keeps a zero receive window (SETTINGS_INITIAL_WINDOW_SIZE 0,
 // no WINDOW_UPDATE ever) while reading its socket: the socket never stalls,
 // only the streams do. Each stream is reset after write_timeout, its
-// handler's write fails and its worker is freed.
+// handler's write fails and its worker is freed. The bounds: no DATA byte
+// goes past the zero window, and the 4 handlers' 256 MiB of writes grow
+// the heap and stacks by less than 8 MiB.
 func TestH2ZeroWindowWriteTimeout(t *testing.T) {
 	const wt = 300 * time.Millisecond
 	const streams = 4
@@ -310,6 +316,7 @@ func TestH2ZeroWindowWriteTimeout(t *testing.T) {
 	c := newCore(t, bigWriter(done, took, nil), func(o *Options) { o.WriteTimeout = wt })
 	addr, client := startTLS(t, c)
 	f := dialFramer(t, addr, client, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	heap := watchHeap()
 	for i := 0; i < streams; i++ {
 		f.request(t, uint32(2*i+1), "GET", "/", true)
 	}
@@ -327,6 +334,9 @@ func TestH2ZeroWindowWriteTimeout(t *testing.T) {
 			t.Fatalf("%d of %d handlers still blocked writing to a zero window", streams-i, streams)
 		}
 	}
+	if grew := heap.grew(); grew > 8<<20 {
+		t.Errorf("the heap and stacks grew by %d KiB, want less than 8 MiB", grew>>10)
+	}
 	resets := map[uint32]bool{}
 	timeout := time.After(3 * time.Second)
 	for len(resets) < streams {
@@ -337,6 +347,9 @@ func TestH2ZeroWindowWriteTimeout(t *testing.T) {
 			}
 			if fr.Type == http2.FrameRSTStream {
 				resets[fr.StreamID] = true
+			}
+			if fr.Type == http2.FrameData && fr.Length > 0 {
+				t.Fatalf("%d bytes of DATA on stream %d past a zero window", fr.Length, fr.StreamID)
 			}
 		case <-timeout:
 			t.Fatalf("%d of %d streams reset", len(resets), streams)

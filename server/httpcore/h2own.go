@@ -77,8 +77,9 @@ const (
 	h2ResetBurst = 2 * h2MaxStreams
 	h2ResetRate  = 100
 	// h2DrainTime is how long a closing connection reads on after its
-	// last frames (see drain).
-	h2DrainTime = time.Second
+	// last frames (see drain), and h2DrainBytes the most it reads then.
+	h2DrainTime  = time.Second
+	h2DrainBytes = 1 << 20
 	// h2WriteBatch is how much the writer collects before a write.
 	h2WriteBatch = 64 << 10
 )
@@ -173,10 +174,12 @@ type h2sconn struct {
 	ctrl        []h2ctrl
 	ready       []*h2stream
 	maxID       uint32 // highest client stream id seen
+	goawayLast  uint32 // the last stream id of the GOAWAY written (goawayOut); beside maxID, in its padding
 	open        int    // client streams open or half-closed
 	running     int    // handlers running
 	goaway      bool   // GOAWAY sent: no new streams
 	started     bool   // serve has read the preface and queued its SETTINGS
+	goawayOut   bool   // a GOAWAY was written, with goawayLast
 	closing     bool   // the writer flushes and stops
 	dead        bool   // the connection is over
 	sendWin     int64  // connection send window
@@ -393,7 +396,7 @@ func (sc *h2sconn) readLoop(first bool) (parked bool) {
 				return false
 			}
 		}
-		f, err := sc.fr.ReadFrame()
+		f, err := sc.readFrame()
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
@@ -429,6 +432,25 @@ func (sc *h2sconn) readLoop(first bool) (parked bool) {
 	}
 	sc.finish()
 	return false
+}
+
+// readFrame is the Framer's ReadFrame, but a HEADERS whose padding is
+// longer than the frame is the connection's error (PROTOCOL_ERROR, RFC 9113
+// section 6.2), where the Framer reports the stream's: the header block is
+// not decoded, so the HPACK table would no longer be the client's (section
+// 4.3). A DATA whose padding is too long the Framer already reports as the
+// connection's error (section 6.1).
+func (sc *h2sconn) readFrame() (http2.Frame, error) {
+	fh, err := sc.fr.ReadFrameHeader()
+	if err != nil {
+		return nil, err
+	}
+	f, err := sc.fr.ReadFrameForHeader(fh)
+	var se http2.StreamError
+	if fh.Type == http2.FrameHeaders && errors.As(err, &se) {
+		return nil, http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	return f, err
 }
 
 func (sc *h2sconn) isOver() bool {
@@ -517,7 +539,7 @@ func (sc *h2sconn) finish() {
 // the last responses (and the GOAWAY) before the client has read them.
 func (sc *h2sconn) drain() {
 	sc.nc.SetReadDeadline(time.Now().Add(h2DrainTime))
-	io.CopyN(io.Discard, &sc.rd, 1<<20)
+	io.CopyN(io.Discard, &sc.rd, h2DrainBytes)
 }
 
 // shutdown is Core.Shutdown's: GOAWAY, no new streams, and the connection
@@ -668,7 +690,14 @@ func (sc *h2sconn) process(f http2.Frame) error {
 		return nil
 	case *http2.GoAwayFrame:
 		sc.mu.Lock()
-		sc.goaway = true
+		if !sc.goaway {
+			// A GOAWAY of our own before the close (RFC 9113 section
+			// 6.8: a receiver of GOAWAY SHOULD still send one): it tells
+			// the client that the streams it opens after its GOAWAY,
+			// which are ignored, were not processed.
+			sc.goaway = true
+			sc.queueCtrlLocked(h2ctrl{typ: http2.FrameGoAway, id: sc.maxID, code: http2.ErrCodeNo})
+		}
 		sc.maybeCloseLocked()
 		sc.mu.Unlock()
 		return nil
@@ -1434,6 +1463,13 @@ func (sc *h2sconn) fillLocked() {
 		case http2.FrameRSTStream:
 			sc.wfr.WriteRSTStream(f.id, f.code)
 		case http2.FrameGoAway:
+			// A later GOAWAY (a connection error after a graceful one)
+			// never raises the last stream id (RFC 9113 section 6.8):
+			// the streams opened after the first were not processed.
+			if sc.goawayOut {
+				f.id = min(f.id, sc.goawayLast)
+			}
+			sc.goawayOut, sc.goawayLast = true, f.id
 			sc.wfr.WriteGoAway(f.id, f.code, nil)
 		}
 	}

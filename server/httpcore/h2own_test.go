@@ -96,7 +96,10 @@ func (f *h2Framer) headerBlock(path string) []byte {
 // as the client can. The handlers of reset streams keep their place until
 // they return, so no more than h2MaxHandlers ever run for the connection,
 // and past the rate of resets the connection gets GOAWAY
-// ENHANCE_YOUR_CALM and is closed.
+// ENHANCE_YOUR_CALM and is closed. The bounds: the streams the server
+// processed (probes every 50) are at most what the reset and flood buckets
+// let through in the flood's time, and the heap and stacks grow by less
+// than 16 MiB.
 func TestH2OwnRapidReset(t *testing.T) {
 	var running, peak, started atomic.Int32
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -117,8 +120,13 @@ func TestH2OwnRapidReset(t *testing.T) {
 	c := ownCore(t, h, func(o *Options) { o.ThreadPool = 500 })
 	addr, client := startTLS(t, c)
 	f := dialFramer(t, addr, client)
-	const streams = 5000
+	const streams, every = 5000, 50
+	heap := watchHeap()
+	start := time.Now()
 	for i := 0; i < streams; i++ {
+		if i%every == 0 && f.probe(uint64(i)) != nil {
+			break
+		}
 		id := uint32(2*i + 1)
 		block := f.headerBlock("/")
 		err := f.writeRaw(func(fr *http2.Framer) error {
@@ -131,9 +139,17 @@ func TestH2OwnRapidReset(t *testing.T) {
 			break
 		}
 	}
-	code, got, ended := waitGoAway(f, 5*time.Second)
+	code, got, ended, acked := floodEnd(f, 5*time.Second)
+	took, grew := time.Since(start), heap.grew()
+	t.Logf("the server processed %d to %d streams in %v; heap and stacks grew %d KiB", acked, acked+every, took.Round(time.Millisecond), grew>>10)
 	if !got || code != http2.ErrCodeEnhanceYourCalm || !ended {
 		t.Fatalf("after %d rapid resets: GOAWAY %v (%v), connection ended %v; want ENHANCE_YOUR_CALM and the end", streams, got, code, ended)
+	}
+	if bound := floodBound(h2ResetBurst+h2FloodBurst, h2ResetRate+h2FloodRate, took, 0); int(acked) > bound {
+		t.Fatalf("the server processed more than %d streams in %v, want at most %d", acked, took, bound)
+	}
+	if grew > 16<<20 {
+		t.Errorf("the flood grew the heap and stacks by %d KiB, want less than 16 MiB", grew>>10)
 	}
 	if p := peak.Load(); p > h2MaxHandlers {
 		t.Fatalf("%d handlers ran at once for one connection, want at most %d", p, h2MaxHandlers)
@@ -152,6 +168,10 @@ func TestH2OwnRapidReset(t *testing.T) {
 // never ends, in CONTINUATION frames of junk or of nothing at all. The
 // block is bounded in bytes and empty frames count as floods: either way
 // the connection gets GOAWAY and is closed long before the client is done.
+// The bounds: the bytes the server read (a PING cannot probe inside a
+// header block) are at most the block's bound, or the frames the flood
+// bucket lets through, plus what the closing connection drains (1 MiB),
+// and the heap and stacks grow by less than 8 MiB.
 func TestH2OwnContinuationFlood(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
@@ -159,7 +179,7 @@ func TestH2OwnContinuationFlood(t *testing.T) {
 		count int
 	}{
 		{"junk", bytes.Repeat([]byte{0x40}, 16<<10), 1000}, // 16 MiB
-		{"empty", nil, 100000},
+		{"empty", nil, 400000},                             // 3.5 MiB
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := ownCore(t, Text("ok"), func(o *Options) { o.MaxRequestHeaderSize = 64 << 10 })
@@ -167,18 +187,45 @@ func TestH2OwnContinuationFlood(t *testing.T) {
 			f := dialFramer(t, addr, client)
 			f.settled(t)
 			block := f.headerBlock("/")
+			heap := watchHeap()
+			start := time.Now()
+			read0 := c.Stats().BytesRead
 			f.writeRaw(func(fr *http2.Framer) error {
 				return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block, EndStream: true})
 			})
+			// The frames go out 1000 to a write (16 MiB of junk is 16
+			// KiB frames already), so that the client sends far more
+			// than the server may read.
+			var batch bytes.Buffer
+			bf := http2.NewFramer(&batch, nil)
+			for range max(1, 16<<10/(9+len(tt.frag))) {
+				bf.WriteContinuation(1, false, tt.frag)
+			}
+			per := batch.Len() / (9 + len(tt.frag))
 			sent := 0
-			for ; sent < tt.count; sent++ {
-				if f.writeRaw(func(fr *http2.Framer) error { return fr.WriteContinuation(1, false, tt.frag) }) != nil {
+			for ; sent < tt.count; sent += per {
+				if f.writeRaw(func(*http2.Framer) error { _, err := f.tc.Write(batch.Bytes()); return err }) != nil {
 					break
 				}
 			}
 			code, got, ended := waitGoAway(f, 5*time.Second)
+			took, grew := time.Since(start), heap.grew()
 			if !got || code != http2.ErrCodeEnhanceYourCalm || !ended {
 				t.Fatalf("GOAWAY %v (%v), ended %v; want ENHANCE_YOUR_CALM and the end", got, code, ended)
+			}
+			read := int64(c.Stats().BytesRead - read0)
+			frame := int64(9 + len(tt.frag))
+			bound := int64(64<<10+320+16<<10) + frame + h2DrainBytes + 64<<10
+			if tt.frag == nil {
+				bound = int64(floodBound(h2FloodBurst, h2FloodRate, took, 0))*frame + h2DrainBytes + 64<<10
+			}
+			t.Logf("%d of %d frames sent (%d KiB) in %v; the server read %d KiB (bound %d KiB); heap and stacks grew %d KiB",
+				sent, tt.count, int64(sent)*frame>>10, took.Round(time.Millisecond), read>>10, bound>>10, grew>>10)
+			if read > bound {
+				t.Errorf("the server read %d KiB of the flood, want at most %d KiB", read>>10, bound>>10)
+			}
+			if grew > 8<<20 {
+				t.Errorf("the flood grew the heap and stacks by %d KiB, want less than 8 MiB", grew>>10)
 			}
 			// 16 MiB of junk cannot all be taken: the server reads at most
 			// 1 MiB after its GOAWAY (drain). Empty frames are small enough
@@ -193,6 +240,9 @@ func TestH2OwnContinuationFlood(t *testing.T) {
 
 // Frames that cost the server work and carry nothing, sent in a flood:
 // past a burst and a rate the connection gets GOAWAY ENHANCE_YOUR_CALM.
+// The bounds: the frames the server processed (probes every 100 frames)
+// are at most what the token bucket lets through in the flood's time, and
+// the flood grows the heap by less than 8 MiB.
 func TestH2OwnControlFloods(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
@@ -222,25 +272,40 @@ func TestH2OwnControlFloods(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup(f)
 			}
-			const flood = 20000
+			const flood, every = 20000, 100
+			probes := tt.name != "empty HEADERS" // a PING inside a header block is an error of its own
+			heap := watchHeap()
+			start := time.Now()
 			sent := 0
 			for ; sent < flood; sent++ {
 				i := sent
+				if probes && i%every == 0 && f.probe(uint64(i)) != nil {
+					break
+				}
 				if f.writeRaw(func(fr *http2.Framer) error { return tt.frame(fr, i) }) != nil {
 					break
 				}
 			}
-			code, got, ended := waitGoAway(f, 5*time.Second)
+			code, got, ended, acked := floodEnd(f, 5*time.Second)
+			took, grew := time.Since(start), heap.grew()
+			t.Logf("%d frames sent in %v; heap and stacks grew %d KiB", sent, took.Round(time.Millisecond), grew>>10)
+			if grew > 8<<20 {
+				t.Errorf("the flood grew the heap and stacks by %d KiB, want less than 8 MiB", grew>>10)
+			}
 			if tt.name == "empty HEADERS" {
 				// Each opens a header block the next frame breaks: a
 				// PROTOCOL_ERROR at the second frame already.
-				if !got || !ended {
-					t.Fatalf("GOAWAY %v (%v), ended %v", got, code, ended)
+				if !got || code != http2.ErrCodeProtocol || !ended {
+					t.Fatalf("GOAWAY %v (%v), ended %v; want PROTOCOL_ERROR", got, code, ended)
 				}
 				return
 			}
 			if !got || code != http2.ErrCodeEnhanceYourCalm || !ended {
 				t.Fatalf("%d frames sent: GOAWAY %v (%v), ended %v; want ENHANCE_YOUR_CALM and the end", sent, got, code, ended)
+			}
+			t.Logf("the server processed %d to %d frames", acked, acked+every)
+			if bound := floodBound(h2FloodBurst, h2FloodRate, took, 0); int(acked) > bound {
+				t.Fatalf("the server processed more than %d frames in %v, want at most %d (burst %d, %d a second)", acked, took, bound, h2FloodBurst, h2FloodRate)
 			}
 			if n := rejections(c, 0, "h2_flood"); n != 1 {
 				t.Fatalf("h2_flood counted %d times, want 1", n)
@@ -307,7 +372,9 @@ func TestH2OwnHeaderListSize(t *testing.T) {
 
 // SETTINGS_MAX_CONCURRENT_STREAMS is kept: with h2MaxStreams streams open
 // (their handlers waiting), one more is refused with REFUSED_STREAM, and
-// once they end new streams are served again.
+// once they end new streams are served again. The bound on memory: the
+// connection's h2MaxStreams blocked handlers and the refusal grow the heap
+// and stacks by less than 16 MiB.
 func TestH2OwnConcurrentStreams(t *testing.T) {
 	release := make(chan struct{})
 	var entered atomic.Int32
@@ -321,6 +388,7 @@ func TestH2OwnConcurrentStreams(t *testing.T) {
 	c := ownCore(t, h, func(o *Options) { o.ThreadPool = h2MaxStreams + 10 })
 	addr, client := startTLS(t, c)
 	f := dialFramer(t, addr, client)
+	heap := watchHeap()
 	for i := 0; i < h2MaxStreams; i++ {
 		f.request(t, uint32(2*i+1), "GET", "/block", true)
 	}
@@ -345,6 +413,9 @@ func TestH2OwnConcurrentStreams(t *testing.T) {
 		case <-timeout:
 			t.Fatal("the stream past the limit was not refused")
 		}
+	}
+	if grew := heap.grew(); grew > 16<<20 {
+		t.Errorf("%d blocked streams grew the heap and stacks by %d KiB, want less than 16 MiB", h2MaxStreams, grew>>10)
 	}
 	close(release)
 	f.request(t, extra+2, "GET", "/", true)
@@ -413,7 +484,8 @@ func TestH2OwnWindowOverflow(t *testing.T) {
 
 // A connection whose streams are open but whose client has gone silent (it
 // answers no PING) is pinged after socket_timeout and closed when the ping
-// is not answered within socket_timeout; the handler's context ends.
+// is not answered within socket_timeout; the handler's context ends. The
+// bound on work: one PING, two at most, before the close.
 func TestH2OwnPingTimeout(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	gone := make(chan time.Time, 1)
@@ -442,13 +514,17 @@ func TestH2OwnPingTimeout(t *testing.T) {
 	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
 	// Read everything, answer nothing (not even SETTINGS).
 	pinged := make(chan struct{}, 1)
+	var pings atomic.Int32
+	readDone := make(chan struct{})
 	go func() {
+		defer close(readDone)
 		for {
 			f, err := fr.ReadFrame()
 			if err != nil {
 				return
 			}
 			if p, ok := f.(*http2.PingFrame); ok && !p.IsAck() {
+				pings.Add(1)
 				select {
 				case pinged <- struct{}{}:
 				default:
@@ -468,6 +544,14 @@ func TestH2OwnPingTimeout(t *testing.T) {
 	case <-pinged:
 	default:
 		t.Fatal("no PING was sent before the close")
+	}
+	select {
+	case <-readDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the silent client's connection was not closed")
+	}
+	if n := pings.Load(); n > 2 {
+		t.Fatalf("%d PINGs sent to a silent client, want at most 2", n)
 	}
 }
 
@@ -776,6 +860,227 @@ func TestH2OwnTrailersAfterEarlyRefusalIgnored(t *testing.T) {
 			}
 		case <-timeout:
 			t.Fatal("no answer on stream 3")
+		}
+	}
+}
+
+// Padding longer than its frame is the connection's error, PROTOCOL_ERROR:
+// for DATA (RFC 9113 section 6.1) and for HEADERS (section 6.2), whose
+// header block cannot then be decoded, which would leave the connection's
+// HPACK table out of step with the client's (section 4.3). x/net's Framer
+// reports the HEADERS case as the stream's error; the engine used to reset
+// the stream and go on, decoding the next blocks against the wrong table.
+// The frames are written byte by byte, as no Framer writes them.
+func TestH2OwnPaddingTooLong(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		frame func(f *h2Framer) []byte
+	}{
+		{"HEADERS", func(f *h2Framer) []byte {
+			block := f.headerBlock("/")
+			// type 1, END_STREAM|END_HEADERS|PADDED, stream 1; the pad
+			// length is one more than what follows it.
+			hdr := []byte{0, 0, byte(1 + len(block)), 0x1, 0x1 | 0x4 | 0x8, 0, 0, 0, 1}
+			return append(append(hdr, byte(len(block)+1)), block...)
+		}},
+		{"DATA", func(f *h2Framer) []byte {
+			f.request(t, 1, "POST", "/", false)
+			// type 0, END_STREAM|PADDED, stream 1: 4 bytes of data, a pad
+			// length of 5.
+			return []byte{0, 0, 5, 0x0, 0x1 | 0x8, 0, 0, 0, 1, 5, 'd', 'a', 't', 'a'}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := ownCore(t, echoHandler(), nil)
+			addr, client := startTLS(t, c)
+			f := dialFramer(t, addr, client)
+			f.settled(t)
+			raw := tt.frame(f)
+			f.writeRaw(func(*http2.Framer) error {
+				_, err := f.tc.Write(raw)
+				return err
+			})
+			// A request after it, which the server must not answer.
+			f.request(t, 3, "GET", "/after", true)
+			code, got, ended := waitGoAway(f, 5*time.Second)
+			if !got || code != http2.ErrCodeProtocol || !ended {
+				t.Fatalf("GOAWAY %v (%v), ended %v; want PROTOCOL_ERROR and the end", got, code, ended)
+			}
+		})
+	}
+}
+
+// A client's GOAWAY is answered with the engine's own (NO_ERROR, its last
+// stream id the last stream it took) before the connection closes, as RFC
+// 9113 section 6.8 wants of a receiver of GOAWAY: a stream the client
+// opens after its GOAWAY is ignored, and the server's GOAWAY tells the
+// client it was not processed. Found by FuzzH2Differential: the engine
+// closed without a word.
+func TestH2OwnClientGoAwayAnswered(t *testing.T) {
+	c := ownCore(t, echoHandler(), nil)
+	addr, client := startTLS(t, c)
+	f := dialFramer(t, addr, client)
+	f.settled(t)
+	f.request(t, 1, "GET", "/", true)
+	if !waitForEnd(f, 1, 5*time.Second) {
+		t.Fatal("stream 1 not answered")
+	}
+	f.writeRaw(func(fr *http2.Framer) error { return fr.WriteGoAway(0, http2.ErrCodeNo, nil) })
+	f.request(t, 3, "GET", "/after", true)
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case ev, ok := <-f.frames:
+			if !ok {
+				t.Fatal("connection closed without a GOAWAY of the server's")
+			}
+			if ev.StreamID == 3 {
+				t.Fatalf("stream 3, opened after the client's GOAWAY, got %v", ev.Type)
+			}
+			if ev.Type == http2.FrameGoAway {
+				if ev.code != http2.ErrCodeNo {
+					t.Fatalf("GOAWAY %v, want NO_ERROR", ev.code)
+				}
+				if _, _, ended := waitGoAway(f, 5*time.Second); !ended {
+					t.Fatal("connection not closed after the GOAWAYs")
+				}
+				return
+			}
+		case <-timeout:
+			t.Fatal("no GOAWAY and no close")
+		}
+	}
+}
+
+// An HPACK bomb: one field of 3.9 KB in the dynamic table, then a header
+// block of 16,000 one-byte references to it, a header list of 62 MB from
+// a block of 16 KB. The list past max_request_header_size gets 431 on its
+// stream, the block is decoded to its end so the connection's HPACK table
+// stays the client's (the next request is served), and the fields past the
+// bound are not kept: the heap and stacks grow by less than 4 MiB. The
+// work is bounded by the block's size, which the block bound caps.
+func TestH2OwnHPACKBomb(t *testing.T) {
+	c := ownCore(t, Text("ok"), func(o *Options) { o.MaxRequestHeaderSize = 8 << 10 })
+	addr, client := startTLS(t, c)
+	cfg := client.Transport.(*http.Transport).TLSClientConfig.Clone()
+	cfg.NextProtos = []string{"h2"}
+	tc, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(tc, http2.ClientPreface)
+	fr := http2.NewFramer(tc, tc)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	get := func(sensitive bool) {
+		for _, kv := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "127.0.0.1"}, {":path", "/"}} {
+			enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1], Sensitive: sensitive})
+		}
+	}
+	status := func(id uint32) string {
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("stream %d: %v", id, err)
+			}
+			if mh, ok := f.(*http2.MetaHeadersFrame); ok && mh.StreamID == id {
+				return mh.PseudoValue("status")
+			}
+		}
+	}
+	// Stream 1 puts the big field into the table (it is the newest entry:
+	// index 62) and is served.
+	get(false)
+	big := hpack.HeaderField{Name: "x-b", Value: strings.Repeat("b", 3900)}
+	enc.WriteField(big)
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	if st := status(1); st != "200" {
+		t.Fatalf("the request that fills the table got %s", st)
+	}
+	// Stream 3: the bomb, its fields never indexed so the table keeps
+	// the big field at 62.
+	hb.Reset()
+	get(true)
+	const refs = 16000
+	block := append(bytes.Clone(hb.Bytes()), bytes.Repeat([]byte{0x80 | 62}, refs)...)
+	heap := watchHeap()
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: block[:16000], EndStream: true})
+	fr.WriteContinuation(3, true, block[16000:])
+	st := status(3)
+	grew := heap.grew()
+	t.Logf("a block of %d bytes decoding to %d MB of header list: %s; heap and stacks grew %d KiB", len(block), refs*big.Size()>>20, st, grew>>10)
+	if st != "431" {
+		t.Fatalf("the HPACK bomb got %s, want 431", st)
+	}
+	if grew > 4<<20 {
+		t.Errorf("the HPACK bomb grew the heap and stacks by %d KiB, want less than 4 MiB", grew>>10)
+	}
+	hb.Reset()
+	get(true)
+	enc.WriteField(big) // indexed: 62 still
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	if st := status(5); st != "200" {
+		t.Fatalf("the request after the bomb got %s: the HPACK table is out of step", st)
+	}
+}
+
+// After a graceful GOAWAY (here the answer to the client's own) the
+// streams the client still opens are ignored, and a connection error that
+// follows sends a second GOAWAY: its last stream id must not be higher
+// than the first's (RFC 9113 section 6.8), since the client may already
+// have retried the ignored streams elsewhere. The engine used to send the
+// highest stream id it had seen, ignored ones included.
+func TestH2OwnSecondGoAwayKeepsLastStream(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) })
+	c := ownCore(t, h, nil)
+	addr, client := startTLS(t, c)
+	f := dialFramer(t, addr, client)
+	f.settled(t)
+	f.request(t, 1, "POST", "/", false) // open: its body never ends
+	f.writeRaw(func(fr *http2.Framer) error { return fr.WriteGoAway(0, http2.ErrCodeNo, nil) })
+	var goaways []h2Event
+	timeout := time.After(5 * time.Second)
+	for len(goaways) == 0 {
+		select {
+		case ev, ok := <-f.frames:
+			if !ok {
+				t.Fatal("connection ended before the server's GOAWAY")
+			}
+			if ev.Type == http2.FrameGoAway {
+				goaways = append(goaways, ev)
+			}
+		case <-timeout:
+			t.Fatal("no GOAWAY in answer to the client's")
+		}
+	}
+	f.request(t, 3, "GET", "/", true)         // ignored
+	f.writeRaw(func(fr *http2.Framer) error { // WINDOW_UPDATE 0 on the connection: PROTOCOL_ERROR
+		return fr.WriteRawFrame(http2.FrameWindowUpdate, 0, 0, []byte{0, 0, 0, 0})
+	})
+	for ended := false; !ended; {
+		select {
+		case ev, ok := <-f.frames:
+			if !ok {
+				ended = true
+				break
+			}
+			if ev.Type == http2.FrameGoAway {
+				goaways = append(goaways, ev)
+			}
+		case <-timeout:
+			t.Fatal("the connection did not end after the connection error")
+		}
+	}
+	if len(goaways) != 2 || goaways[0].code != http2.ErrCodeNo || goaways[1].code != http2.ErrCodeProtocol {
+		t.Fatalf("GOAWAYs %v, want NO_ERROR then PROTOCOL_ERROR", goaways)
+	}
+	for _, g := range goaways {
+		if g.last != 1 {
+			t.Fatalf("GOAWAY %v with last stream %d, want 1 (stream 3 came after the first GOAWAY)", g.code, g.last)
 		}
 	}
 }

@@ -36,7 +36,9 @@ func bigWriter(done chan<- error, took chan<- time.Duration, before func(http.Re
 
 // An h2 client that stops reading its socket altogether (flow control wide
 // open, so only the socket can stall the server) is cut off by
-// write_timeout, and the handler's write fails.
+// write_timeout, and the handler's write fails. The bounds: of the 64 MiB
+// the handler writes, the server sends less than 16 MiB (what the sockets
+// hold) and the heap and stacks grow by less than 8 MiB.
 func TestH2SlowReaderCutOff(t *testing.T) {
 	done, took := make(chan error, 1), make(chan time.Duration, 1)
 	c := newCore(t, bigWriter(done, took, nil), func(o *Options) { o.WriteTimeout = 300 * time.Millisecond })
@@ -69,6 +71,8 @@ func TestH2SlowReaderCutOff(t *testing.T) {
 	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
 		t.Fatal(err)
 	}
+	heap := watchHeap()
+	wrote0 := c.Stats().BytesWritten
 	// ... and never read again.
 	select {
 	case err := <-done:
@@ -78,6 +82,14 @@ func TestH2SlowReaderCutOff(t *testing.T) {
 		t.Logf("handler write failed after %v: %v", <-took, err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("the handler's writes never failed")
+	}
+	grew, wrote := heap.grew(), c.Stats().BytesWritten-wrote0
+	t.Logf("the server wrote %d KiB; heap and stacks grew %d KiB", wrote>>10, grew>>10)
+	if wrote > 16<<20 {
+		t.Errorf("the server wrote %d KiB to a client that reads nothing, want less than 16 MiB", wrote>>10)
+	}
+	if grew > 8<<20 {
+		t.Errorf("the heap and stacks grew by %d KiB, want less than 8 MiB", grew>>10)
 	}
 }
 
