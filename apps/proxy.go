@@ -162,6 +162,19 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.serve(w, r, nil) }
 
+// noteUpstream names the upstream c reaches to the access log and the
+// per-upstream metrics: the address dialled, or the target for a UNIX
+// socket, whose peer has none.
+func (p *proxy) noteUpstream(w http.ResponseWriter, c *upConn) {
+	if ur, ok := w.(upstreamRecorder); ok {
+		addr := c.addr
+		if addr == "" || addr == "@" {
+			addr = p.target
+		}
+		ur.setUpstream(addr)
+	}
+}
+
 // serve is ServeHTTP for one upstream; alt, set when it is a pool's
 // member, takes the failures another member may answer instead (see
 // poolTry), which then leave w untouched. The pool buffers the body.
@@ -230,15 +243,7 @@ func (p *proxy) serve(w http.ResponseWriter, r *http.Request, alt *poolTry) {
 			}
 			return
 		}
-		if ur, ok := w.(upstreamRecorder); ok {
-			// For the access log and the per-upstream metrics: the address
-			// dialled, or the target for a UNIX socket, whose peer has none.
-			addr := c.addr
-			if addr == "" || addr == "@" {
-				addr = p.target
-			}
-			ur.setUpstream(addr)
-		}
+		p.noteUpstream(w, c)
 		x := exchange{p: p, w: w, r: r, c: c, buf: *bp, upType: upType}
 		x.run(head, body)
 		if x.done {

@@ -143,13 +143,7 @@ func (p *proxy) serveTunnel(w http.ResponseWriter, r *http.Request, proto string
 			}
 			return
 		}
-		if ur, ok := w.(upstreamRecorder); ok {
-			addr := c.addr
-			if addr == "" || addr == "@" {
-				addr = p.target
-			}
-			ur.setUpstream(addr)
-		}
+		p.noteUpstream(w, c)
 		x := exchange{p: p, w: w, r: up, c: c, buf: *bp, upType: "websocket", tunnel: r, wsKey: key}
 		x.run(head, nil)
 		if x.done {
