@@ -152,10 +152,11 @@ func (r *connReader) Read(p []byte) (int, error) {
 // connWriter bounds every write with write_timeout (slow readers) and
 // counts bytes.
 type connWriter struct {
-	nc      net.Conn
-	n       int64
-	dl      writeDeadline
-	handler bool // the handler set its own write deadline (ResponseController)
+	nc       net.Conn
+	n        int64
+	dl       writeDeadline
+	handler  bool // the handler set its own write deadline (ResponseController)
+	timedOut bool // a write timed out: the close resets (see closeTimedOut)
 }
 
 func (w *connWriter) Write(p []byte) (int, error) {
@@ -164,6 +165,9 @@ func (w *connWriter) Write(p []byte) (int, error) {
 	}
 	n, err := w.nc.Write(p)
 	w.n += int64(n)
+	if err != nil && isTimeout(err) {
+		w.timedOut = true
+	}
 	return n, err
 }
 
@@ -516,6 +520,28 @@ func (cn *conn) close() {
 	if cn.bufs != nil {
 		cn.core.putBufs(cn.bufs)
 		cn.bufs = nil
+	}
+	if cn.wr.timedOut {
+		cn.closeTimedOut()
+		return
+	}
+	cn.nc.Close()
+}
+
+// closeTimedOut closes a connection whose write timed out, a client that
+// stopped reading, with a TCP reset, as nginx's reset_timedout_connection
+// does. An orderly close would leave the kernel holding what the socket
+// buffer has (several MiB per connection, autotuned) and trickling it to
+// the client before its FIN; on TLS it would also first write close_notify
+// after a record the deadline may have cut, which the client reads as a
+// record of garbage. The reset frees the buffer and tells the client at
+// once.
+func (cn *conn) closeTimedOut() {
+	if cn.raw != nil {
+		lingerZero(cn.raw)
+	}
+	if tc, ok := cn.nc.(*tls.Conn); ok {
+		tc.NetConn().Close() // no close_notify after a torn record
 	}
 	cn.nc.Close()
 }

@@ -1421,7 +1421,11 @@ func (sc *h2sconn) writeLoop() {
 				sc.dead = true
 				sc.writerStopLocked()
 				sc.mu.Unlock()
-				sc.nc.Close()
+				if isTimeout(err) {
+					sc.cn.closeTimedOut() // a client that stopped reading: reset
+				} else {
+					sc.nc.Close()
+				}
 				return
 			}
 		}

@@ -3,9 +3,11 @@ package httpcore
 import (
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"syscall"
 	"testing"
 	"time"
 
@@ -91,6 +93,48 @@ func TestH2SlowReaderCutOff(t *testing.T) {
 	if grew > 8<<20 {
 		t.Errorf("the heap and stacks grew by %d KiB, want less than 8 MiB", grew>>10)
 	}
+	wantReset(t, raw)
+}
+
+// wantReset reads what is left on a connection the server cut off for a
+// write timeout: the close is a reset, which the client sees within
+// moments. An orderly close would leave the megabytes in the server's
+// socket buffer to trickle through the client's small window before any
+// FIN (and, on TLS, a close_notify after a torn record).
+func wantReset(t *testing.T, raw net.Conn) {
+	t.Helper()
+	raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 64<<10)
+	var err error
+	for err == nil {
+		_, err = raw.Read(buf)
+	}
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("after the write timeout the client's reads ended with %v, want a reset", err)
+	}
+}
+
+// The same for HTTP/1.1: a client that stops reading is cut off by
+// write_timeout with a reset.
+func TestSlowReaderReset(t *testing.T) {
+	done, took := make(chan error, 1), make(chan time.Duration, 1)
+	ts := startServer(t, bigWriter(done, took, nil), func(o *Options) { o.WriteTimeout = 300 * time.Millisecond })
+	raw, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.(*net.TCPConn).SetReadBuffer(4096)
+	io.WriteString(raw, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("64 MiB written to a client that reads nothing")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler's writes never failed")
+	}
+	wantReset(t, raw)
 }
 
 // A handler that sets its own write deadline (http.ResponseController)
