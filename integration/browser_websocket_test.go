@@ -35,12 +35,15 @@ func TestBrowserWebSocket(t *testing.T) {
 const out = document.getElementById("out");
 const got = [];
 const ws = new WebSocket("wss://" + location.host + "/ws/chat", ["chat"]);
-ws.onopen = () => ws.send("ping");
+// Headless Chromium's virtual time stands still only while a fetch is in
+// flight, not for WebSocket messages: /hold answers once the upstream has
+// sent its echo, so the page is not judged before the echo is in.
+ws.onopen = () => { ws.send("ping"); fetch("/hold"); };
 ws.onmessage = (e) => { got.push(e.data); out.textContent = "got:" + got.join("|") + " protocol:" + ws.protocol; };
 ws.onerror = () => { out.textContent = "error"; };
 </script></body></html>`)
 	accessLog := filepath.Join(t.TempDir(), "access.log")
-	p := start(t, "--socket-port", "0", "--mount", "/=dir:"+www, "--mount", "/ws=http://"+up,
+	p := start(t, "--socket-port", "0", "--mount", "/=dir:"+www, "--mount", "/ws=http://"+up, "--mount", "/hold=http://"+up,
 		"--access-log", accessLog)
 	base := p.base("main")
 
@@ -94,15 +97,25 @@ func between(s, a, b string) string {
 // startWSEchoUpstream runs a minimal RFC 6455 server: it answers the
 // Upgrade (checking the key's Accept is computed from what it got, and
 // picking the "chat" subprotocol), sends "hello", then answers every text
-// message m with "echo:m" until the client closes.
+// message m with "echo:m" until the client closes. A plain request (no
+// Upgrade) is answered once an echo has been sent, or after 10s.
 func startWSEchoUpstream(t *testing.T) string {
 	t.Helper()
+	echoed := make(chan struct{}, 16)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get("Sec-WebSocket-Key")
+		if r.Header.Get("Upgrade") == "" {
+			select {
+			case <-echoed:
+			case <-time.After(10 * time.Second):
+			}
+			io.WriteString(w, "held")
+			return
+		}
 		if r.Method != "GET" || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || key == "" {
 			http.Error(w, "not a WebSocket handshake", http.StatusBadRequest)
 			return
@@ -125,6 +138,7 @@ func startWSEchoUpstream(t *testing.T) string {
 			if op == 1 {
 				writeWSText(brw.Writer, "echo:"+string(msg))
 				brw.Flush()
+				echoed <- struct{}{}
 			}
 		}
 	})}
