@@ -380,27 +380,11 @@ func TestH2SpecH2C(t *testing.T) {
 	if testing.Short() {
 		t.Skip("h2spec takes a few seconds")
 	}
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		io.WriteString(w, "the h2spec answer\n")
-	})
-	ts := startServer(t, h, func(o *Options) {
+	ts := startServer(t, h2specHandler(), func(o *Options) {
 		o.H2C = true
 		o.SocketTimeout = 5 * time.Second
 	})
-	_, port, _ := net.SplitHostPort(ts.addr)
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, gobin, "tool", "h2spec", "-o", "2", "-h", "127.0.0.1", "-p", port)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	text := out.String()
-	m := regexp.MustCompile(`(\d+) tests, (\d+) passed, (\d+) skipped, (\d+) failed`).FindStringSubmatch(text)
-	if m == nil {
-		t.Fatalf("h2spec did not run (%v):\n%s", err, text)
-	}
+	m, text := runH2Spec(t, ts.addr)
 	t.Logf("h2spec over h2c: %s", m[0])
 	failures := ""
 	if i := strings.Index(text, "Failures:"); i >= 0 {
