@@ -154,10 +154,16 @@ func parseKeyBlock(b *pem.Block, password []byte) (crypto.Signer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w (%v)", ErrWrongPassword, err)
 		}
-		der = d
+		// A wrong password passes the padding check about once in 256
+		// tries and gives garbage: a key that does not parse then means a
+		// wrong password, as for PKCS#8 below.
+		k, err := parsePlainKey(b.Type, d)
+		if err != nil {
+			return nil, fmt.Errorf("%w (%v)", ErrWrongPassword, err)
+		}
+		return k, nil
 	}
-	switch b.Type {
-	case "ENCRYPTED PRIVATE KEY":
+	if b.Type == "ENCRYPTED PRIVATE KEY" {
 		if password == nil {
 			return nil, fmt.Errorf("%w: set ssl_private_key_password_file, or decrypt it once with: openssl pkey -in KEY -out KEY.plain", ErrEncryptedKey)
 		}
@@ -170,6 +176,13 @@ func parseKeyBlock(b *pem.Block, password []byte) (crypto.Signer, error) {
 			return nil, fmt.Errorf("%w (%v)", ErrWrongPassword, err)
 		}
 		return k, nil
+	}
+	return parsePlainKey(b.Type, der)
+}
+
+// parsePlainKey parses an unencrypted key of PEM type typ.
+func parsePlainKey(typ string, der []byte) (crypto.Signer, error) {
+	switch typ {
 	case "RSA PRIVATE KEY":
 		return asSigner(x509.ParsePKCS1PrivateKey(der))
 	case "EC PRIVATE KEY":
@@ -177,7 +190,7 @@ func parseKeyBlock(b *pem.Block, password []byte) (crypto.Signer, error) {
 	case "PRIVATE KEY":
 		return asSigner(x509.ParsePKCS8PrivateKey(der))
 	}
-	return nil, fmt.Errorf("unsupported key type %q (want RSA, EC or PKCS#8 PRIVATE KEY)", b.Type)
+	return nil, fmt.Errorf("unsupported key type %q (want RSA, EC or PKCS#8 PRIVATE KEY)", typ)
 }
 
 func asSigner[K any](k K, err error) (crypto.Signer, error) {
